@@ -1,0 +1,120 @@
+//! `meshflow-bench`: end-to-end benchmarks of the real `meshflow` binary.
+//!
+//! `meshflow-bench replay --nodes 1000 --duration 10m --workers 1` writes a simulator
+//! trace (once, cached by its parameters), replays it with `meshflow replay` as a child
+//! process, and prints a Markdown row: flow events, wall time, events/s overall and per
+//! worker, and the child's peak RSS (from `getrusage(RUSAGE_CHILDREN)`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use clap::Parser;
+use meshflow_sources::simulator::SimConfig;
+
+#[derive(Parser)]
+#[command(about = "End-to-end meshflow benchmarks")]
+enum Bench {
+    /// sim trace → replay → per-node aggregation → Parquet.
+    Replay {
+        /// Mesh nodes.
+        #[arg(long, default_value_t = 1000)]
+        nodes: usize,
+        /// Simulated duration.
+        #[arg(long, default_value = "10m")]
+        duration: String,
+        /// Worker threads for the replay.
+        #[arg(long, default_value_t = 1)]
+        workers: usize,
+        /// Where traces are cached and output written.
+        #[arg(long, default_value = "bench-data")]
+        dir: PathBuf,
+        /// Replay runs to time (the best is reported).
+        #[arg(long, default_value_t = 3)]
+        runs: usize,
+    },
+}
+
+fn meshflow_bin() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let bin = exe.with_file_name("meshflow");
+    anyhow::ensure!(
+        bin.exists(),
+        "{} is missing: cargo build --release -p meshflow",
+        bin.display()
+    );
+    Ok(bin)
+}
+
+fn peak_rss_of_children_kib() -> i64 {
+    // SAFETY: getrusage only writes into the zeroed struct we pass.
+    unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage);
+        usage.ru_maxrss
+    }
+}
+
+fn trace(dir: &Path, nodes: usize, duration: &str) -> anyhow::Result<(PathBuf, u64)> {
+    let path = dir.join(format!("trace-{nodes}n-{duration}"));
+    let marker = path.join("FLOWS");
+    if let Ok(n) = std::fs::read_to_string(&marker) {
+        return Ok((path, n.trim().parse()?));
+    }
+    let cfg = SimConfig {
+        nodes,
+        duration: duration.parse().map_err(anyhow::Error::msg)?,
+        ..SimConfig::default()
+    };
+    let started = Instant::now();
+    let counts = meshflow::sim::write_trace(cfg, &path)?;
+    eprintln!(
+        "generated {} flows in {:.1}s",
+        counts.flows,
+        started.elapsed().as_secs_f64()
+    );
+    std::fs::write(&marker, counts.flows.to_string())?;
+    Ok((path, counts.flows))
+}
+
+fn main() -> anyhow::Result<()> {
+    match Bench::parse() {
+        Bench::Replay {
+            nodes,
+            duration,
+            workers,
+            dir,
+            runs,
+        } => {
+            let (trace, flows) = trace(&dir, nodes, &duration)?;
+            let bin = meshflow_bin()?;
+            let mut best = f64::MAX;
+            for _ in 0..runs.max(1) {
+                let out = dir.join("out");
+                let started = Instant::now();
+                let status = Command::new(&bin)
+                    .args(["replay"])
+                    .arg(&trace)
+                    .arg("--out")
+                    .arg(&out)
+                    .args(["--workers", &workers.to_string()])
+                    .stdout(std::process::Stdio::null())
+                    .status()?;
+                anyhow::ensure!(status.success(), "meshflow replay failed");
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+            let rate = flows as f64 / best;
+            println!(
+                "| nodes | workers | flow events | best wall s | events/s | events/s/worker | peak RSS MiB |"
+            );
+            println!("|---|---|---|---|---|---|---|");
+            println!(
+                "| {nodes} | {workers} | {flows} | {best:.2} | {:.0} | {:.0} | {:.0} |",
+                rate,
+                rate / workers as f64,
+                peak_rss_of_children_kib() as f64 / 1024.0
+            );
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! End to end: simulator trace → replay → Parquet, read back by pyarrow.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use meshflow_integration::{meshflow, python_json, tree};
+use serde_json::Value;
+
+const TOTALS: &str = r#"
+import sys, json
+import pyarrow.dataset as ds
+trace, out = sys.argv[1], sys.argv[2]
+flows = ds.dataset(trace + "/flows", format="parquet", partitioning="hive").to_table(columns=["src_node", "dst_node", "bytes", "packets"])
+feat = ds.dataset(out + "/node_features", format="parquet", partitioning="hive").to_table()
+sent = flows.group_by("src_node").aggregate([("bytes", "sum"), ("packets", "sum"), ("bytes", "count")])
+recv = flows.group_by("dst_node").aggregate([("bytes", "sum")])
+got = feat.group_by("node").aggregate([("bytes_out", "sum"), ("packets_out", "sum"), ("flows_out", "sum"), ("bytes_in", "sum")])
+def table(t, key, cols):
+    d = t.to_pydict()
+    return {str(k): [d[c][i] for c in cols] for i, k in enumerate(d[key])}
+print(json.dumps({
+    "sent": table(sent, "src_node", ["bytes_sum", "packets_sum", "bytes_count"]),
+    "recv": table(recv, "dst_node", ["bytes_sum"]),
+    "got": table(got, "node", ["bytes_out_sum", "packets_out_sum", "flows_out_sum", "bytes_in_sum"]),
+    "window_end_type": str(feat.schema.field("window_end").type),
+    "rows": feat.num_rows,
+}))
+"#;
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
+
+/// Checks that summing each node's windows gives `copies` times the simulator's own
+/// per-node totals (each flow lies in `length / slide` windows).
+fn assert_totals(trace: &Path, out: &Path, copies: u64) {
+    let r = python_json(TOTALS, &[trace, out]);
+    assert_eq!(r["window_end_type"], "timestamp[ns, tz=UTC]");
+    let got: BTreeMap<String, Vec<u64>> = r["got"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_array().unwrap().iter().map(u).collect()))
+        .collect();
+    let sent = r["sent"].as_object().unwrap();
+    let recv = r["recv"].as_object().unwrap();
+    assert!(
+        sent.len() >= 30,
+        "the trace should cover most nodes: {}",
+        sent.len()
+    );
+    for (node, s) in sent {
+        let s: Vec<u64> = s.as_array().unwrap().iter().map(u).collect();
+        let g = &got[node];
+        assert_eq!(g[0], copies * s[0], "node {node} bytes_out");
+        assert_eq!(g[1], copies * s[1], "node {node} packets_out");
+        assert_eq!(g[2], copies * s[2], "node {node} flows_out");
+    }
+    for (node, bytes) in recv {
+        assert_eq!(got[node][3], copies * u(&bytes[0]), "node {node} bytes_in");
+    }
+}
+
+#[test]
+fn replay_totals_match_the_simulator_and_output_is_identical_across_runs_and_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = meshflow(
+        d,
+        &[
+            "sim",
+            "--out",
+            "trace",
+            "--nodes",
+            "40",
+            "--duration",
+            "3m",
+            "--seed",
+            "7",
+        ],
+        true,
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("flows"),
+        "sim prints what it wrote"
+    );
+    for table in ["flows", "node_metrics", "tcp_events", "ground_truth"] {
+        assert!(
+            !tree(&d.join("trace").join(table)).is_empty(),
+            "trace has {table}/"
+        );
+    }
+
+    write(
+        &d.join("tumbling.toml"),
+        "[window]\nlength = \"10s\"\nslide = \"10s\"\n[sinks.parquet]\nrow_group_rows = 500\n",
+    );
+    meshflow(
+        d,
+        &[
+            "replay",
+            "trace",
+            "--out",
+            "t1",
+            "--workers",
+            "1",
+            "--config",
+            "tumbling.toml",
+        ],
+        true,
+    );
+    meshflow(
+        d,
+        &[
+            "replay",
+            "trace",
+            "--out",
+            "t2",
+            "--workers",
+            "2",
+            "--config",
+            "tumbling.toml",
+        ],
+        true,
+    );
+    meshflow(
+        d,
+        &[
+            "replay",
+            "trace",
+            "--out",
+            "t3",
+            "--workers",
+            "2",
+            "--config",
+            "tumbling.toml",
+        ],
+        true,
+    );
+    let (t1, t2, t3) = (
+        tree(&d.join("t1")),
+        tree(&d.join("t2")),
+        tree(&d.join("t3")),
+    );
+    assert!(
+        t1.len() > 2,
+        "several files: {:?}",
+        t1.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    assert!(
+        t1.iter()
+            .all(|(p, _)| !p.to_string_lossy().contains(".tmp")),
+        "no temporary files remain"
+    );
+    assert!(t1 == t2, "1 and 2 workers give byte-identical output");
+    assert!(t2 == t3, "two runs give byte-identical output");
+    assert_totals(&d.join("trace"), &d.join("t1"), 1);
+
+    // Default sliding windows (10 s sliding by 1 s): every flow lies in 10 windows.
+    let out = meshflow(
+        d,
+        &["replay", "trace", "--out", "s2", "--workers", "2"],
+        true,
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        summary.contains("windows closed: 189"),
+        "180 one-second slides plus 9 trailing windows:\n{summary}"
+    );
+    assert_totals(&d.join("trace"), &d.join("s2"), 10);
+}
+
+#[test]
+fn bad_files_are_named_and_can_be_skipped_without_partial_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    meshflow(
+        d,
+        &[
+            "sim",
+            "--out",
+            "trace",
+            "--nodes",
+            "20",
+            "--duration",
+            "4m",
+            "--seed",
+            "3",
+        ],
+        true,
+    );
+    let files: Vec<_> = tree(&d.join("trace/flows"))
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    assert!(files.len() >= 3, "{files:?}");
+    // A truncated file and a file of another table placed among the flows.
+    let truncated_rel = Path::new("trace/flows").join(&files[1]);
+    let truncated = d.join(&truncated_rel);
+    let bytes = std::fs::read(&truncated).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let metrics = tree(&d.join("trace/node_metrics"));
+    let stray = d.join("trace/flows").join("zz-stray.parquet");
+    std::fs::write(&stray, &metrics[0].1).unwrap();
+
+    let out = meshflow(d, &["replay", "trace", "--out", "o1"], false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&truncated_rel.display().to_string()) && err.contains("--skip-bad-files"),
+        "{err}"
+    );
+
+    let out = meshflow(
+        d,
+        &["replay", "trace", "--out", "o2", "--skip-bad-files"],
+        true,
+    );
+    let summary = String::from_utf8_lossy(&out.stdout);
+    assert!(summary.contains("skipped 2 bad file(s)"), "{summary}");
+    assert!(
+        summary.contains(&truncated_rel.display().to_string()),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("zz-stray.parquet") && summary.contains("column `last_seen` is missing"),
+        "{summary}"
+    );
+    let read = python_json(
+        "import sys, json, pyarrow.dataset as ds\nt = ds.dataset(sys.argv[1], format='parquet', partitioning='hive').to_table()\nprint(json.dumps({'rows': t.num_rows}))",
+        &[&d.join("o2/node_features")],
+    );
+    assert!(read["rows"].as_u64().unwrap() > 0);
+    assert!(
+        tree(&d.join("o2"))
+            .iter()
+            .all(|(p, _)| !p.to_string_lossy().ends_with(".tmp"))
+    );
+}
+
+#[test]
+fn the_default_run_finishes_with_a_summary_and_sql_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = meshflow(d, &["run"], true);
+    let summary = String::from_utf8_lossy(&out.stdout);
+    for expected in [
+        "events in:",
+        "windows closed: 609",
+        "rows written: node_features",
+        "next: meshflow sql",
+    ] {
+        assert!(
+            summary.contains(expected),
+            "missing `{expected}` in:\n{summary}"
+        );
+    }
+    let out = meshflow(
+        d,
+        &[
+            "sql",
+            "SELECT count(DISTINCT node) AS nodes, min(date) AS day FROM node_features",
+        ],
+        true,
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("| 50 ") && table.contains("2026-01-01"),
+        "{table}"
+    );
+    let out = meshflow(d, &["sql", "SELECT * FROM no_such_table"], false);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("available tables: node_features"));
+}
+
+#[test]
+fn validate_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("bad.toml"),
+        "[job]\nworkers = 2\n[sources.a]\ntype = \"simulator\"\nnodes = 10\n[window]\nslide = \"3s\"\n",
+    );
+    let out = meshflow(d, &["validate", "bad.toml"], false);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("window.length"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write(&d.join("typo.toml"), "[sinks.parquet]\npaht = \"x\"\n");
+    let out = meshflow(d, &["validate", "typo.toml"], false);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `paht`"));
+    let out = meshflow(
+        d,
+        &[
+            "validate",
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../meshflow.example.toml"),
+        ],
+        true,
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
+}

@@ -1,0 +1,85 @@
+//! Configuration parsing and validation.
+
+use super::*;
+
+fn example() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../meshflow.example.toml"
+    ))
+    .unwrap()
+}
+
+#[test]
+fn the_example_documents_the_defaults_and_validates() {
+    let cfg = JobConfig::parse(&example()).unwrap();
+    cfg.validate().unwrap();
+    assert_eq!(
+        cfg,
+        JobConfig::embedded_default(),
+        "the example must show exactly the defaults"
+    );
+}
+
+#[test]
+fn unknown_keys_are_rejected_with_their_name() {
+    for (text, key) in [
+        ("[job]\nworkerz = 2\n", "workerz"),
+        ("[window]\nlenght = \"10s\"\n", "lenght"),
+        ("[sources.a]\ntype = \"simulator\"\nnodez = 3\n", "nodez"),
+        ("[sinks.parquet]\nrow_groups = 3\n", "row_groups"),
+        ("[sinks.kafka]\n", "kafka"),
+    ] {
+        let err = JobConfig::parse(text).unwrap_err();
+        assert!(
+            err.contains(&format!("unknown field `{key}`")),
+            "{text}: {err}"
+        );
+    }
+    let err = JobConfig::parse("[sources.a]\ntype = \"carrier_pigeon\"\n").unwrap_err();
+    assert!(err.contains("carrier_pigeon"), "{err}");
+}
+
+#[test]
+fn invalid_values_name_the_key_and_reason() {
+    let cases = [
+        (
+            "[job]\nworkers = 0\n[sources.a]\ntype = \"simulator\"\n",
+            "job.workers is 0",
+        ),
+        (
+            "[window]\nlength = \"10s\"\nslide = \"3s\"\n[sources.a]\ntype = \"simulator\"\n",
+            "window.length",
+        ),
+        (
+            "[window]\nslide = \"1500ms\"\n[sources.a]\ntype = \"simulator\"\n",
+            "window.slide",
+        ),
+        (
+            "[job]\nlateness = \"1500ms\"\n[sources.a]\ntype = \"simulator\"\n",
+            "job.lateness",
+        ),
+        (
+            "[sinks.parquet]\nroll_interval = \"7m\"\n[sources.a]\ntype = \"simulator\"\n",
+            "sinks.parquet.roll_interval",
+        ),
+        (
+            "[sources.a]\ntype = \"simulator\"\nnodes = 1\n",
+            "sources.a",
+        ),
+        ("[job]\nworkers = 1\n", "sources is empty"),
+    ];
+    for (text, expected) in cases {
+        let err = JobConfig::parse(text)
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with(expected), "{text}: {err}");
+    }
+    let err = JobConfig::parse("[job]\nepoch = \"1 fortnight\"\n").unwrap_err();
+    assert!(
+        err.contains("epoch") && err.contains("unknown unit"),
+        "{err}"
+    );
+}

@@ -1,0 +1,196 @@
+//! One worker's share of each configured source, as batches of flows with a watermark.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use meshflow_operators::window::WindowSpec;
+use meshflow_schemas::{Counters, TimestampNs};
+use meshflow_sources::replay::{
+    FlowColumns, ReplayError, ReplayPlan, ReplayUnit, SkippedFile, read_flow_columns,
+};
+use meshflow_sources::simulator::{SimPartition, Simulator, Tick};
+
+/// What a source shares between its workers (built once per process).
+pub enum SharedSource {
+    /// A simulator; each worker generates its own nodes.
+    Simulator {
+        /// The source's name in the config.
+        name: String,
+        /// The simulator (topology and fault schedule).
+        sim: Arc<Simulator>,
+        /// Whether to pace ticks to wall-clock time.
+        realtime: bool,
+    },
+    /// A planned trace; each worker reads its own row groups.
+    Replay {
+        /// The source's name in the config.
+        name: String,
+        /// The planned row groups.
+        plan: Arc<ReplayPlan>,
+        /// Skip unreadable row groups instead of failing.
+        skip_bad_files: bool,
+    },
+}
+
+impl SharedSource {
+    /// The source's name.
+    pub fn name(&self) -> &str {
+        match self {
+            SharedSource::Simulator { name, .. } | SharedSource::Replay { name, .. } => name,
+        }
+    }
+}
+
+/// One worker's reader of one source.
+pub enum WorkerSource {
+    /// Generates this worker's simulator nodes, tick by tick.
+    Simulator {
+        /// The partition.
+        partition: Box<SimPartition>,
+        /// Reused tick buffer.
+        tick: Tick,
+        /// Tick width.
+        tick_ns: i64,
+        /// Wall-clock pacing: (wall start, simulated start), when real-time.
+        pace: Option<(Instant, TimestampNs)>,
+        /// End of the last generated tick, as a watermark.
+        watermark: Option<TimestampNs>,
+        /// Whether generation is over.
+        done: bool,
+    },
+    /// Reads this worker's row groups in order.
+    Replay {
+        /// Units still to read.
+        units: std::vec::IntoIter<ReplayUnit>,
+        /// Skip unreadable units.
+        skip_bad_files: bool,
+        /// Units skipped, shared for the summary.
+        skipped: Arc<Mutex<Vec<SkippedFile>>>,
+        /// Newest event time read so far.
+        newest: Option<TimestampNs>,
+        /// Whether every unit has been read.
+        done: bool,
+    },
+}
+
+impl WorkerSource {
+    /// This worker's share of a shared source.
+    pub fn new(
+        shared: &SharedSource,
+        index: usize,
+        peers: usize,
+        skipped: Arc<Mutex<Vec<SkippedFile>>>,
+    ) -> Self {
+        match shared {
+            SharedSource::Simulator { sim, realtime, .. } => WorkerSource::Simulator {
+                partition: Box::new(sim.partition(index, peers)),
+                tick: Tick::default(),
+                tick_ns: sim.tick_ns(),
+                pace: realtime.then(|| (Instant::now(), sim.start_time())),
+                watermark: None,
+                done: false,
+            },
+            SharedSource::Replay {
+                plan,
+                skip_bad_files,
+                ..
+            } => WorkerSource::Replay {
+                units: plan
+                    .for_worker(index, peers)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+                skip_bad_files: *skip_bad_files,
+                skipped,
+                newest: None,
+                done: false,
+            },
+        }
+    }
+
+    /// Appends the next batch of flows to `out`; returns `false` once exhausted.
+    /// `counters` receives what was read and what had to be skipped.
+    pub fn next_batch(
+        &mut self,
+        out: &mut FlowColumns,
+        counters: &Counters,
+    ) -> Result<bool, ReplayError> {
+        match self {
+            WorkerSource::Simulator {
+                partition,
+                tick,
+                tick_ns,
+                pace,
+                watermark,
+                done,
+            } => {
+                if *done || !partition.next_tick(tick) {
+                    *done = true;
+                    return Ok(false);
+                }
+                let end = TimestampNs(tick.start.0 + *tick_ns);
+                if let Some((wall, sim_start)) = pace {
+                    let due = *wall + Duration::from_nanos((end.0 - sim_start.0).max(0) as u64);
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                }
+                for f in &tick.flows {
+                    out.push(f);
+                }
+                counters.add_received(tick.flows.len() as u64);
+                *watermark = Some(end);
+                Ok(true)
+            }
+            WorkerSource::Replay {
+                units,
+                skip_bad_files,
+                skipped,
+                newest,
+                done,
+            } => loop {
+                let Some(unit) = units.next() else {
+                    *done = true;
+                    return Ok(false);
+                };
+                let before = out.len();
+                match read_flow_columns(&unit, out) {
+                    Ok(()) => {
+                        let read = &out.last_seen[before..];
+                        counters.add_received(read.len() as u64);
+                        if let Some(max) = read.iter().max() {
+                            *newest = Some((*newest).map_or(*max, |n| n.max(*max)));
+                        }
+                        return Ok(true);
+                    }
+                    Err(e) if *skip_bad_files => {
+                        out.truncate(before);
+                        counters.add_errored(unit.rows);
+                        tracing::warn!(error = %e, "skipping unreadable row group");
+                        skipped.lock().expect("skipped list").push(SkippedFile {
+                            path: unit.path.clone(),
+                            reason: format!("row group {}: {e}", unit.row_group),
+                        });
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
+        }
+    }
+
+    /// The epoch below which this source will produce nothing more, or `None` once
+    /// it is exhausted (it then holds nothing back).
+    pub fn watermark(&self, spec: &WindowSpec, lateness: u64) -> Option<u64> {
+        match self {
+            WorkerSource::Simulator { done: true, .. }
+            | WorkerSource::Replay { done: true, .. } => None,
+            WorkerSource::Simulator { watermark, .. } => {
+                Some(watermark.and_then(|t| spec.epoch_of(t)).unwrap_or(0))
+            }
+            WorkerSource::Replay { newest, .. } => Some(
+                newest
+                    .and_then(|t| spec.epoch_of(t))
+                    .unwrap_or(0)
+                    .saturating_sub(lateness),
+            ),
+        }
+    }
+}

@@ -1,0 +1,91 @@
+//! The timely operator that hands closed windows to the Parquet sink.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use meshflow_schemas::{ArrowRecord, Counters};
+use meshflow_sinks::parquet::{ParquetSinkConfig, TableWriter};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::generic::Operator;
+
+/// Shared, process-local record of what the writers did, for the summary.
+#[derive(Default)]
+pub struct WriteReport {
+    /// The first error any writer hit; writing stops on every worker after it.
+    pub error: Mutex<Option<String>>,
+    /// Window ends written.
+    pub windows: Mutex<BTreeSet<u64>>,
+}
+
+/// Routes rows to the worker that owns their bucket and writes each complete window,
+/// sorted by `sort_key`, into that bucket's files. Which worker writes a bucket does
+/// not change the files, so output is identical for any worker count.
+pub fn write_parquet<'s, R>(
+    rows: Stream<'s, u64, Vec<R>>,
+    dir: PathBuf,
+    cfg: ParquetSinkConfig,
+    counters: Arc<Counters>,
+    report: Arc<WriteReport>,
+    bucket_and_key: fn(&R, u32) -> (u32, u64),
+) where
+    R: ArrowRecord + Serialize + DeserializeOwned + Send + Sync,
+{
+    let buckets = cfg.buckets;
+    let route = Exchange::new(move |r: &R| u64::from(bucket_and_key(r, buckets).0));
+    let mut pending: BTreeMap<u64, Vec<R>> = BTreeMap::new();
+    let mut writers: BTreeMap<u32, TableWriter<R>> = BTreeMap::new();
+    let mut finished = false;
+    rows.sink(route, "ParquetWriter", move |(input, frontier)| {
+        input.for_each(|cap, data| {
+            if let Some(time) = cap.least() {
+                pending.entry(*time).or_default().append(data);
+            }
+        });
+        if report.error.lock().expect("report lock").is_some() {
+            pending.clear();
+            return;
+        }
+        let fail = |e: String| {
+            report.error.lock().expect("report lock").get_or_insert(e);
+        };
+        while let Some(entry) = pending.first_entry() {
+            if frontier.less_equal(entry.key()) {
+                break;
+            }
+            let (window, mut rows) = entry.remove_entry();
+            rows.sort_by_key(|r| bucket_and_key(r, buckets));
+            let mut group = Vec::new();
+            let mut rows = rows.into_iter().peekable();
+            while let Some(row) = rows.next() {
+                let bucket = bucket_and_key(&row, buckets).0;
+                group.push(row);
+                if rows
+                    .peek()
+                    .is_some_and(|next| bucket_and_key(next, buckets).0 == bucket)
+                {
+                    continue;
+                }
+                let writer = writers.entry(bucket).or_insert_with(|| {
+                    TableWriter::new(dir.clone(), bucket, &cfg, counters.clone())
+                });
+                if let Err(e) = writer.write(group.drain(..)) {
+                    fail(e.to_string());
+                    return;
+                }
+            }
+            report.windows.lock().expect("report lock").insert(window);
+        }
+        if frontier.is_empty() && !finished {
+            finished = true;
+            for writer in writers.values_mut() {
+                if let Err(e) = writer.finish() {
+                    fail(e.to_string());
+                }
+            }
+        }
+    });
+}

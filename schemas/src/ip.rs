@@ -1,0 +1,127 @@
+//! IP addresses and mesh node identifiers.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// An IP address as 16 bytes (IPv4 is stored IPv4-mapped), Arrow `FixedSizeBinary(16)`.
+///
+/// Fixed width keeps flow records allocation-free on the hot path.
+#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ip16(pub [u8; 16]);
+
+impl Ip16 {
+    /// Converts to a standard address, unmapping IPv4.
+    pub fn to_ip(self) -> IpAddr {
+        let v6 = Ipv6Addr::from(self.0);
+        match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(v6),
+        }
+    }
+}
+
+impl From<IpAddr> for Ip16 {
+    fn from(ip: IpAddr) -> Self {
+        match ip {
+            IpAddr::V4(v4) => Ip16(v4.to_ipv6_mapped().octets()),
+            IpAddr::V6(v6) => Ip16(v6.octets()),
+        }
+    }
+}
+
+impl From<Ipv4Addr> for Ip16 {
+    fn from(ip: Ipv4Addr) -> Self {
+        IpAddr::V4(ip).into()
+    }
+}
+
+impl fmt::Display for Ip16 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_ip().fmt(f)
+    }
+}
+
+impl fmt::Debug for Ip16 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.to_ip().fmt(f)
+    }
+}
+
+impl FromStr for Ip16 {
+    type Err = std::net::AddrParseError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(IpAddr::from_str(s)?.into())
+    }
+}
+
+impl Serialize for Ip16 {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Ip16 {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Tag bits of a node id derived from an IPv4 address.
+const IPV4_TAG: u64 = 0x0400_0000_0000_0000;
+/// Tag bit of a node id derived (by hash) from an IPv6 address.
+const IPV6_TAG: u64 = 0x8000_0000_0000_0000;
+
+/// The default mesh node id of an IP address: IPv4 is kept readable and reversible,
+/// IPv6 is hashed (FNV-1a) into 63 bits.
+pub fn node_id_of_ip(ip: IpAddr) -> u64 {
+    match Ip16::from(ip).to_ip() {
+        IpAddr::V4(v4) => IPV4_TAG | u64::from(u32::from(v4)),
+        IpAddr::V6(v6) => {
+            let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+            for b in v6.octets() {
+                h ^= u64::from(b);
+                h = h.wrapping_mul(0x0100_0000_01b3);
+            }
+            IPV6_TAG | (h >> 1)
+        }
+    }
+}
+
+/// A human-readable label for a node id: `n17` for simulator nodes, the address
+/// for IPv4-derived ids, `v6:<hex>` for hashed IPv6 ids.
+pub fn node_label(node: u64) -> String {
+    if node & IPV6_TAG != 0 {
+        format!("v6:{:015x}", node & !IPV6_TAG)
+    } else if node & IPV4_TAG != 0 && node >> 32 == IPV4_TAG >> 32 {
+        Ipv4Addr::from((node & 0xffff_ffff) as u32).to_string()
+    } else {
+        format!("n{node}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv4_round_trips_through_ip16_and_node_ids() {
+        let ip: IpAddr = "10.1.2.3".parse().unwrap();
+        assert_eq!(Ip16::from(ip).to_ip(), ip);
+        assert_eq!(node_label(node_id_of_ip(ip)), "10.1.2.3");
+        assert_eq!(node_label(17), "n17");
+    }
+
+    #[test]
+    fn ipv6_ids_are_tagged_and_stable() {
+        let ip: IpAddr = "fd00::1".parse().unwrap();
+        let id = node_id_of_ip(ip);
+        assert_eq!(id, node_id_of_ip(ip));
+        assert!(node_label(id).starts_with("v6:"));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(node_label(node_id_of_ip(mapped)), "10.0.0.1");
+    }
+}

@@ -1,0 +1,209 @@
+//! Tests of the Parquet sink's layout, atomicity and determinism.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use meshflow_schemas::{ArrowRecord, Counters, NodeMetric, TimestampNs};
+
+use super::*;
+
+const HOUR_NS: i64 = 3_600_000_000_000;
+const T0: i64 = 1_767_225_600_000_000_000; // 2026-01-01T00:00:00Z
+
+fn metric(t: i64, node: u64) -> NodeMetric {
+    NodeMetric {
+        time: TimestampNs(t),
+        node,
+        metric: "rtt_ms".into(),
+        value: node as f64 * 0.5,
+    }
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p)
+            } else {
+                out.push(p)
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn read_rows(path: &Path) -> (Vec<NodeMetric>, usize) {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap();
+    let groups = reader.metadata().num_row_groups();
+    let rows = reader
+        .build()
+        .unwrap()
+        .flat_map(|b| NodeMetric::from_batch(&b.unwrap()).unwrap())
+        .collect();
+    (rows, groups)
+}
+
+fn cfg(root: &Path) -> ParquetSinkConfig {
+    ParquetSinkConfig {
+        path: root.to_path_buf(),
+        row_group_rows: 3,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn rows_land_in_hive_partitions_rolled_by_span_with_row_groups() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path());
+    let dir = prepare_table_dir(tmp.path(), NodeMetric::TABLE, cfg.mode).unwrap();
+    let counters = Counters::shared();
+    let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 1, &cfg, counters.clone());
+    let rows: Vec<NodeMetric> = (0..7)
+        .map(|i| metric(T0 + i * 10_000_000_000, i as u64))
+        .collect();
+    // 0..60 s is span 0 (6 rows), 60 s is span 1; then one row in the next hour.
+    w.write(rows.clone()).unwrap();
+    w.write([metric(T0 + HOUR_NS + 5, 9)]).unwrap();
+    w.finish().unwrap();
+
+    let names: Vec<String> = files(&dir)
+        .iter()
+        .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "date=2026-01-01/hour=00/part-01767225600-0001.parquet",
+            "date=2026-01-01/hour=00/part-01767225660-0001.parquet",
+            "date=2026-01-01/hour=01/part-01767229200-0001.parquet",
+        ]
+    );
+    let (first, groups) = read_rows(&files(&dir)[0]);
+    assert_eq!(first, rows[..6]);
+    assert_eq!(
+        groups, 2,
+        "6 rows with row_group_rows = 3 make two row groups"
+    );
+    assert_eq!(read_rows(&files(&dir)[1]).0, rows[6..]);
+    assert_eq!(counters.snapshot().sent, 8);
+}
+
+#[test]
+fn out_of_order_rows_are_refused_not_written() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path());
+    let dir = prepare_table_dir(tmp.path(), "t", cfg.mode).unwrap();
+    let mut w = TableWriter::<NodeMetric>::new(dir, 0, &cfg, Counters::shared());
+    w.write([metric(T0 + 120_000_000_000, 1)]).unwrap();
+    let err = w.write([metric(T0, 2)]).unwrap_err();
+    assert!(err.to_string().contains("arrived after"), "{err}");
+}
+
+#[test]
+fn an_unfinished_file_is_never_visible() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path());
+    let dir = prepare_table_dir(tmp.path(), "t", cfg.mode).unwrap();
+    let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 0, &cfg, Counters::shared());
+    w.write((0..5).map(|i| metric(T0 + i, i as u64))).unwrap();
+    let during = files(&dir);
+    assert!(
+        during
+            .iter()
+            .all(|p| p.file_name().unwrap().to_string_lossy().starts_with('.')),
+        "{during:?}"
+    );
+    drop(w);
+    assert!(
+        files(&dir).is_empty(),
+        "dropping an unfinished writer removes its temporary file"
+    );
+}
+
+#[test]
+fn write_modes_and_stale_temporaries() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("t").join("date=2026-01-01").join("hour=00");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(dir.join(".part-1-0000.parquet.tmp"), b"partial").unwrap();
+    prepare_table_dir(tmp.path(), "t", WriteMode::ErrorIfExists).unwrap();
+    assert!(
+        files(&tmp.path().join("t")).is_empty(),
+        "stale temporaries are removed"
+    );
+
+    fs::write(dir.join("part-1-0000.parquet"), b"old").unwrap();
+    let err = prepare_table_dir(tmp.path(), "t", WriteMode::ErrorIfExists).unwrap_err();
+    assert!(err.to_string().contains("already holds output"), "{err}");
+    prepare_table_dir(tmp.path(), "t", WriteMode::Overwrite).unwrap();
+    assert!(
+        files(&tmp.path().join("t")).is_empty(),
+        "overwrite clears earlier output"
+    );
+}
+
+#[test]
+fn identical_rows_give_identical_bytes_whatever_the_call_pattern() {
+    let rows: Vec<NodeMetric> = (0..50)
+        .map(|i| metric(T0 + i * 1_000_000_000, i as u64 % 7))
+        .collect();
+    let mut outputs = Vec::new();
+    for chunk in [1, 7, 50] {
+        let tmp = tempfile::tempdir().unwrap();
+        let cfg = cfg(tmp.path());
+        let dir = prepare_table_dir(tmp.path(), "t", cfg.mode).unwrap();
+        let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 0, &cfg, Counters::shared());
+        for c in rows.chunks(chunk) {
+            w.write(c.to_vec()).unwrap();
+        }
+        w.finish().unwrap();
+        outputs.push(
+            files(&dir)
+                .iter()
+                .map(|p| fs::read(p).unwrap())
+                .collect::<Vec<_>>(),
+        );
+    }
+    assert_eq!(outputs[0], outputs[1]);
+    assert_eq!(outputs[0], outputs[2]);
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let mut c = ParquetSinkConfig {
+        roll_interval: "7m".parse().unwrap(),
+        ..Default::default()
+    };
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("sinks.parquet.roll_interval is 7m")
+    );
+    c.roll_interval = "5m".parse().unwrap();
+    c.buckets = 0;
+    assert!(
+        c.validate()
+            .unwrap_err()
+            .to_string()
+            .starts_with("sinks.parquet.buckets")
+    );
+    let err = toml::from_str::<ParquetSinkConfig>("pathh = \"x\"")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("unknown field `pathh`"), "{err}");
+}
+
+#[test]
+fn write_table_sorts_small_tables() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path());
+    let dir = write_table(tmp.path(), vec![metric(T0 + 2, 2), metric(T0 + 1, 1)], &cfg).unwrap();
+    let (rows, _) = read_rows(&files(&dir)[0]);
+    assert_eq!(rows, vec![metric(T0 + 1, 1), metric(T0 + 2, 2)]);
+}

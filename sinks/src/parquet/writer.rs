@@ -1,0 +1,250 @@
+//! Writing one table's rows into rolled, atomically renamed Parquet files.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use meshflow_schemas::{ArrowRecord, Counters, TimestampNs};
+
+use super::{ParquetSinkConfig, SinkError, WriteMode};
+
+fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SinkError + 'a {
+    move |source| SinkError::Io {
+        action,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Creates `root/table`, applies the write mode, and removes temporary files a crash
+/// may have left. Call it once per table before any writer starts.
+pub fn prepare_table_dir(root: &Path, table: &str, mode: WriteMode) -> Result<PathBuf, SinkError> {
+    let dir = root.join(table);
+    if dir.exists() {
+        match mode {
+            WriteMode::Overwrite => {
+                fs::remove_dir_all(&dir).map_err(io("removing earlier output", &dir))?
+            }
+            WriteMode::ErrorIfExists => {
+                if contains_parquet(&dir)? {
+                    return Err(SinkError::Exists { path: dir });
+                }
+                remove_temporaries(&dir)?;
+            }
+        }
+    }
+    fs::create_dir_all(&dir).map_err(io("creating", &dir))?;
+    Ok(dir)
+}
+
+fn walk(
+    dir: &Path,
+    visit: &mut dyn FnMut(&Path) -> Result<(), SinkError>,
+) -> Result<(), SinkError> {
+    for entry in fs::read_dir(dir).map_err(io("listing", dir))? {
+        let path = entry.map_err(io("listing", dir))?.path();
+        if path.is_dir() {
+            walk(&path, visit)?;
+        } else {
+            visit(&path)?;
+        }
+    }
+    Ok(())
+}
+
+fn contains_parquet(dir: &Path) -> Result<bool, SinkError> {
+    let mut found = false;
+    walk(dir, &mut |p| {
+        found |= p.extension().is_some_and(|e| e == "parquet");
+        Ok(())
+    })?;
+    Ok(found)
+}
+
+fn remove_temporaries(dir: &Path) -> Result<(), SinkError> {
+    walk(dir, &mut |p| {
+        if p.extension().is_some_and(|e| e == "tmp") {
+            fs::remove_file(p).map_err(io("removing stale temporary", p))?;
+        }
+        Ok(())
+    })
+}
+
+struct OpenFile {
+    span: i64,
+    tmp: PathBuf,
+    dest: PathBuf,
+    writer: ArrowWriter<File>,
+}
+
+/// Writes one bucket of one table: rows must arrive in non-decreasing event time.
+///
+/// Rows are buffered into row groups of `row_group_rows`; a file is closed and
+/// renamed into place when a row of a later span arrives, or at [`TableWriter::finish`].
+/// File contents depend only on the rows, never on timing or worker count.
+pub struct TableWriter<R: ArrowRecord> {
+    dir: PathBuf,
+    bucket: u32,
+    roll_ns: i64,
+    row_group_rows: usize,
+    props: WriterProperties,
+    open: Option<OpenFile>,
+    buffer: Vec<R>,
+    counters: Arc<Counters>,
+}
+
+impl<R: ArrowRecord> TableWriter<R> {
+    /// A writer for `bucket` into the prepared table folder `dir`.
+    pub fn new(
+        dir: PathBuf,
+        bucket: u32,
+        cfg: &ParquetSinkConfig,
+        counters: Arc<Counters>,
+    ) -> Self {
+        let level = ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default();
+        let props = WriterProperties::builder()
+            .set_compression(Compression::ZSTD(level))
+            .set_max_row_group_row_count(Some(cfg.row_group_rows))
+            .set_statistics_enabled(EnabledStatistics::Page)
+            .build();
+        Self {
+            dir,
+            bucket,
+            roll_ns: cfg.roll_interval.as_nanos_i64(),
+            row_group_rows: cfg.row_group_rows,
+            props,
+            open: None,
+            buffer: Vec::new(),
+            counters,
+        }
+    }
+
+    /// Appends rows (in non-decreasing event time), rolling files at span boundaries.
+    pub fn write(&mut self, rows: impl IntoIterator<Item = R>) -> Result<(), SinkError> {
+        for row in rows {
+            let time = row.event_time();
+            let span = time.0.div_euclid(self.roll_ns) * self.roll_ns;
+            match self.open.as_ref().map(|f| f.span) {
+                Some(open) if open == span => {}
+                Some(open) if open > span => {
+                    return Err(SinkError::OutOfOrder {
+                        table: R::TABLE,
+                        time,
+                    });
+                }
+                _ => {
+                    self.close_file()?;
+                    self.open = Some(self.open_file(span)?);
+                }
+            }
+            self.counters.add_received(1);
+            self.buffer.push(row);
+            if self.buffer.len() >= self.row_group_rows {
+                self.flush_row_group()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Completes the open file, if any, and renames it into place.
+    pub fn finish(&mut self) -> Result<(), SinkError> {
+        self.close_file()
+    }
+
+    fn open_file(&self, span: i64) -> Result<OpenFile, SinkError> {
+        let (date, hour) = TimestampNs(span).date_hour();
+        let folder = self
+            .dir
+            .join(format!("date={date}"))
+            .join(format!("hour={hour:02}"));
+        fs::create_dir_all(&folder).map_err(io("creating", &folder))?;
+        let name = format!(
+            "part-{:011}-{:04}.parquet",
+            span.div_euclid(1_000_000_000),
+            self.bucket
+        );
+        let dest = folder.join(&name);
+        let tmp = folder.join(format!(".{name}.tmp"));
+        let file = File::create(&tmp).map_err(io("creating", &tmp))?;
+        let writer = ArrowWriter::try_new(file, R::schema(), Some(self.props.clone())).map_err(
+            |source| SinkError::Parquet {
+                path: tmp.clone(),
+                source,
+            },
+        )?;
+        Ok(OpenFile {
+            span,
+            tmp,
+            dest,
+            writer,
+        })
+    }
+
+    fn flush_row_group(&mut self) -> Result<(), SinkError> {
+        let Some(file) = self.open.as_mut() else {
+            return Ok(());
+        };
+        if self.buffer.is_empty() {
+            return Ok(());
+        }
+        let batch = R::to_batch(&self.buffer);
+        let parquet = |source| SinkError::Parquet {
+            path: file.tmp.clone(),
+            source,
+        };
+        file.writer.write(&batch).map_err(parquet)?;
+        file.writer.flush().map_err(|source| SinkError::Parquet {
+            path: file.tmp.clone(),
+            source,
+        })?;
+        self.counters.add_sent(self.buffer.len() as u64);
+        self.buffer.clear();
+        Ok(())
+    }
+
+    fn close_file(&mut self) -> Result<(), SinkError> {
+        self.flush_row_group()?;
+        let Some(OpenFile {
+            tmp, dest, writer, ..
+        }) = self.open.take()
+        else {
+            return Ok(());
+        };
+        let file = writer.into_inner().map_err(|source| SinkError::Parquet {
+            path: tmp.clone(),
+            source,
+        })?;
+        file.sync_all().map_err(io("syncing", &tmp))?;
+        drop(file);
+        fs::rename(&tmp, &dest).map_err(io("renaming into place", &dest))?;
+        Ok(())
+    }
+}
+
+impl<R: ArrowRecord> Drop for TableWriter<R> {
+    fn drop(&mut self) {
+        if let Some(file) = self.open.take() {
+            // Unfinished output is never renamed into place; remove the partial file.
+            drop(file.writer);
+            let _ = fs::remove_file(&file.tmp);
+        }
+    }
+}
+
+/// Writes a whole table in one go (prepare, sort by event time, write, finish):
+/// for small tables such as the simulator's ground truth.
+pub fn write_table<R: ArrowRecord>(
+    root: &Path,
+    mut rows: Vec<R>,
+    cfg: &ParquetSinkConfig,
+) -> Result<PathBuf, SinkError> {
+    let dir = prepare_table_dir(root, R::TABLE, cfg.mode)?;
+    rows.sort_by_key(|r| r.event_time());
+    let mut writer = TableWriter::<R>::new(dir.clone(), 0, cfg, Counters::shared());
+    writer.write(rows)?;
+    writer.finish()?;
+    Ok(dir)
+}

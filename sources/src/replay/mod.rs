@@ -1,0 +1,37 @@
+//! Replay of historical Parquet traces.
+//!
+//! A trace is a folder with one sub-folder per event kind (`flows/`, `node_metrics/`,
+//! `tcp_events/`, ..., plus `ground_truth/` from the simulator), each holding Parquet
+//! files, possibly in Hive partitions. [`ReplayPlan`] lists a table's row groups in
+//! path order (which is event-time order for traces meshflow writes) and deals them
+//! round-robin to workers, so every worker reads its own share and all advance
+//! through event time together.
+
+mod plan;
+mod read;
+
+pub use plan::{ReplayPlan, ReplayUnit, SkippedFile};
+pub use read::{FLOW_COLUMNS, FlowColumns, read_flow_columns};
+
+use std::path::PathBuf;
+
+/// Why a trace cannot be replayed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    /// The trace folder or table folder is missing or unreadable.
+    #[error("{path}: {reason}")]
+    Trace {
+        /// The folder.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// One file is corrupt or does not match the table's schema.
+    #[error("bad file {path}: {reason} (use --skip-bad-files to replay the rest)")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}

@@ -1,0 +1,117 @@
+//! Reading the columns of a flow trace that the dataflow needs.
+
+use std::fs::File;
+
+use datafusion::parquet::arrow::ProjectionMask;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use meshflow_schemas::field::{ArrowField, ColumnRef};
+use meshflow_schemas::{ArrowRecord, FlowRecord, TimestampNs};
+
+use super::{ReplayError, ReplayUnit};
+
+/// The flow columns the traffic dataflow reads, as plain vectors (struct of arrays).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct FlowColumns {
+    /// Event time of each flow (`last_seen`).
+    pub last_seen: Vec<TimestampNs>,
+    /// Sending node.
+    pub src_node: Vec<u64>,
+    /// Receiving node.
+    pub dst_node: Vec<u64>,
+    /// Bytes.
+    pub bytes: Vec<u64>,
+    /// Packets.
+    pub packets: Vec<u64>,
+}
+
+/// Names of the flow columns the replay reads (projection pushdown).
+pub const FLOW_COLUMNS: [&str; 5] = ["last_seen", "src_node", "dst_node", "bytes", "packets"];
+
+impl FlowColumns {
+    /// Number of flows.
+    pub fn len(&self) -> usize {
+        self.last_seen.len()
+    }
+
+    /// Whether there are no flows.
+    pub fn is_empty(&self) -> bool {
+        self.last_seen.is_empty()
+    }
+
+    /// Removes all flows, keeping capacity.
+    pub fn clear(&mut self) {
+        self.truncate(0);
+    }
+
+    /// Keeps the first `len` flows.
+    pub fn truncate(&mut self, len: usize) {
+        self.last_seen.truncate(len);
+        self.src_node.truncate(len);
+        self.dst_node.truncate(len);
+        self.bytes.truncate(len);
+        self.packets.truncate(len);
+    }
+
+    /// Appends one flow record.
+    pub fn push(&mut self, f: &FlowRecord) {
+        self.last_seen.push(f.last_seen);
+        self.src_node.push(f.src_node);
+        self.dst_node.push(f.dst_node);
+        self.bytes.push(f.bytes);
+        self.packets.push(f.packets);
+    }
+}
+
+fn column<T: ArrowField>(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+    name: &'static str,
+) -> Result<Vec<T>, String> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| format!("column `{name}` is missing"))?;
+    T::from_array(
+        array,
+        ColumnRef {
+            table: FlowRecord::TABLE,
+            column: name,
+        },
+    )
+    .map_err(|e| e.to_string())
+}
+
+/// Reads one row group's flow columns, appending to `out`. On error `out` may hold part
+/// of the unit; callers discard it.
+pub fn read_flow_columns(unit: &ReplayUnit, out: &mut FlowColumns) -> Result<(), ReplayError> {
+    let bad = |reason: String| ReplayError::BadFile {
+        path: unit.path.clone(),
+        reason,
+    };
+    let file = File::open(&unit.path).map_err(|e| bad(format!("cannot open: {e}")))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), FLOW_COLUMNS);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(vec![unit.row_group])
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| bad(e.to_string()))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| bad(format!("row group {}: {e}", unit.row_group)))?;
+        let read = (|| {
+            Ok::<_, String>((
+                column::<TimestampNs>(&batch, "last_seen")?,
+                column::<u64>(&batch, "src_node")?,
+                column::<u64>(&batch, "dst_node")?,
+                column::<u64>(&batch, "bytes")?,
+                column::<u64>(&batch, "packets")?,
+            ))
+        })()
+        .map_err(|e| bad(format!("row group {}: {e}", unit.row_group)))?;
+        out.last_seen.extend(read.0);
+        out.src_node.extend(read.1);
+        out.dst_node.extend(read.2);
+        out.bytes.extend(read.3);
+        out.packets.extend(read.4);
+    }
+    Ok(())
+}
