@@ -70,7 +70,7 @@ impl fmt::Display for HumanDuration {
             (1_000, "us"),
         ];
         for (size, unit) in units {
-            if n >= size && n % size == 0 {
+            if n >= size && n.is_multiple_of(size) {
                 return write!(f, "{}{unit}", n / size);
             }
         }

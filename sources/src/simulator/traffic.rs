@@ -27,15 +27,18 @@ const FLOW_NOISE_SIGMA: f64 = 0.25;
 const MEAN_PACKET_BYTES: f64 = 800.0;
 /// Log-scale noise of the packet size.
 const PACKET_NOISE_SIGMA: f64 = 0.1;
-/// Baseline retransmit events per TCP flow per tick.
+// Event rates below are per second of a tick (for a tick of 1s, per tick), so a
+// run's event rate does not depend on the tick length.
+
+/// Baseline retransmit events per TCP flow.
 const RETRANSMIT_RATE: f64 = 0.02;
-/// Extra retransmits per TCP flow per tick from an overloaded sender.
+/// Extra retransmits per TCP flow from an overloaded sender.
 const OVERLOAD_RETRANSMIT_RATE: f64 = 0.3;
 /// Packet loss on a degraded link.
 const LINK_LOSS: f64 = 0.2;
-/// Cap on retransmit events per flow per tick on a degraded link.
+/// Cap on retransmit events per flow on a degraded link.
 const LINK_RETRANSMIT_CAP: f64 = 20.0;
-/// Floor of retransmit events per flow per tick on a degraded link: even a small flow
+/// Floor of retransmit events per flow on a degraded link: even a small flow
 /// losing a fifth of its segments retransmits, and retransmits again on timeouts.
 const LINK_RETRANSMIT_FLOOR: f64 = 3.0;
 /// RTT multiplier on a degraded link.
@@ -52,15 +55,15 @@ const OVERLOAD_BYTES_FACTOR: f64 = 0.6;
 const OVERLOAD_CPU: f64 = 0.9;
 /// Bytes and packets multiplier of a flooding node.
 const FLOOD_FACTOR: f64 = 20.0;
-/// Baseline egress queue drops per sent flow per tick.
+/// Baseline egress queue drops per sent flow.
 const EGRESS_DROP_RATE: f64 = 0.005;
-/// Egress queue drops per tick at an overloaded node, spread over its flows.
-const OVERLOAD_DROPS_PER_TICK: f64 = 8.0;
-/// Floor of the egress queue drops per flow per tick at an overloaded node.
+/// Egress queue drops at an overloaded node, spread over its flows.
+const OVERLOAD_DROPS: f64 = 8.0;
+/// Floor of the egress queue drops per flow at an overloaded node.
 const OVERLOAD_DROP_RATE: f64 = 1.5;
-/// Baseline ingress drops per received flow per tick.
+/// Baseline ingress drops per received flow.
 const INGRESS_DROP_RATE: f64 = 0.01;
-/// Ingress drops per flood flow per tick at a flooded neighbour.
+/// Ingress drops per flood flow at a flooded neighbour.
 const FLOOD_DROP_RATE: f64 = 2.0;
 
 /// Traffic level over the day: `1 + 0.5·sin`, lowest at 02:00 UTC and highest at 14:00.
@@ -103,6 +106,29 @@ fn put_metric(
     *i += 1;
 }
 
+/// Sorts `flows` (generated in `(src_node, dst_node)` order, in the tick starting at
+/// `start`) by `(last_seen, src_node, dst_node)`: sorting small keys of
+/// `(last_seen, generation order)` and gathering beats sorting 100-byte records.
+/// `flows` and `spare` swap buffers.
+fn sort_flows(
+    flows: &mut Vec<FlowRecord>,
+    spare: &mut Vec<FlowRecord>,
+    keys: &mut Vec<u128>,
+    start: i64,
+) {
+    keys.clear();
+    keys.extend(
+        flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (((f.last_seen.0 - start) as u128) << 64) | i as u128),
+    );
+    keys.sort_unstable();
+    spare.clear();
+    spare.extend(keys.iter().map(|&key| flows[key as u64 as usize].clone()));
+    std::mem::swap(flows, spare);
+}
+
 /// A TCP event without the optional fields.
 fn tcp_event(time: i64, node: u64, peer: u64, kind: TcpEventKind, ports: (u16, u16)) -> TcpEvent {
     TcpEvent {
@@ -136,17 +162,55 @@ pub(crate) struct Scratch {
     pub(crate) active: Vec<(u64, Effect)>,
     /// Sort keys of the flows: offset of `last_seen` in the tick, then generation order.
     keys: Vec<u128>,
-    /// The flows in generation order, before sorting.
+    /// The other flow buffer of the sort.
     flows: Vec<FlowRecord>,
 }
 
-/// The event-count distributions with constant means.
+/// The event-count distributions of one tick, scaled to its length.
 #[derive(Clone, Copy, Debug)]
 struct Rates {
+    /// Length of the tick in seconds.
+    secs: f64,
     retransmits: Poisson,
     egress_drops: Poisson,
     ingress_drops: Poisson,
     flood_drops: Poisson,
+}
+
+impl Rates {
+    /// The rates of a tick of `secs` seconds.
+    fn new(secs: f64) -> Rates {
+        Rates {
+            secs,
+            retransmits: Poisson::new(RETRANSMIT_RATE * secs),
+            egress_drops: Poisson::new(EGRESS_DROP_RATE * secs),
+            ingress_drops: Poisson::new(INGRESS_DROP_RATE * secs),
+            flood_drops: Poisson::new(FLOOD_DROP_RATE * secs),
+        }
+    }
+
+    /// Mean retransmits of a TCP flow of `packets` packets from an overloaded sender
+    /// and/or over a degraded link.
+    fn faulty_retransmits(&self, overloaded: bool, degraded: bool, packets: f64) -> f64 {
+        let mut lambda = RETRANSMIT_RATE * self.secs;
+        if overloaded {
+            lambda += OVERLOAD_RETRANSMIT_RATE * self.secs;
+        }
+        if degraded {
+            let (floor, cap) = (
+                LINK_RETRANSMIT_FLOOR * self.secs,
+                LINK_RETRANSMIT_CAP * self.secs,
+            );
+            lambda += (LINK_LOSS * packets).clamp(floor, cap);
+        }
+        lambda
+    }
+
+    /// Egress drops per flow of an overloaded node with `degree` neighbours.
+    fn overload_drops(&self, degree: usize) -> Poisson {
+        let per_flow = (OVERLOAD_DROPS / degree.max(1) as f64).max(OVERLOAD_DROP_RATE);
+        Poisson::new(per_flow * self.secs)
+    }
 }
 
 /// Everything that stays fixed for a run: topology, per-node and per-edge baselines, faults.
@@ -155,7 +219,6 @@ pub(crate) struct Model {
     pub(crate) clock: Clock,
     pub(crate) faults: FaultSchedule,
     hashes: Hashes,
-    rates: Rates,
     /// Baseline RTT per node, ms (5–40).
     node_rtt_ms: Vec<f32>,
     /// Baseline CPU load per node (0.2–0.5).
@@ -203,6 +266,8 @@ struct TickCtx<'a> {
     end: i64,
     /// Bytes scale of the tick: its length in seconds × the daily shape.
     scale: f64,
+    /// Event-count distributions of the tick.
+    rates: Rates,
     active: Active<'a>,
 }
 
@@ -223,18 +288,11 @@ impl Model {
                 edge_rate.push((MEDIAN_EDGE_RATE * (EDGE_RATE_SIGMA * z).exp()) as f32);
             }
         }
-        let rates = Rates {
-            retransmits: Poisson::new(RETRANSMIT_RATE),
-            egress_drops: Poisson::new(EGRESS_DROP_RATE),
-            ingress_drops: Poisson::new(INGRESS_DROP_RATE),
-            flood_drops: Poisson::new(FLOOD_DROP_RATE),
-        };
         Model {
             topo,
             clock,
             faults,
             hashes: Hashes::new(seed),
-            rates,
             node_rtt_ms,
             node_cpu,
             edge_rate,
@@ -257,6 +315,7 @@ impl Model {
             start,
             end,
             scale: secs * daily_shape(start + (end - start) / 2),
+            rates: Rates::new(secs),
             active: Active(&scratch.active),
         };
         out.start = TimestampNs(start);
@@ -274,24 +333,7 @@ impl Model {
         }
         let metric_count = sink.metric_slot;
         out.metrics.truncate(metric_count);
-        // Flows were generated by (src_node, dst_node); sorting small keys by
-        // (last_seen, generation order) and gathering is much faster than sorting records.
-        scratch.keys.clear();
-        scratch.keys.extend(
-            out.flows
-                .iter()
-                .enumerate()
-                .map(|(i, f)| (((f.last_seen.0 - start) as u128) << 64) | i as u128),
-        );
-        scratch.keys.sort_unstable();
-        scratch.flows.clear();
-        scratch.flows.extend(
-            scratch
-                .keys
-                .iter()
-                .map(|&key| out.flows[key as u64 as usize].clone()),
-        );
-        std::mem::swap(&mut out.flows, &mut scratch.flows);
+        sort_flows(&mut out.flows, &mut scratch.flows, &mut scratch.keys, start);
         out.tcp_events.sort_unstable_by(|a, b| {
             let key = |e: &TcpEvent| (e.time, e.node, e.peer_node, e.kind, e.src_port, e.dst_port);
             key(a).cmp(&key(b))
@@ -312,10 +354,9 @@ impl Model {
         let mut tally = Tally::default();
         let src_ip = node_ip(n);
         let range = self.topo.edge_range(n);
-        let overload_drops = state.overloaded.then(|| {
-            let per_flow = OVERLOAD_DROPS_PER_TICK / range.len().max(1) as f64;
-            Poisson::new(per_flow.max(OVERLOAD_DROP_RATE))
-        });
+        let overload_drops = state
+            .overloaded
+            .then(|| ctx.rates.overload_drops(range.len()));
         for (&dst, &rate) in self.topo.neighbours(n).iter().zip(&self.edge_rate[range]) {
             let Some(shape) = self.hashes.flow(n, dst, ctx.k, state.flooding) else {
                 continue;
@@ -358,17 +399,12 @@ impl Model {
             });
             if shape.tcp {
                 let count = if state.overloaded || degraded {
-                    let mut lambda = RETRANSMIT_RATE;
-                    if state.overloaded {
-                        lambda += OVERLOAD_RETRANSMIT_RATE;
-                    }
-                    if degraded {
-                        lambda +=
-                            (LINK_LOSS * packets).clamp(LINK_RETRANSMIT_FLOOR, LINK_RETRANSMIT_CAP);
-                    }
+                    let lambda = ctx
+                        .rates
+                        .faulty_retransmits(state.overloaded, degraded, packets);
                     poisson(&mut rng, lambda)
                 } else {
-                    self.rates.retransmits.sample(&mut rng)
+                    ctx.rates.retransmits.sample(&mut rng)
                 };
                 for _ in 0..count {
                     let t = instant_in(&mut rng, first, last);
@@ -392,7 +428,7 @@ impl Model {
             }
             let count = match overload_drops {
                 Some(rate) => rate.sample(&mut rng),
-                None => self.rates.egress_drops.sample(&mut rng),
+                None => ctx.rates.egress_drops.sample(&mut rng),
             };
             for _ in 0..count {
                 let t = instant_in(&mut rng, first, last);
@@ -417,9 +453,9 @@ impl Model {
         for &src in self.topo.neighbours(n) {
             let flooding = ctx.active.flooding(src);
             let rate = if flooding {
-                &self.rates.flood_drops
+                &ctx.rates.flood_drops
             } else {
-                &self.rates.ingress_drops
+                &ctx.rates.ingress_drops
             };
             // Drawn for every neighbour, so the stream does not depend on which flows exist.
             let count = rate.sample(rng);
