@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds meshflow for benchmarking and runs the end-to-end replay benchmark.
 #
-# Dependencies are built as in the dev profile (opt-level 2, shared with the tests'
-# artifacts); meshflow's own crates are overridden to opt-level 3 without debug
-# assertions or overflow checks. Usage: benchmarks/run.sh NODES DURATION WORKERS
+# Dependencies are built as in the dev profile (opt-level 2); meshflow's own crates are
+# overridden to opt-level 3 without debug assertions or overflow checks. Not yet run to
+# completion: in the first try cargo rebuilt datafusion (about 20 min on 2 cores) before
+# benchmarking, so allow for that. Usage: benchmarks/run.sh NODES DURATION WORKERS
 set -euo pipefail
 cd "$(dirname "$0")/.."
 overrides=()
