@@ -1,6 +1,8 @@
 //! Helpers for meshflow's end-to-end tests: locating the built binary, running it,
 //! and reading its Parquet output with an independent reader (pyarrow).
 
+pub mod netns;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

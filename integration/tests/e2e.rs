@@ -292,13 +292,8 @@ fn validate_names_the_bad_key() {
     write(&d.join("typo.toml"), "[sinks.parquet]\npaht = \"x\"\n");
     let out = meshflow(d, &["validate", "typo.toml"], false);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `paht`"));
-    let out = meshflow(
-        d,
-        &[
-            "validate",
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../meshflow.example.toml"),
-        ],
-        true,
-    );
+    let example = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../meshflow.example.toml");
+    let out = meshflow(d, &["validate", example.to_str().unwrap()], true);
     assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
 }

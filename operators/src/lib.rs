@@ -7,10 +7,13 @@
 //!
 //! - [`traffic`]: per-node, per-window traffic aggregation (bytes, packets, flows in
 //!   and out, in/out degree, distinct peers), written as `node_features`.
+//! - [`raw`]: raw input records (metrics, TCP events, system calls) as streams that
+//!   close with the windows, for writing them as tables.
 //! - [`emit`]: turns a windowed differential collection into complete rows per
 //!   closed window, once the frontier has passed it.
 
 pub mod emit;
 pub mod hash;
+pub mod raw;
 pub mod traffic;
 pub mod window;

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use meshflow_schemas::HumanDuration;
 use meshflow_sinks::parquet::ParquetSinkConfig;
+use meshflow_sources::ebpf::EbpfConfig;
 use meshflow_sources::simulator::SimConfig;
 use serde::{Deserialize, Serialize};
 
@@ -77,6 +78,9 @@ pub enum SourceConfig {
     Simulator(SimConfig),
     /// A Parquet trace, replayed as fast as possible.
     Replay(ReplaySourceConfig),
+    /// Live kernel telemetry from this host's eBPF programs (needs root or CAP_BPF,
+    /// CAP_NET_ADMIN and CAP_PERFMON).
+    Ebpf(EbpfConfig),
 }
 
 /// `type = "replay"`: a trace folder to replay.
@@ -211,6 +215,10 @@ impl JobConfig {
                     return invalid(&format!("sources.{name}.path"), "must not be empty".into());
                 }
                 SourceConfig::Replay(_) => {}
+                SourceConfig::Ebpf(ebpf) => ebpf.validate().map_err(|e| ConfigError::Invalid {
+                    key: format!("sources.{name}.{}", e.key),
+                    reason: e.reason,
+                })?,
             }
         }
         self.sinks.parquet.validate().map_err(|e| match e {

@@ -5,9 +5,16 @@
 //!
 //! - [`simulator`]: the seeded mesh simulator with ground-truth faults (the default).
 //! - [`replay`]: historical Parquet traces, split by row group across workers.
+//! - [`ebpf`]: live kernel telemetry from the programs in `bpf/`, read from BPF ring
+//!   buffers with aya (one loader per process, owned by its first worker).
+//!
+//! Each hands the dataflow [`batch::SourceBatch`]es of mixed events.
 
+pub mod batch;
 pub mod duration;
+pub mod ebpf;
 pub mod replay;
 pub mod simulator;
 
+pub use batch::SourceBatch;
 pub use duration::HumanDuration;

@@ -3,11 +3,7 @@
 use super::*;
 
 fn example() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../meshflow.example.toml"
-    ))
-    .unwrap()
+    include_str!("../../../meshflow.example.toml").to_string()
 }
 
 #[test]

@@ -3,7 +3,7 @@
 mod sources;
 mod writer;
 
-pub use sources::{SharedSource, WorkerSource};
+pub use sources::{SharedSource, SourceError, WorkerSource};
 pub use writer::{WriteReport, write_parquet};
 
 use std::path::PathBuf;
@@ -13,12 +13,16 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
 use meshflow_operators::emit::emit_windows;
+use meshflow_operators::raw::RawInput;
 use meshflow_operators::traffic::{NodeTraffic, TrafficInput, node_traffic};
 use meshflow_schemas::{
-    ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, node_label,
+    ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
+    TcpEvent, node_label,
 };
 use meshflow_sinks::parquet::prepare_table_dir;
-use meshflow_sources::replay::{FLOW_COLUMNS, FlowColumns, ReplayPlan, SkippedFile};
+use meshflow_sources::SourceBatch;
+use meshflow_sources::ebpf::EbpfSource;
+use meshflow_sources::replay::{FLOW_COLUMNS, ReplayPlan, SkippedFile};
 use meshflow_sources::simulator::{Pace, Simulator};
 use timely::dataflow::operators::Probe;
 
@@ -74,6 +78,9 @@ pub struct Progress {
     pub late: Counters,
     /// Rows written to `node_features`.
     pub rows: Arc<Counters>,
+    /// Rows written to the input tables (`flows`, `node_metrics`, `tcp_events`,
+    /// `syscall_latency`), when `sinks.parquet.inputs` is set.
+    pub input_rows: [Arc<Counters>; 4],
     /// Newest window end closed, in epochs.
     pub watermark: std::sync::atomic::AtomicU64,
     /// Set to stop reading sources (Ctrl-C): the job then closes every open window,
@@ -89,10 +96,23 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
     let lateness = cfg.lateness_epochs();
     let sink = cfg.sinks.parquet.clone();
     let first_process = matches!(cluster, Cluster::Local | Cluster::Multi { process: 0, .. });
-    let dir = if first_process {
-        prepare_table_dir(&sink.path, NodeFeatures::TABLE, sink.mode)?
+    let table_dir = |table: &str| -> anyhow::Result<PathBuf> {
+        Ok(if first_process {
+            prepare_table_dir(&sink.path, table, sink.mode)?
+        } else {
+            sink.path.join(table)
+        })
+    };
+    let dir = table_dir(NodeFeatures::TABLE)?;
+    let input_dirs = if sink.inputs {
+        Some([
+            table_dir(FlowRecord::TABLE)?,
+            table_dir(NodeMetric::TABLE)?,
+            table_dir(TcpEvent::TABLE)?,
+            table_dir(SyscallLatency::TABLE)?,
+        ])
     } else {
-        sink.path.join(NodeFeatures::TABLE)
+        None
     };
 
     let mut shared = Vec::new();
@@ -119,6 +139,15 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     name: name.clone(),
                     plan: Arc::new(plan),
                     skip_bad_files: replay.skip_bad_files,
+                }
+            }
+            SourceConfig::Ebpf(ebpf) => {
+                let source = EbpfSource::start(ebpf)
+                    .map_err(|e| anyhow::anyhow!("source `{name}` (eBPF) cannot start: {e}"))?;
+                eprintln!("source `{name}` (eBPF): {}", source.description());
+                SharedSource::Ebpf {
+                    name: name.clone(),
+                    source: Mutex::new(Some(source)),
                 }
             }
         });
@@ -163,7 +192,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             w_report.clone(),
             w_progress.rows.clone(),
         );
-        let probe = worker.dataflow::<u64, _, _>(|scope| {
+        let input_dirs = input_dirs.clone();
+        let (probe, mut raw) = worker.dataflow::<u64, _, _>(|scope| {
             let traffic = node_traffic(session.to_collection(scope));
             let features = emit_windows(traffic, spec, move |w, node: &u64, t: &NodeTraffic| {
                 NodeFeatures {
@@ -186,12 +216,57 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             write_parquet(
                 features,
                 dir,
-                sink,
+                sink.clone(),
                 rows,
-                report,
+                report.clone(),
                 |r: &NodeFeatures, buckets| ((r.node % u64::from(buckets)) as u32, r.node),
             );
-            probe
+            let raw = input_dirs.map(|[flows_dir, metrics_dir, tcp_dir, sys_dir]| {
+                let [f_rows, m_rows, t_rows, s_rows] = w_progress.input_rows.clone();
+                let (flows, stream) = RawInput::<FlowRecord>::new(scope, spec);
+                write_parquet(
+                    stream.probe_with(&probe),
+                    flows_dir,
+                    sink.clone(),
+                    f_rows,
+                    report.clone(),
+                    |r: &FlowRecord, b| ((r.src_node % u64::from(b)) as u32, r.src_node),
+                );
+                let (metrics, stream) = RawInput::<NodeMetric>::new(scope, spec);
+                write_parquet(
+                    stream.probe_with(&probe),
+                    metrics_dir,
+                    sink.clone(),
+                    m_rows,
+                    report.clone(),
+                    |r: &NodeMetric, b| ((r.node % u64::from(b)) as u32, r.node),
+                );
+                let (tcp, stream) = RawInput::<TcpEvent>::new(scope, spec);
+                write_parquet(
+                    stream.probe_with(&probe),
+                    tcp_dir,
+                    sink.clone(),
+                    t_rows,
+                    report.clone(),
+                    |r: &TcpEvent, b| ((r.node % u64::from(b)) as u32, r.node),
+                );
+                let (syscalls, stream) = RawInput::<SyscallLatency>::new(scope, spec);
+                write_parquet(
+                    stream.probe_with(&probe),
+                    sys_dir,
+                    sink.clone(),
+                    s_rows,
+                    report.clone(),
+                    |r: &SyscallLatency, b| ((r.node % u64::from(b)) as u32, r.node),
+                );
+                RawInputs {
+                    flows,
+                    metrics,
+                    tcp,
+                    syscalls,
+                }
+            });
+            (probe, raw)
         });
 
         let mut input = TrafficInput::new(session, spec);
@@ -199,7 +274,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             .iter()
             .map(|s| WorkerSource::new(s, index, peers, w_skipped.clone()))
             .collect();
-        let mut batch = FlowColumns::default();
+        let mut batch = SourceBatch::default();
         // How far (in epochs) sources may run ahead of the windows being written.
         let max_lag = spec.length + 4 * spec.slide;
         loop {
@@ -222,16 +297,21 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     }
                 }
                 w_progress.events.add_received(batch.len() as u64);
+                let flows = &batch.flows;
                 let mut late = 0;
-                for i in 0..batch.len() {
+                for i in 0..flows.len() {
                     let accepted = input.add_flow(
-                        batch.last_seen[i],
-                        batch.src_node[i],
-                        batch.dst_node[i],
-                        batch.bytes[i],
-                        batch.packets[i],
+                        flows.last_seen[i],
+                        flows.src_node[i],
+                        flows.dst_node[i],
+                        flows.bytes[i],
+                        flows.packets[i],
                     );
                     late += u64::from(accepted.is_err());
+                }
+                match &mut raw {
+                    Some(raw) => late += raw.give(&mut batch),
+                    None => batch.flow_records.clear(),
                 }
                 if late > 0 {
                     counters.add_dropped(late);
@@ -244,6 +324,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 .min()
             {
                 input.advance_to_epoch(watermark);
+                if let Some(raw) = &mut raw {
+                    raw.advance_to_epoch(watermark);
+                }
             }
             worker.step();
             while probe.less_than(&input.time().saturating_sub(max_lag)) {
@@ -261,6 +344,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             }
         }
         input.close();
+        if let Some(raw) = &mut raw {
+            raw.close();
+        }
         while !probe.done() {
             worker.step();
         }
@@ -285,9 +371,70 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             .collect(),
         late: progress.late.snapshot().dropped,
         windows: report.windows.lock().expect("lock").len() as u64,
-        rows: vec![(NodeFeatures::TABLE, progress.rows.snapshot().sent)],
+        rows: std::iter::once((NodeFeatures::TABLE, progress.rows.snapshot().sent))
+            .chain(
+                cfg.sinks
+                    .parquet
+                    .inputs
+                    .then(|| {
+                        [
+                            FlowRecord::TABLE,
+                            NodeMetric::TABLE,
+                            TcpEvent::TABLE,
+                            SyscallLatency::TABLE,
+                        ]
+                        .into_iter()
+                        .zip(progress.input_rows.iter().map(|c| c.snapshot().sent))
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
+            .collect(),
         skipped,
         elapsed: started.elapsed(),
         out: cfg.sinks.parquet.path.clone(),
     })
+}
+
+/// The raw input tables' entry points on one worker.
+struct RawInputs {
+    flows: RawInput<FlowRecord>,
+    metrics: RawInput<NodeMetric>,
+    tcp: RawInput<TcpEvent>,
+    syscalls: RawInput<SyscallLatency>,
+}
+
+impl RawInputs {
+    /// Queues the batch's records, returning how many non-flow records were late (a
+    /// late flow was already refused, and counted, by the traffic input: same rule).
+    fn give(&mut self, batch: &mut SourceBatch) -> u64 {
+        let mut late = 0;
+        for f in batch.flow_records.drain(..) {
+            let _ = self.flows.give(f.last_seen, f);
+        }
+        for m in batch.metrics.drain(..) {
+            late += u64::from(self.metrics.give(m.time, m).is_err());
+        }
+        for t in batch.tcp.drain(..) {
+            late += u64::from(self.tcp.give(t.time, t).is_err());
+        }
+        for s in batch.syscalls.drain(..) {
+            late += u64::from(self.syscalls.give(s.time, s).is_err());
+        }
+        late
+    }
+
+    fn advance_to_epoch(&mut self, epoch: u64) {
+        self.flows.advance_to_epoch(epoch);
+        self.metrics.advance_to_epoch(epoch);
+        self.tcp.advance_to_epoch(epoch);
+        self.syscalls.advance_to_epoch(epoch);
+    }
+
+    fn close(&mut self) {
+        self.flows.close();
+        self.metrics.close();
+        self.tcp.close();
+        self.syscalls.close();
+    }
 }

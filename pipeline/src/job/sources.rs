@@ -5,8 +5,10 @@ use std::time::{Duration, Instant};
 
 use meshflow_operators::window::WindowSpec;
 use meshflow_schemas::{Counters, TimestampNs};
+use meshflow_sources::SourceBatch;
+use meshflow_sources::ebpf::{EbpfError, EbpfSource};
 use meshflow_sources::replay::{
-    FlowColumns, ReplayError, ReplayPlan, ReplayUnit, SkippedFile, read_flow_columns,
+    ReplayError, ReplayPlan, ReplayUnit, SkippedFile, read_flow_columns,
 };
 use meshflow_sources::simulator::{SimPartition, Simulator, Tick};
 
@@ -30,15 +32,36 @@ pub enum SharedSource {
         /// Skip unreadable row groups instead of failing.
         skip_bad_files: bool,
     },
+    /// This host's kernel telemetry, started before the workers; the process's first
+    /// worker takes it, the others have no share.
+    Ebpf {
+        /// The source's name in the config.
+        name: String,
+        /// The running source, until a worker takes it.
+        source: Mutex<Option<EbpfSource>>,
+    },
 }
 
 impl SharedSource {
     /// The source's name.
     pub fn name(&self) -> &str {
         match self {
-            SharedSource::Simulator { name, .. } | SharedSource::Replay { name, .. } => name,
+            SharedSource::Simulator { name, .. }
+            | SharedSource::Replay { name, .. }
+            | SharedSource::Ebpf { name, .. } => name,
         }
     }
+}
+
+/// Why a source failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// Reading a trace failed.
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    /// The eBPF reader failed.
+    #[error(transparent)]
+    Ebpf(#[from] EbpfError),
 }
 
 /// One worker's reader of one source.
@@ -70,6 +93,11 @@ pub enum WorkerSource {
         newest: Option<TimestampNs>,
         /// Whether every unit has been read.
         done: bool,
+    },
+    /// Live kernel telemetry (only on the process's first worker; `None` elsewhere).
+    Ebpf {
+        /// The running source.
+        source: Option<EbpfSource>,
     },
 }
 
@@ -105,16 +133,19 @@ impl WorkerSource {
                 newest: None,
                 done: false,
             },
+            SharedSource::Ebpf { source, .. } => WorkerSource::Ebpf {
+                source: source.lock().expect("eBPF source lock").take(),
+            },
         }
     }
 
-    /// Appends the next batch of flows to `out`; returns `false` once exhausted.
+    /// Appends the next batch of events to `out`; returns `false` once exhausted.
     /// `counters` receives what was read and what had to be skipped.
     pub fn next_batch(
         &mut self,
-        out: &mut FlowColumns,
+        out: &mut SourceBatch,
         counters: &Counters,
-    ) -> Result<bool, ReplayError> {
+    ) -> Result<bool, SourceError> {
         match self {
             WorkerSource::Simulator {
                 partition,
@@ -134,9 +165,12 @@ impl WorkerSource {
                     std::thread::sleep(due.saturating_duration_since(Instant::now()));
                 }
                 for f in &tick.flows {
-                    out.push(f);
+                    out.flows.push(f);
                 }
-                counters.add_received(tick.flows.len() as u64);
+                out.flow_records.append(&mut tick.flows);
+                out.metrics.append(&mut tick.metrics);
+                out.tcp.append(&mut tick.tcp_events);
+                counters.add_received((out.flows.len() + out.metrics.len() + out.tcp.len()) as u64);
                 *watermark = Some(end);
                 Ok(true)
             }
@@ -151,10 +185,10 @@ impl WorkerSource {
                     *done = true;
                     return Ok(false);
                 };
-                let before = out.len();
-                match read_flow_columns(&unit, out) {
+                let before = out.flows.len();
+                match read_flow_columns(&unit, &mut out.flows) {
                     Ok(()) => {
-                        let read = &out.last_seen[before..];
+                        let read = &out.flows.last_seen[before..];
                         counters.add_received(read.len() as u64);
                         if let Some(max) = read.iter().max() {
                             *newest = Some((*newest).map_or(*max, |n| n.max(*max)));
@@ -162,7 +196,7 @@ impl WorkerSource {
                         return Ok(true);
                     }
                     Err(e) if *skip_bad_files => {
-                        out.truncate(before);
+                        out.flows.truncate(before);
                         counters.add_errored(unit.rows);
                         tracing::warn!(error = %e, "skipping unreadable row group");
                         skipped.lock().expect("skipped list").push(SkippedFile {
@@ -170,9 +204,22 @@ impl WorkerSource {
                             reason: format!("row group {}: {e}", unit.row_group),
                         });
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             },
+            WorkerSource::Ebpf { source } => {
+                let Some(src) = source else { return Ok(false) };
+                let before =
+                    out.flows.len() + out.metrics.len() + out.tcp.len() + out.syscalls.len();
+                let more = src.poll(out, Duration::from_millis(5))?;
+                let after =
+                    out.flows.len() + out.metrics.len() + out.tcp.len() + out.syscalls.len();
+                counters.add_received((after - before) as u64);
+                if !more {
+                    *source = None;
+                }
+                Ok(more)
+            }
         }
     }
 
@@ -181,7 +228,13 @@ impl WorkerSource {
     pub fn watermark(&self, spec: &WindowSpec, lateness: u64) -> Option<u64> {
         match self {
             WorkerSource::Simulator { done: true, .. }
-            | WorkerSource::Replay { done: true, .. } => None,
+            | WorkerSource::Replay { done: true, .. }
+            | WorkerSource::Ebpf { source: None } => None,
+            WorkerSource::Ebpf { source: Some(src) } => Some(
+                spec.epoch_of(src.watermark())
+                    .unwrap_or(0)
+                    .saturating_sub(lateness),
+            ),
             WorkerSource::Simulator { watermark, .. } => {
                 Some(watermark.and_then(|t| spec.epoch_of(t)).unwrap_or(0))
             }

@@ -37,6 +37,9 @@ pub struct ParquetSinkConfig {
     pub mode: WriteMode,
     /// zstd compression level (1 to 22).
     pub zstd_level: i32,
+    /// Also write the input telemetry the sources carry (per-node metrics, TCP events,
+    /// system-call latencies) as tables `node_metrics`, `tcp_events`, `syscall_latency`.
+    pub inputs: bool,
 }
 
 impl Default for ParquetSinkConfig {
@@ -48,6 +51,7 @@ impl Default for ParquetSinkConfig {
             buckets: 2,
             mode: WriteMode::Overwrite,
             zstd_level: 3,
+            inputs: false,
         }
     }
 }

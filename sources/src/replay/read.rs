@@ -52,6 +52,15 @@ impl FlowColumns {
         self.packets.truncate(len);
     }
 
+    /// Moves every flow of `other` to the end of `self`, leaving `other` empty.
+    pub fn append(&mut self, other: &mut FlowColumns) {
+        self.last_seen.append(&mut other.last_seen);
+        self.src_node.append(&mut other.src_node);
+        self.dst_node.append(&mut other.dst_node);
+        self.bytes.append(&mut other.bytes);
+        self.packets.append(&mut other.packets);
+    }
+
     /// Appends one flow record.
     pub fn push(&mut self, f: &FlowRecord) {
         self.last_seen.push(f.last_seen);
