@@ -1,5 +1,8 @@
 //! Microbenchmark: folding flows into the traffic combiner and flushing it.
 
+// criterion_main! generates a `main` that cannot carry a doc comment.
+#![allow(missing_docs)]
+
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use meshflow_operators::traffic::TrafficCombiner;
 use meshflow_operators::window::WindowSpec;

@@ -105,10 +105,10 @@ where
                     .min();
                     match lower {
                         Some(t) => {
-                            if let Some(cap) = capability.as_mut() {
-                                if *cap.time() < t {
-                                    cap.downgrade(&t);
-                                }
+                            if let Some(cap) = capability.as_mut()
+                                && *cap.time() < t
+                            {
+                                cap.downgrade(&t);
                             }
                         }
                         None => capability = None,

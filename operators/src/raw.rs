@@ -81,10 +81,10 @@ impl<R: Clone + 'static> RawInput<R> {
     pub fn advance_to_epoch(&mut self, epoch: u64) {
         self.flush();
         let time = self.spec.first_window(epoch);
-        if let Some(cap) = &mut self.cap {
-            if time > *cap.time() {
-                cap.downgrade(&time);
-            }
+        if let Some(cap) = &mut self.cap
+            && time > *cap.time()
+        {
+            cap.downgrade(&time);
         }
     }
 

@@ -6,6 +6,11 @@ use std::net::IpAddr;
 use meshflow_schemas::{HumanDuration, node_id_of_ip};
 use serde::{Deserialize, Serialize};
 
+/// Default of [`EbpfConfig::wakeup_bytes`]: 256 KiB.
+pub const DEFAULT_WAKEUP_BYTES: u64 = meshflow_bpf::DEFAULT_WAKEUP_BYTES;
+/// Largest [`EbpfConfig::wakeup_bytes`]: half of a 16 MiB ring buffer.
+pub const MAX_WAKEUP_BYTES: u64 = 8 << 20;
+
 /// How the XDP program is attached.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -56,8 +61,17 @@ pub struct EbpfConfig {
     /// How often counters are read and long-lived flows are exported.
     pub export_interval: HumanDuration,
     /// How often the ring buffers are drained when no wake-up came (the programs only
-    /// wake the reader once enough data waits, so wake-ups are batched).
+    /// wake the reader once `wakeup_bytes` wait, so wake-ups are batched).
     pub poll_interval: HumanDuration,
+    /// Bytes of unread records a ring buffer holds before a new record wakes the
+    /// reader (1 to 8 MiB, default 256 KiB; a flow record takes 112). Smaller wakes
+    /// more often; 1 wakes on every record. A record never waits longer than
+    /// `poll_interval` either way; lower that for lower latency.
+    pub wakeup_bytes: u64,
+    /// Diagnostic and benchmark mode: write one XDP-sampled packet in N to a ring
+    /// buffer as a one-packet flow record (0 = off, the default; 1 = every packet).
+    /// Costs a ring-buffer record per sampled packet.
+    pub xdp_sample_every: u32,
     /// Stop after this much wall-clock time; unset runs until Ctrl-C.
     pub duration: Option<HumanDuration>,
     /// This host's node (an IP address or a numeric node id), for the records it
@@ -83,6 +97,8 @@ impl Default for EbpfConfig {
             syscall_pid: None,
             export_interval: HumanDuration::from_secs(1),
             poll_interval: "20ms".parse().expect("valid literal"),
+            wakeup_bytes: DEFAULT_WAKEUP_BYTES,
+            xdp_sample_every: 0,
             duration: None,
             node: None,
             nodes: BTreeMap::new(),
@@ -148,16 +164,27 @@ impl EbpfConfig {
                 "must be positive and at most export_interval",
             );
         }
+        if self.wakeup_bytes == 0 || self.wakeup_bytes > MAX_WAKEUP_BYTES {
+            return err(
+                "wakeup_bytes".into(),
+                "must be 1 to 8388608 (8 MiB, half a ring buffer); lower poll_interval \
+                 for lower latency",
+            );
+        }
+        if self.xdp_sample_every > 0 && !self.xdp {
+            return err("xdp_sample_every".into(), "needs xdp = true");
+        }
         if self.duration.is_some_and(|d| d.0.is_zero()) {
             return err("duration".into(), "must be positive when set");
         }
-        if let Some(node) = &self.node {
-            if node.parse::<IpAddr>().is_err() && node.parse::<u64>().is_err() {
-                return err(
-                    "node".into(),
-                    &format!("is `{node}`; give an IP address or a numeric node id"),
-                );
-            }
+        if let Some(node) = &self.node
+            && node.parse::<IpAddr>().is_err()
+            && node.parse::<u64>().is_err()
+        {
+            return err(
+                "node".into(),
+                &format!("is `{node}`; give an IP address or a numeric node id"),
+            );
         }
         for ip in self.nodes.keys() {
             if ip.parse::<IpAddr>().is_err() {
@@ -237,6 +264,14 @@ mod tests {
         assert_eq!(cfg.validate().unwrap_err().key, "export_interval");
         let cfg = parse("interfaces = [\"a-very-long-interface-name\"]").unwrap();
         assert_eq!(cfg.validate().unwrap_err().key, "interfaces");
+        for bad in ["0", "8388609"] {
+            let cfg = parse(&format!("interfaces = [\"a\"]\nwakeup_bytes = {bad}")).unwrap();
+            assert_eq!(cfg.validate().unwrap_err().key, "wakeup_bytes");
+        }
+        let cfg = parse("interfaces = [\"a\"]\nwakeup_bytes = 8388608").unwrap();
+        cfg.validate().unwrap();
+        let cfg = parse("tc = false\nxdp = false\nxdp_sample_every = 1").unwrap();
+        assert_eq!(cfg.validate().unwrap_err().key, "xdp_sample_every");
     }
 
     #[test]

@@ -100,10 +100,10 @@ pub fn parse_drop_reasons(format: &str) -> BTreeMap<u32, String> {
         let Some(close) = rest.find('}') else { break };
         let entry = &rest[..close];
         rest = &rest[close + 1..];
-        if let Some((num, name)) = entry.split_once(',') {
-            if let Ok(n) = num.trim().parse::<u32>() {
-                out.insert(n, name.trim().trim_matches('"').to_string());
-            }
+        if let Some((num, name)) = entry.split_once(',')
+            && let Ok(n) = num.trim().parse::<u32>()
+        {
+            out.insert(n, name.trim().trim_matches('"').to_string());
         }
     }
     out

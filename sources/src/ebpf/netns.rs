@@ -64,10 +64,10 @@ impl NetnsGuard {
 
 impl Drop for NetnsGuard {
     fn drop(&mut self) {
-        if let Some(home) = &self.home {
-            if let Err(e) = setns(home) {
-                tracing::error!("cannot return to the original network namespace: {e}");
-            }
+        if let Some(home) = &self.home
+            && let Err(e) = setns(home)
+        {
+            tracing::error!("cannot return to the original network namespace: {e}");
         }
     }
 }
