@@ -4,6 +4,17 @@
 //! trace (once, cached by its parameters), replays it with `meshflow replay` as a child
 //! process, and prints a Markdown row: flow events, wall time, events/s overall and per
 //! worker, and the child's peak RSS (from `getrusage(RUSAGE_CHILDREN)`).
+//!
+//! `meshflow-bench ebpf-cost` prints the kernel-measured cost per packet of the XDP and
+//! TC programs; `meshflow-bench ebpf-ingest` floods an eBPF source and accounts for
+//! every event (see `benchmarks/README.md`). Both need root.
+
+mod ebpf_cost;
+mod ebpf_ingest;
+mod flood;
+mod frames;
+mod netns;
+mod output;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -33,6 +44,29 @@ enum Bench {
         #[arg(long, default_value_t = 3)]
         runs: usize,
     },
+    /// ns per packet of the XDP and TC programs (`BPF_PROG_TEST_RUN`).
+    EbpfCost {
+        /// Runs of the program per measurement.
+        #[arg(long, default_value_t = 1_000_000)]
+        repeat: u32,
+        /// Measurements per row (the best is reported).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
+    /// Kernel ring buffer → dataflow ingest rate under a flood, loss accounted.
+    EbpfIngest(ebpf_ingest::IngestArgs),
+}
+
+/// Fails, naming what is needed, unless this process runs as root.
+fn require_root(bench: &str) -> anyhow::Result<()> {
+    // SAFETY: geteuid has no preconditions.
+    let euid = unsafe { libc::geteuid() };
+    anyhow::ensure!(
+        euid == 0,
+        "{bench} loads eBPF programs and makes network namespaces: run it as root \
+         (effective uid is {euid})"
+    );
+    Ok(())
 }
 
 fn meshflow_bin() -> anyhow::Result<PathBuf> {
@@ -79,6 +113,8 @@ fn trace(dir: &Path, nodes: usize, duration: &str) -> anyhow::Result<(PathBuf, u
 
 fn main() -> anyhow::Result<()> {
     match Bench::parse() {
+        Bench::EbpfCost { repeat, runs } => ebpf_cost::run(repeat, runs),
+        Bench::EbpfIngest(args) => ebpf_ingest::run(&args),
         Bench::Replay {
             nodes,
             duration,

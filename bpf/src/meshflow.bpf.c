@@ -30,6 +30,7 @@ char LICENSE[] SEC("license") = "Dual MIT/GPL";
 const volatile __u64 flow_export_ns = 1000000000ULL; /* TC: export interval */
 const volatile __u32 xdp_sample_every = 0;           /* XDP: 0 = off, N = 1 in N */
 const volatile __u32 target_tgid = 0;                /* syscalls: 0 = every process */
+const volatile __u64 wakeup_bytes = 256 << 10;       /* ring buffers: see mf_submit() */
 
 /* TC return value: TC_ACT_UNSPEC (-1) == TCX_NEXT. With TCX links the packet goes on to
  * the next program and, at the end of the chain, is passed; with legacy clsact filters
@@ -95,6 +96,22 @@ struct {
 	__type(value, struct mf_sys_start);
 } mf_sys_start SEC(".maps");
 
+/*
+ * Submits a reserved record with batched wake-ups: the reader is woken only once its
+ * ring holds at least `wakeup_bytes` of unconsumed data (this record included, as it
+ * is already reserved); otherwise it finds the record at its next timed drain (every
+ * poll_interval). Plain bpf_ringbuf_submit(e, 0) would wake an idle reader for every
+ * record it has caught up to.
+ */
+static __always_inline void mf_submit(void *ring, void *e)
+{
+	__u64 flags = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+			      ? BPF_RB_FORCE_WAKEUP
+			      : BPF_RB_NO_WAKEUP;
+
+	bpf_ringbuf_submit(e, flags);
+}
+
 static __always_inline void mf_count_lost(__u32 prog)
 {
 	__u64 *n = bpf_map_lookup_elem(&mf_lost, &prog);
@@ -137,7 +154,7 @@ static __always_inline void mf_xdp_sample(struct mf_parsed *p, __u32 ifindex, __
 	e->val.pad = 0;
 	e->reason = MF_REASON_SAMPLE;
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	mf_submit(&mf_samples, e);
 }
 
 SEC("xdp")
@@ -203,7 +220,7 @@ static __always_inline void mf_flow_export(const struct mf_flow_key *key,
 	e->val.pad = 0;
 	e->reason = reason;
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	mf_submit(&mf_flows, e);
 }
 
 static __always_inline void mf_flow_account(const struct mf_flow_key *key, __u64 bytes,
@@ -237,7 +254,7 @@ static __always_inline void mf_flow_account(const struct mf_flow_key *key, __u64
 			e->val = nv;
 			e->reason = MF_REASON_END;
 			e->pad = 0;
-			bpf_ringbuf_submit(e, 0);
+			mf_submit(&mf_flows, e);
 			return;
 		}
 		if (bpf_map_update_elem(&mf_flow_table, key, &nv, BPF_NOEXIST) == 0)
@@ -335,7 +352,7 @@ int mf_tcp_retrans(struct trace_event_raw_tcp_retransmit_skb *ctx)
 	bpf_probe_read_kernel(e->saddr, sizeof(e->saddr), ctx->saddr_v6);
 	bpf_probe_read_kernel(e->daddr, sizeof(e->daddr), ctx->daddr_v6);
 	e->new_state = ctx->state;
-	bpf_ringbuf_submit(e, 0);
+	mf_submit(&mf_tcp, e);
 	return 0;
 }
 
@@ -361,7 +378,7 @@ int mf_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	e->new_state = ctx->newstate;
 	tp = (struct tcp_sock *)ctx->skaddr;
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	bpf_ringbuf_submit(e, 0);
+	mf_submit(&mf_tcp, e);
 	return 0;
 }
 
@@ -429,7 +446,7 @@ int BPF_PROG(mf_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	e->kind = MF_TCP_DROP;
 	e->drop_reason = reason;
 	mf_skb_addrs(skb, e);
-	bpf_ringbuf_submit(e, 0);
+	mf_submit(&mf_tcp, e);
 	return 0;
 }
 
@@ -498,6 +515,6 @@ int BPF_PROG(mf_sys_exit, struct pt_regs *regs, long ret)
 	e->tid = (__u32)pid_tgid;
 	e->syscall_nr = nr;
 	e->pad = 0;
-	bpf_ringbuf_submit(e, 0);
+	mf_submit(&mf_syscalls, e);
 	return 0;
 }

@@ -1,10 +1,16 @@
 //! Loads `meshflow.bpf.o` into the running kernel with aya: every program must pass the
-//! verifier, XDP and TC run on crafted packets (`BPF_PROG_TEST_RUN`), and the syscall and
-//! drop programs see this process's own `connect()` to a closed port.
+//! verifier, XDP and TC run on crafted packets (`BPF_PROG_TEST_RUN`), ring-buffer
+//! wake-ups are batched, and the syscall and drop programs see this process's own
+//! `connect()` to a closed port.
 //!
-//! Needs root and `/sys/kernel/btf/vmlinux`; without them each test says so and returns.
+//! Needs root and `/sys/kernel/btf/vmlinux`, and mounts tracefs if it is missing. Where
+//! any of that is unavailable each test fails, saying what is needed: none skips.
 
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::process::Command;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use aya::maps::{HashMap, MapData, PerCpuArray, PerCpuHashMap, RingBuf};
@@ -12,7 +18,10 @@ use aya::programs::{BtfTracePoint, SchedClassifier, TestRun, TestRunOptions, Tra
 use aya::{Btf, Ebpf, EbpfLoader};
 use meshflow_bpf::*;
 
-fn kernel_available() -> bool {
+const TRACEFS: &str = "/sys/kernel/tracing";
+
+/// Panics, naming what is missing, unless this process is root on a kernel with BTF.
+fn require_kernel() {
     let root = std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
@@ -21,20 +30,46 @@ fn kernel_available() -> bool {
                 .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
         })
         .unwrap_or(false);
-    let btf = std::path::Path::new("/sys/kernel/btf/vmlinux").exists();
-    if !(root && btf) {
-        eprintln!("skipped: needs root and /sys/kernel/btf/vmlinux (root={root}, btf={btf})");
-    }
-    root && btf
+    let btf = Path::new("/sys/kernel/btf/vmlinux").exists();
+    assert!(
+        root && btf,
+        "the kernel tests load eBPF programs: they need root (effective uid 0; root={root}) \
+         and kernel BTF at /sys/kernel/btf/vmlinux (CONFIG_DEBUG_INFO_BTF=y; btf={btf}). \
+         Run them as root: sudo -E cargo test -p meshflow-bpf --test kernel"
+    );
 }
 
-fn load(export_ns: u64, sample_every: u32, tgid: u32) -> Ebpf {
+/// Mounts tracefs at /sys/kernel/tracing unless it is there; panics if that fails.
+fn require_tracefs() {
+    let events = Path::new(TRACEFS).join("events");
+    if events.is_dir() {
+        return;
+    }
+    let out = Command::new("mount")
+        .args(["-t", "tracefs", "nodev", TRACEFS])
+        .output()
+        .unwrap_or_else(|e| panic!("tracefs is not mounted and `mount` cannot run: {e}"));
+    assert!(
+        out.status.success() && events.is_dir(),
+        "tracefs is not mounted at {TRACEFS} and `mount -t tracefs nodev {TRACEFS}` failed \
+         ({}): {}; the inet_sock_set_state tracepoint needs it",
+        out.status,
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+}
+
+fn load_with_wakeup(export_ns: u64, sample_every: u32, tgid: u32, wakeup: u64) -> Ebpf {
     EbpfLoader::new()
         .override_global(GLOBAL_FLOW_EXPORT_NS, &export_ns, true)
         .override_global(GLOBAL_XDP_SAMPLE_EVERY, &sample_every, true)
         .override_global(GLOBAL_TARGET_TGID, &tgid, true)
+        .override_global(GLOBAL_WAKEUP_BYTES, &wakeup, true)
         .load(OBJECT)
         .expect("aya parses and loads the object's maps")
+}
+
+fn load(export_ns: u64, sample_every: u32, tgid: u32) -> Ebpf {
+    load_with_wakeup(export_ns, sample_every, tgid, DEFAULT_WAKEUP_BYTES)
 }
 
 fn eth_ipv4_tcp(sport: u16, dport: u16, flags: u8, payload: usize) -> Vec<u8> {
@@ -67,9 +102,7 @@ fn drain<T: aya::Pod>(rb: &mut RingBuf<&mut MapData>) -> Vec<T> {
 
 #[test]
 fn every_program_passes_the_verifier() {
-    if !kernel_available() {
-        return;
-    }
+    require_kernel();
     let mut ebpf = load(1_000_000_000, 0, 0);
     let btf = Btf::from_sys_fs().expect("kernel BTF");
     let xdp: &mut Xdp = ebpf.program_mut(PROG_XDP).unwrap().try_into().unwrap();
@@ -98,9 +131,7 @@ fn every_program_passes_the_verifier() {
 
 #[test]
 fn xdp_counts_and_samples_crafted_frames() {
-    if !kernel_available() {
-        return;
-    }
+    require_kernel();
     let mut ebpf = load(1_000_000_000, 1, 0);
     let xdp: &mut Xdp = ebpf.program_mut(PROG_XDP).unwrap().try_into().unwrap();
     xdp.load().unwrap();
@@ -166,11 +197,65 @@ fn xdp_counts_and_samples_crafted_frames() {
     assert_eq!(delivered + lost, u64::from(repeat));
 }
 
+/// Blocks in `poll(2)` on `fd` until it is readable (or 10 s pass), then reports
+/// `(poll's return value, revents)` on the channel.
+fn poller(fd: i32) -> mpsc::Receiver<(i32, i16)> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut pfd = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd; the ring buffer's fd outlives the 10 s wait.
+        let rc = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        let _ = tx.send((rc, pfd.revents));
+    });
+    rx
+}
+
+#[test]
+fn ring_buffer_wakes_the_reader_only_once_wakeup_bytes_wait() {
+    require_kernel();
+    // A sample takes 112 bytes of ring (8 header + 104): wake once 64 of them wait.
+    let wakeup = 64 * 112;
+    let mut ebpf = load_with_wakeup(1_000_000_000, 1, 0, wakeup);
+    let xdp: &mut Xdp = ebpf.program_mut(PROG_XDP).unwrap().try_into().unwrap();
+    xdp.load().unwrap();
+    let pkt = eth_ipv4_tcp(1234, 80, 0x10, 20);
+    let mut rb = RingBuf::try_from(ebpf.take_map(MAP_SAMPLES).unwrap()).unwrap();
+    let run = |ebpf: &mut Ebpf, repeat: u32| {
+        let xdp: &mut Xdp = ebpf.program_mut(PROG_XDP).unwrap().try_into().unwrap();
+        xdp.test_run(TestRunOptions {
+            data_in: Some(&pkt),
+            repeat,
+            ..Default::default()
+        })
+        .unwrap();
+    };
+
+    let woken = poller(rb.as_raw_fd());
+    std::thread::sleep(Duration::from_millis(200)); // the poller is asleep in poll()
+    run(&mut ebpf, 10);
+    assert!(
+        woken.recv_timeout(Duration::from_millis(500)).is_err(),
+        "10 records (1120 bytes) below wakeup_bytes ({wakeup}) must not wake the reader"
+    );
+    run(&mut ebpf, 100);
+    let (rc, revents) = woken
+        .recv_timeout(Duration::from_secs(5))
+        .expect("crossing wakeup_bytes wakes the reader");
+    assert_eq!((rc, revents & libc::POLLIN), (1, libc::POLLIN));
+    let mut delivered = 0;
+    while rb.next().is_some() {
+        delivered += 1;
+    }
+    assert_eq!(delivered, 110, "nothing is held back, only the wake-up");
+}
+
 #[test]
 fn tc_aggregates_flows_and_exports_on_fin_and_interval() {
-    if !kernel_available() {
-        return;
-    }
+    require_kernel();
     let run = |tc: &SchedClassifier, data: &[u8]| {
         let r = tc
             .test_run(TestRunOptions {
@@ -248,9 +333,7 @@ fn tc_aggregates_flows_and_exports_on_fin_and_interval() {
 
 #[test]
 fn own_connect_to_a_closed_port_is_traced() {
-    if !kernel_available() {
-        return;
-    }
+    require_kernel();
     let mut ebpf = load(1_000_000_000, 0, std::process::id());
     let btf = Btf::from_sys_fs().unwrap();
     for (name, tp) in [
@@ -262,19 +345,15 @@ fn own_connect_to_a_closed_port_is_traced() {
         p.load(tp, &btf).unwrap();
         p.attach().unwrap();
     }
-    // The classic tracepoint needs tracefs; attach it only where it is mounted.
-    let tracefs = std::path::Path::new("/sys/kernel/tracing/events/sock").exists();
-    if tracefs {
-        let tp: &mut TracePoint = ebpf
-            .program_mut(PROG_SOCK_STATE)
-            .unwrap()
-            .try_into()
-            .unwrap();
-        tp.load().unwrap();
-        tp.attach(TP_SOCK_STATE.0, TP_SOCK_STATE.1).unwrap();
-    } else {
-        eprintln!("tracefs not mounted: inet_sock_set_state not attached");
-    }
+    // The classic tracepoint needs tracefs (tp_btf programs do not).
+    require_tracefs();
+    let tp: &mut TracePoint = ebpf
+        .program_mut(PROG_SOCK_STATE)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    tp.load().unwrap();
+    tp.attach(TP_SOCK_STATE.0, TP_SOCK_STATE.1).unwrap();
 
     let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .unwrap()
@@ -304,10 +383,9 @@ fn own_connect_to_a_closed_port_is_traced() {
             .iter()
             .any(|e| e.syscall_nr == SYS_CONNECT && e.ret == -111);
         let drop = tcp_events.iter().any(|e| e.kind == TCP_DROP);
-        let states = !tracefs
-            || tcp_events
-                .iter()
-                .any(|e| e.kind == TCP_STATE && e.dport == port);
+        let states = tcp_events
+            .iter()
+            .any(|e| e.kind == TCP_STATE && e.dport == port);
         if (connect && drop && states) || Instant::now() > deadline {
             break;
         }
@@ -330,50 +408,10 @@ fn own_connect_to_a_closed_port_is_traced() {
     assert_eq!((d.family, d.proto, d.dport), (2, 6, port));
     assert_eq!(d.daddr, mapped([127, 0, 0, 1]));
     assert!(d.drop_reason > 1, "a real drop reason, not SKB_CONSUMED");
-    if tracefs {
-        let s = tcp_events
-            .iter()
-            .find(|e| e.kind == TCP_STATE && e.dport == port) // not the listener's own
-            .unwrap_or_else(|| panic!("no state change in {tcp_events:?}"));
-        assert_eq!((s.family, s.proto, s.dport), (2, 6, port));
-        assert_eq!((s.old_state, s.new_state), (7, 2), "CLOSE -> SYN_SENT");
-    }
-}
-
-/// Per-packet cost from `BPF_PROG_TEST_RUN` (kernel-measured average, includes ~13 ns of
-/// harness). Run: `cargo test -p meshflow-bpf --test kernel -- --ignored --nocapture`.
-#[test]
-#[ignore = "benchmark: prints numbers, asserts nothing"]
-fn per_packet_cost() {
-    if !kernel_available() {
-        return;
-    }
-    let pkt = eth_ipv4_tcp(1234, 80, 0x10, 20);
-    // 100 000 runs: fewer records than a 16 MiB ring holds, so no sample is lost.
-    let opts = |data| TestRunOptions {
-        data_in: Some(data),
-        repeat: 100_000,
-        ..Default::default()
-    };
-    for every in [0u32, 64, 1] {
-        let mut ebpf = load(1_000_000_000, every, 0);
-        let xdp: &mut Xdp = ebpf.program_mut(PROG_XDP).unwrap().try_into().unwrap();
-        xdp.load().unwrap();
-        let ns = xdp.test_run(opts(&pkt)).unwrap().duration.as_nanos();
-        let lost: PerCpuArray<_, u64> = PerCpuArray::try_from(ebpf.map(MAP_LOST).unwrap()).unwrap();
-        let lost: u64 = lost.get(&PROG_ID_XDP, 0).unwrap().iter().sum();
-        println!("xdp  sample_every={every:<3} {ns:>4} ns/packet  (lost samples: {lost})");
-    }
-    let mut ebpf = load(1_000_000_000, 0, 0);
-    let tc: &mut SchedClassifier = ebpf
-        .program_mut(PROG_TC_EGRESS)
-        .unwrap()
-        .try_into()
-        .unwrap();
-    tc.load().unwrap();
-    let ns = tc.test_run(opts(&pkt)).unwrap().duration.as_nanos();
-    println!("tc   one flow, 1 s export   {ns:>4} ns/packet");
-    let fin = eth_ipv4_tcp(1234, 80, 0x11, 0);
-    let ns = tc.test_run(opts(&fin)).unwrap().duration.as_nanos();
-    println!("tc   FIN every packet       {ns:>4} ns/packet  (one record each)");
+    let s = tcp_events
+        .iter()
+        .find(|e| e.kind == TCP_STATE && e.dport == port) // not the listener's own
+        .unwrap_or_else(|| panic!("no state change in {tcp_events:?}"));
+    assert_eq!((s.family, s.proto, s.dport), (2, 6, port));
+    assert_eq!((s.old_state, s.new_state), (7, 2), "CLOSE -> SYN_SENT");
 }

@@ -43,6 +43,35 @@ pub fn meshflow(cwd: &Path, args: &[&str], expect_success: bool) -> Output {
     out
 }
 
+/// Like [`meshflow`], with `stdin` piped to the process's standard input.
+pub fn meshflow_with_stdin(cwd: &Path, args: &[&str], stdin: &str, expect_success: bool) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(meshflow_bin())
+        .args(args)
+        .current_dir(cwd)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run meshflow");
+    child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write meshflow's stdin");
+    let out = child.wait_with_output().expect("wait for meshflow");
+    if out.status.success() != expect_success {
+        panic!(
+            "meshflow {args:?} with stdin exited with {} (expected success = {expect_success})\nstdout:\n{}\nstderr:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    out
+}
+
 /// Runs a Python snippet (with pyarrow) and parses its last stdout line as JSON.
 ///
 /// pyarrow is the independent reader: it shares no code with meshflow. A missing

@@ -6,9 +6,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use meshflow_schemas::HumanDuration;
+use meshflow_schemas::{HumanDuration, TimestampNs};
 use meshflow_sinks::parquet::ParquetSinkConfig;
 use meshflow_sources::ebpf::EbpfConfig;
+use meshflow_sources::replay::TimeRange;
 use meshflow_sources::simulator::SimConfig;
 use serde::{Deserialize, Serialize};
 
@@ -76,7 +77,8 @@ impl Default for WindowSection {
 pub enum SourceConfig {
     /// The seeded mesh simulator.
     Simulator(SimConfig),
-    /// A Parquet trace, replayed as fast as possible.
+    /// A Parquet trace, replayed as fast as possible or paced, optionally limited to a
+    /// time range.
     Replay(ReplaySourceConfig),
     /// Live kernel telemetry from this host's eBPF programs (needs root or CAP_BPF,
     /// CAP_NET_ADMIN and CAP_PERFMON).
@@ -92,6 +94,138 @@ pub struct ReplaySourceConfig {
     /// Skip corrupt or mismatched files (listed in the summary) instead of failing.
     #[serde(default)]
     pub skip_bad_files: bool,
+    /// Replay only events at or after this time.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "from_time"
+    )]
+    pub from: Option<EventTime>,
+    /// Replay only events before this time.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "to_time"
+    )]
+    pub to: Option<EventTime>,
+    /// Pace events against the wall clock, `speed` times faster than real time (1 is
+    /// real time); unset replays as fast as possible.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed: Option<f64>,
+}
+
+impl ReplaySourceConfig {
+    /// A replay of the whole trace at `path`, as fast as possible.
+    pub fn new(path: PathBuf) -> Self {
+        Self {
+            path,
+            skip_bad_files: false,
+            from: None,
+            to: None,
+            speed: None,
+        }
+    }
+
+    /// The event-time range to replay.
+    pub fn range(&self) -> TimeRange {
+        TimeRange {
+            from: self.from.map(|t| t.0),
+            to: self.to.map(|t| t.0),
+        }
+    }
+
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        let invalid = |field: &str, reason: String| ConfigError::Invalid {
+            key: format!("{key}.{field}"),
+            reason,
+        };
+        if self.path.as_os_str().is_empty() {
+            return Err(invalid("path", "must not be empty".into()));
+        }
+        if let (Some(from), Some(to)) = (self.from, self.to)
+            && to <= from
+        {
+            return Err(invalid(
+                "to",
+                format!("({to}) must be after {key}.from ({from})"),
+            ));
+        }
+        match self.speed {
+            Some(speed) if !(speed.is_finite() && speed > 0.0) => Err(invalid(
+                "speed",
+                format!("is {speed}; it must be a positive number (1 = real time)"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn from_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<EventTime>, D::Error> {
+    keyed_time(d, "from")
+}
+
+fn to_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<EventTime>, D::Error> {
+    keyed_time(d, "to")
+}
+
+/// An [`EventTime`] whose error names its key (an internally tagged source table
+/// otherwise reports only the table).
+fn keyed_time<'de, D: serde::Deserializer<'de>>(
+    d: D,
+    key: &str,
+) -> Result<Option<EventTime>, D::Error> {
+    EventTime::deserialize(d)
+        .map(Some)
+        .map_err(|e| serde::de::Error::custom(format!("`{key}`: {e}")))
+}
+
+/// An instant in a configuration: RFC 3339 text (`"2026-01-01T00:05:00Z"`) or seconds
+/// since the epoch (a number, or text holding one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct EventTime(pub TimestampNs);
+
+impl std::fmt::Display for EventTime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl std::str::FromStr for EventTime {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        text.parse().map(EventTime)
+    }
+}
+
+impl Serialize for EventTime {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for EventTime {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = EventTime;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an RFC 3339 time in quotes or seconds since the epoch")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<EventTime, E> {
+                v.parse().map_err(E::custom)
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<EventTime, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<EventTime, E> {
+                self.visit_str(&v.to_string())
+            }
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<EventTime, E> {
+                self.visit_str(&format!("{v:.9}"))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 /// `[sinks]`.
@@ -211,10 +345,7 @@ impl JobConfig {
                         reason: e.to_string(),
                     })?
                 }
-                SourceConfig::Replay(replay) if replay.path.as_os_str().is_empty() => {
-                    return invalid(&format!("sources.{name}.path"), "must not be empty".into());
-                }
-                SourceConfig::Replay(_) => {}
+                SourceConfig::Replay(replay) => replay.validate(&format!("sources.{name}"))?,
                 SourceConfig::Ebpf(ebpf) => ebpf.validate().map_err(|e| ConfigError::Invalid {
                     key: format!("sources.{name}.{}", e.key),
                     reason: e.reason,

@@ -1,15 +1,16 @@
 //! `meshflow`: see which nodes of a mesh network misbehave, and why, as it happens.
 
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use datafusion::arrow::util::pretty::pretty_format_batches;
-use meshflow::config::{JobConfig, ReplaySourceConfig, SourceConfig};
+use meshflow::config::{EventTime, JobConfig, ReplaySourceConfig, SourceConfig};
 use meshflow::job::{self, Cluster, Progress};
 use meshflow::report::{ProgressLine, summary_text};
+use meshflow::sql::{Format, Lines, SqlSession, Terminal, history_path, run_prompt, write_result};
 use meshflow_sources::simulator::{SimConfig, TopologyKind};
 
 #[derive(Parser)]
@@ -49,7 +50,7 @@ enum Command {
         #[command(flatten)]
         cluster: ClusterArgs,
     },
-    /// Replay a Parquet trace through the same dataflow, as fast as possible.
+    /// Replay a Parquet trace through the same dataflow, as fast as possible or paced.
     Replay {
         /// Trace folder (as written by `meshflow sim` or an importer).
         trace: PathBuf,
@@ -65,6 +66,16 @@ enum Command {
         /// Skip corrupt or mismatched files, list them, and replay the rest.
         #[arg(long)]
         skip_bad_files: bool,
+        /// Replay only events at or after this time (RFC 3339 or epoch seconds).
+        #[arg(long)]
+        from: Option<EventTime>,
+        /// Replay only events before this time (RFC 3339 or epoch seconds).
+        #[arg(long)]
+        to: Option<EventTime>,
+        /// Pace events by event time, N times faster than real time (1 = real time);
+        /// without it, replay as fast as possible.
+        #[arg(long, value_name = "N")]
+        speed: Option<f64>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -94,13 +105,21 @@ enum Command {
         /// The TOML file.
         config: PathBuf,
     },
-    /// Run SQL over the output tables (each folder is a table).
+    /// Run SQL over the output tables (each folder is a table); without a query, an
+    /// interactive prompt.
     Sql {
-        /// The query.
-        query: String,
+        /// The query; without it, a prompt (statements end with `;`, `\d` lists the
+        /// tables, `\d TABLE` shows one, `\q` quits).
+        query: Option<String>,
         /// Output folder to query.
         #[arg(long, default_value = "meshflow-out")]
         out: PathBuf,
+        /// Result format: a text table, CSV, JSON (one object per line) or Parquet.
+        #[arg(long, value_enum, default_value_t = Format::Table)]
+        format: Format,
+        /// Write the result to FILE instead of stdout (required for parquet).
+        #[arg(long, value_name = "FILE")]
+        output: Option<PathBuf>,
     },
 }
 
@@ -151,10 +170,17 @@ fn execute(cfg: JobConfig, cluster: Cluster) -> anyhow::Result<()> {
     cfg.validate()?;
     let progress = Arc::new(Progress::default());
     watch_ctrl_c(progress.clone());
+    // A replay-only job in one process knows its total from the plan: show a bar.
+    let bounded = matches!(cluster, Cluster::Local)
+        && cfg
+            .sources
+            .values()
+            .all(|s| matches!(s, SourceConfig::Replay(_)));
     let line = ProgressLine::start(
         progress.clone(),
         cfg.job.progress_interval.0,
         cfg.job.epoch.as_nanos_i64(),
+        bounded,
     );
     let result = job::run(&cfg, &cluster, progress);
     drop(line);
@@ -186,6 +212,67 @@ fn watch_ctrl_c(progress: Arc<Progress>) {
     });
 }
 
+fn sql(
+    out: &Path,
+    query: Option<&str>,
+    format: Format,
+    output: Option<&Path>,
+) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let Some(query) = query else {
+        anyhow::ensure!(
+            output.is_none(),
+            "--output needs a query; the prompt prints its results"
+        );
+        let session = rt.block_on(SqlSession::open(out))?;
+        let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
+        if !std::io::stdin().is_terminal() {
+            let mut lines = Lines(std::io::stdin().lock());
+            return run_prompt(
+                &session,
+                &rt,
+                format,
+                &mut lines,
+                &mut stdout.lock(),
+                &mut stderr.lock(),
+            );
+        }
+        eprintln!(
+            "meshflow sql over {}: tables {}. End statements with `;`; \\d lists tables, \\d TABLE shows one, \\q quits.",
+            out.display(),
+            session.tables().join(", ")
+        );
+        let mut terminal = Terminal::open(history_path())?;
+        return run_prompt(
+            &session,
+            &rt,
+            format,
+            &mut terminal,
+            &mut stdout.lock(),
+            &mut stderr.lock(),
+        );
+    };
+    anyhow::ensure!(
+        !(format.is_binary() && output.is_none()),
+        "--format parquet writes a binary file; name it with --output FILE"
+    );
+    let session = rt.block_on(SqlSession::open(out))?;
+    let result = rt.block_on(session.run(query))?;
+    match output {
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("cannot create --output {}", path.display()))?;
+            write_result(&result, format, &mut file)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("wrote {} rows to {}", result.rows(), path.display());
+        }
+        None => write_result(&result, format, &mut std::io::stdout().lock())?,
+    }
+    Ok(())
+}
+
 fn real_main(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run {
@@ -209,6 +296,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             workers,
             config,
             skip_bad_files,
+            from,
+            to,
+            speed,
             cluster: c,
         } => {
             let mut cfg = load(config.as_ref())?;
@@ -216,8 +306,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             cfg.sources.insert(
                 "trace".into(),
                 SourceConfig::Replay(ReplaySourceConfig {
-                    path: trace,
                     skip_bad_files,
+                    from,
+                    to,
+                    speed,
+                    ..ReplaySourceConfig::new(trace)
                 }),
             );
             cfg.sinks.parquet.path = out;
@@ -291,13 +384,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Sql { query, out } => {
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let batches = rt.block_on(meshflow::sql::query(&out, &query))?;
-            println!("{}", pretty_format_batches(&batches)?);
-            Ok(())
-        }
+        Command::Sql {
+            query,
+            out,
+            format,
+            output,
+        } => sql(&out, query.as_deref(), format, output.as_deref()),
     }
 }

@@ -16,8 +16,15 @@ pub struct ProgressLine {
 }
 
 impl ProgressLine {
-    /// Starts refreshing every `interval`; hidden when stderr is not a terminal.
-    pub fn start(progress: Arc<Progress>, interval: Duration, epoch_ns: i64) -> Self {
+    /// Starts refreshing every `interval`; hidden when stderr is not a terminal. With
+    /// `bounded` (every source is a replay in this one process), the planned total in
+    /// `progress.planned` turns the line into a bar with percentage, rate and ETA.
+    pub fn start(
+        progress: Arc<Progress>,
+        interval: Duration,
+        epoch_ns: i64,
+        bounded: bool,
+    ) -> Self {
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let flag = stop.clone();
         let thread = std::thread::spawn(move || {
@@ -26,15 +33,16 @@ impl ProgressLine {
                 ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}")
                     .expect("valid template"),
             );
+            let mut showing_bar = false;
             let started = Instant::now();
             while !flag.load(Ordering::Relaxed) {
                 let events = progress.events.snapshot().received;
-                let rate = events as f64 / started.elapsed().as_secs_f64().max(1e-3);
+                let elapsed = started.elapsed();
+                let rate = events as f64 / elapsed.as_secs_f64().max(1e-3);
                 let closed = progress.watermark.load(Ordering::Relaxed);
                 let watermark = meshflow_schemas::TimestampNs(closed as i64 * epoch_ns);
-                bar.set_message(format!(
-                    "{events} events ({}/s), {} rows written, late {}, windows closed up to {}",
-                    human(rate),
+                let written = format!(
+                    "{} rows written, late {}, windows closed up to {}",
                     progress.rows.snapshot().sent,
                     progress.late.snapshot().dropped,
                     if closed == 0 {
@@ -42,7 +50,28 @@ impl ProgressLine {
                     } else {
                         watermark.to_string()
                     },
-                ));
+                );
+                let planned = progress.planned.load(Ordering::Relaxed);
+                if bounded && planned > 0 {
+                    if !showing_bar {
+                        bar.set_style(
+                            ProgressStyle::with_template(
+                                "{spinner} {elapsed_precise} [{bar:30}] {msg}",
+                            )
+                            .expect("valid template")
+                            .progress_chars("=> "),
+                        );
+                        bar.set_length(planned);
+                        showing_bar = true;
+                    }
+                    bar.set_position(events.min(planned));
+                    bar.set_message(format!(
+                        "{}, {written}",
+                        replay_status(events, planned, elapsed)
+                    ));
+                } else {
+                    bar.set_message(format!("{events} events ({}/s), {written}", human(rate)));
+                }
                 bar.tick();
                 std::thread::sleep(interval);
             }
@@ -53,6 +82,27 @@ impl ProgressLine {
             thread: Some(thread),
         }
     }
+}
+
+/// A bounded job's progress: `done` of `total` rows after `elapsed`, as percentage,
+/// rows per second and the estimated time left, e.g. `42.0% 12.3k rows/s ETA 0:00:12`.
+pub fn replay_status(done: u64, total: u64, elapsed: Duration) -> String {
+    let done = done.min(total);
+    let percent = if total == 0 {
+        100.0
+    } else {
+        done as f64 * 100.0 / total as f64
+    };
+    let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
+    let eta = if done == total {
+        "0:00:00".to_string()
+    } else if rate <= 0.0 {
+        "-".to_string()
+    } else {
+        let secs = ((total - done) as f64 / rate).ceil().min(1e9) as u64;
+        format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    };
+    format!("{percent:.1}% {} rows/s ETA {eta}", human(rate))
 }
 
 impl Drop for ProgressLine {
@@ -120,4 +170,27 @@ pub fn summary_text(s: &Summary) -> String {
         s.out.display()
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_status_shows_percentage_rate_and_eta() {
+        let s = replay_status(250, 1000, Duration::from_secs(5));
+        assert_eq!(s, "25.0% 50 rows/s ETA 0:00:15");
+        let s = replay_status(5_000_000, 20_000_000, Duration::from_secs(2));
+        assert_eq!(s, "25.0% 2.50M rows/s ETA 0:00:06");
+        assert_eq!(
+            replay_status(0, 1000, Duration::from_secs(1)),
+            "0.0% 0 rows/s ETA -"
+        );
+        assert_eq!(
+            replay_status(1200, 1000, Duration::from_secs(1)),
+            "100.0% 1.0k rows/s ETA 0:00:00"
+        );
+        let s = replay_status(1, 7_200_001, Duration::from_secs(1));
+        assert!(s.ends_with("ETA 2000:00:00"), "{s}");
+    }
 }

@@ -1,74 +1,223 @@
 //! `meshflow sql`: SQL over the Parquet output with DataFusion.
+//!
+//! Every table folder under the output folder is registered by its folder name, with
+//! its Hive partitions (`date`, `hour`) as text columns. A filter on the partitions
+//! lists only the matching files, and so does a bound on a meshflow table's event-time
+//! column (e.g. `window_end >= '2026-01-01T10:00:00Z'`), which is turned into a
+//! bound on the partitions ([`prune`]).
+
+mod output;
+mod prompt;
+mod prune;
+
+pub use output::{Format, write_result};
+pub use prompt::{Line, LineSource, Lines, Terminal, history_path, run_prompt};
+pub use prune::{TimePartitionedTable, partition_filters};
 
 use std::path::Path;
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::TableProvider;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::prelude::SessionContext;
 
-/// A session with every table folder under `out` registered by its folder name, with
-/// its Hive partitions (`date`, `hour`) as columns.
-pub async fn session(out: &Path) -> anyhow::Result<(SessionContext, Vec<String>)> {
-    let ctx = SessionContext::new();
-    let mut tables = Vec::new();
-    let entries = std::fs::read_dir(out)
-        .map_err(|e| anyhow::anyhow!("cannot read output folder {}: {e}", out.display()))?;
-    let mut dirs: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
-    for dir in dirs {
-        let Some(name) = dir.file_name().map(|n| n.to_string_lossy().to_string()) else {
-            continue;
-        };
-        if name.starts_with(['.', '_']) {
-            continue;
-        }
-        let url = ListingTableUrl::parse(format!("{}/", std::fs::canonicalize(&dir)?.display()))?;
-        let partitioned = std::fs::read_dir(&dir)?
-            .filter_map(|e| e.ok())
-            .any(|e| e.file_name().to_string_lossy().starts_with("date="));
-        let mut options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        if partitioned {
-            options = options.with_table_partition_cols(vec![
-                ("date".into(), DataType::Utf8),
-                ("hour".into(), DataType::Utf8),
-            ]);
-        }
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .infer_schema(&ctx.state())
-            .await?;
-        ctx.register_table(name.as_str(), Arc::new(ListingTable::try_new(config)?))?;
-        tables.push(name);
-    }
-    Ok((ctx, tables))
+/// The Hive partition columns of meshflow's output tables.
+const PARTITIONS: [&str; 2] = ["date", "hour"];
+
+/// A query's result: its schema (kept when there are no rows) and its batches.
+#[derive(Clone, Debug)]
+pub struct QueryResult {
+    /// The result's columns.
+    pub schema: SchemaRef,
+    /// The rows.
+    pub batches: Vec<RecordBatch>,
 }
 
-/// Runs one query and returns its result batches.
-pub async fn query(out: &Path, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
-    let (ctx, tables) = session(out).await?;
-    let df = ctx.sql(sql).await.map_err(|e| {
-        let msg = e.to_string();
-        if msg.contains("not found") {
-            anyhow::anyhow!(
-                "{msg}\navailable tables: {}",
-                if tables.is_empty() {
-                    "(none)".to_string()
-                } else {
-                    tables.join(", ")
-                }
-            )
-        } else {
-            anyhow::anyhow!("{msg}")
-        }
-    })?;
-    Ok(df.collect().await?)
+impl QueryResult {
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.batches.iter().map(RecordBatch::num_rows).sum()
+    }
+
+    /// A result of text columns, built row by row.
+    fn text(columns: &[&str], rows: Vec<Vec<String>>) -> anyhow::Result<Self> {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|c| Field::new(*c, DataType::Utf8, false))
+                .collect::<Vec<_>>(),
+        ));
+        let arrays: Vec<ArrayRef> = (0..columns.len())
+            .map(|i| {
+                Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r[i]))) as ArrayRef
+            })
+            .collect();
+        let batch = RecordBatch::try_new(schema.clone(), arrays)?;
+        Ok(Self {
+            schema,
+            batches: vec![batch],
+        })
+    }
 }
+
+/// A DataFusion session over one output folder.
+pub struct SqlSession {
+    ctx: SessionContext,
+    tables: Vec<String>,
+}
+
+impl SqlSession {
+    /// Registers every table folder under `out` (folders starting with `.` or `_`
+    /// are skipped).
+    pub async fn open(out: &Path) -> anyhow::Result<Self> {
+        let ctx = SessionContext::new();
+        let mut tables = Vec::new();
+        let entries = std::fs::read_dir(out)
+            .map_err(|e| anyhow::anyhow!("cannot read output folder {}: {e}", out.display()))?;
+        let mut dirs: Vec<_> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .collect();
+        dirs.sort();
+        for dir in dirs {
+            let Some(name) = dir.file_name().map(|n| n.to_string_lossy().to_string()) else {
+                continue;
+            };
+            if name.starts_with(['.', '_']) {
+                continue;
+            }
+            let table = listing_table(&ctx, &dir)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read table {}: {e}", dir.display()))?;
+            let partitioned = PARTITIONS
+                .iter()
+                .all(|p| table.schema().field_with_name(p).is_ok());
+            match meshflow_schemas::time_column(&name) {
+                Some(time) if partitioned && table.schema().field_with_name(time).is_ok() => {
+                    ctx.register_table(
+                        name.as_str(),
+                        Arc::new(TimePartitionedTable::new(table, time)),
+                    )?;
+                }
+                _ => {
+                    ctx.register_table(name.as_str(), table)?;
+                }
+            }
+            tables.push(name);
+        }
+        Ok(Self { ctx, tables })
+    }
+
+    /// The registered tables, sorted.
+    pub fn tables(&self) -> &[String] {
+        &self.tables
+    }
+
+    /// The DataFusion session, for callers that need more than [`SqlSession::run`].
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+
+    /// Runs one statement. Errors carry DataFusion's message; an unknown table also
+    /// lists the available ones.
+    pub async fn run(&self, sql: &str) -> anyhow::Result<QueryResult> {
+        let df = self.ctx.sql(sql).await.map_err(|e| {
+            let msg = e.to_string();
+            if msg.contains("not found") {
+                anyhow::anyhow!("{msg}\navailable tables: {}", self.available())
+            } else {
+                anyhow::anyhow!("{msg}")
+            }
+        })?;
+        let schema = Arc::new(df.schema().as_arrow().clone());
+        let batches = df.collect().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(QueryResult { schema, batches })
+    }
+
+    /// The tables as a one-column result.
+    pub fn list(&self) -> anyhow::Result<QueryResult> {
+        QueryResult::text(
+            &["table"],
+            self.tables.iter().map(|t| vec![t.clone()]).collect(),
+        )
+    }
+
+    /// A table's columns: name, type, nullability, and which are partitions or the
+    /// event time that partitions follow.
+    pub async fn describe(&self, table: &str) -> anyhow::Result<QueryResult> {
+        if !self.tables.iter().any(|t| t == table) {
+            anyhow::bail!(
+                "unknown table `{table}`; available tables: {}",
+                self.available()
+            );
+        }
+        let schema = self.ctx.table_provider(table).await?.schema();
+        let time = meshflow_schemas::time_column(table);
+        let rows = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                let note = if PARTITIONS.contains(&f.name().as_str()) {
+                    "partition"
+                } else if Some(f.name().as_str()) == time {
+                    "event time (decides date, hour)"
+                } else {
+                    ""
+                };
+                vec![
+                    f.name().clone(),
+                    f.data_type().to_string(),
+                    if f.is_nullable() { "yes" } else { "no" }.to_string(),
+                    note.to_string(),
+                ]
+            })
+            .collect();
+        QueryResult::text(&["column", "type", "nullable", "note"], rows)
+    }
+
+    fn available(&self) -> String {
+        if self.tables.is_empty() {
+            "(none)".to_string()
+        } else {
+            self.tables.join(", ")
+        }
+    }
+}
+
+/// A listing table over one folder, with the `date` and `hour` partitions as text
+/// columns when the folder has them.
+async fn listing_table(ctx: &SessionContext, dir: &Path) -> anyhow::Result<Arc<ListingTable>> {
+    let url = ListingTableUrl::parse(format!("{}/", std::fs::canonicalize(dir)?.display()))?;
+    let partitioned = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .any(|e| e.file_name().to_string_lossy().starts_with("date="));
+    let mut options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    if partitioned {
+        options = options.with_table_partition_cols(
+            PARTITIONS
+                .iter()
+                .map(|p| (p.to_string(), DataType::Utf8))
+                .collect(),
+        );
+    }
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .infer_schema(&ctx.state())
+        .await?;
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// Runs one query over the output folder `out` and returns its result batches.
+pub async fn query(out: &Path, sql: &str) -> anyhow::Result<Vec<RecordBatch>> {
+    Ok(SqlSession::open(out).await?.run(sql).await?.batches)
+}
+
+#[cfg(test)]
+mod tests;

@@ -26,3 +26,26 @@ fn a_missing_config_file_is_named() {
         String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/meshflow.toml")
     );
 }
+
+#[test]
+fn replay_and_sql_help_show_their_flags() {
+    for (cmd, flags) in [
+        ("replay", &["--from", "--to", "--speed"][..]),
+        (
+            "sql",
+            &["--format", "--output", "csv", "json", "parquet"][..],
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_meshflow"))
+            .args([cmd, "--help"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        for flag in flags {
+            assert!(
+                text.contains(flag),
+                "{flag} missing from {cmd} --help:\n{text}"
+            );
+        }
+    }
+}

@@ -33,6 +33,33 @@ pub use outputs::{
 pub use record::ArrowRecord;
 pub use time::{NANOS_PER_SEC, TimestampNs};
 
+/// The event-time column of a meshflow table (the one that decides its `date` and
+/// `hour` partitions), or `None` for a table meshflow does not define.
+pub fn time_column(table: &str) -> Option<&'static str> {
+    macro_rules! find {
+        ($($record:ty),*) => {
+            $(if table == <$record>::TABLE {
+                return Some(<$record>::TIME_COLUMN);
+            })*
+        };
+    }
+    find!(
+        FlowRecord,
+        NodeMetric,
+        TcpEvent,
+        SyscallLatency,
+        Payment,
+        NodeFeatures,
+        AnomalyScore,
+        CausalEdge,
+        Incident,
+        RootCause,
+        PaymentVerification,
+        GroundTruth
+    );
+    None
+}
+
 /// A batch that does not match a record's schema.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SchemaError {

@@ -12,6 +12,8 @@ pub trait ArrowRecord: Sized + Clone + Send + 'static {
     const TABLE: &'static str;
     /// The schema version, carried in JSON encodings so consumers can evolve.
     const VERSION: u32;
+    /// The event-time column: it decides the row's Hive partition (`date`, `hour`).
+    const TIME_COLUMN: &'static str;
     /// The Arrow schema, identical for every batch of this record.
     fn schema() -> SchemaRef;
     /// Converts rows to one batch, in order.
@@ -42,6 +44,7 @@ macro_rules! record {
         impl $crate::record::ArrowRecord for $name {
             const TABLE: &'static str = $table;
             const VERSION: u32 = $version;
+            const TIME_COLUMN: &'static str = stringify!($time);
 
             fn schema() -> datafusion::arrow::datatypes::SchemaRef {
                 static SCHEMA: std::sync::OnceLock<datafusion::arrow::datatypes::SchemaRef> =

@@ -376,3 +376,23 @@ fn json_encoding_is_readable() {
     assert!(json.contains("\"src_ip\":\"10.0.0.1\""), "{json}");
     assert_eq!(serde_json::from_str::<FlowRecord>(&json).unwrap(), rows);
 }
+
+#[test]
+fn every_table_names_its_time_column_and_that_column_is_a_timestamp() {
+    for (table, schema) in [
+        (FlowRecord::TABLE, FlowRecord::schema()),
+        (NodeFeatures::TABLE, NodeFeatures::schema()),
+        (GroundTruth::TABLE, GroundTruth::schema()),
+        (SyscallLatency::TABLE, SyscallLatency::schema()),
+    ] {
+        let column = time_column(table).unwrap_or_else(|| panic!("{table} has no time column"));
+        let field = schema.field_with_name(column).unwrap();
+        assert!(
+            matches!(field.data_type(), DataType::Timestamp(..)),
+            "{table}.{column}"
+        );
+    }
+    assert_eq!(time_column("node_features"), Some("window_end"));
+    assert_eq!(time_column("flows"), Some("last_seen"));
+    assert_eq!(time_column("no_such_table"), None);
+}

@@ -79,3 +79,47 @@ fn invalid_values_name_the_key_and_reason() {
         "{err}"
     );
 }
+
+#[test]
+fn replay_sources_take_a_time_range_and_a_speed() {
+    let text = "[sources.t]\ntype = \"replay\"\npath = \"trace\"\nfrom = \"2026-01-01T00:05:00Z\"\nto = 1767226200\nspeed = 2\n";
+    let cfg = JobConfig::parse(text).unwrap();
+    cfg.validate().unwrap();
+    let SourceConfig::Replay(replay) = &cfg.sources["t"] else {
+        panic!("not a replay source: {cfg:?}");
+    };
+    let minute = 60_000_000_000;
+    let start = 1_767_225_600 * 1_000_000_000;
+    assert_eq!(
+        replay.range(),
+        TimeRange {
+            from: Some(TimestampNs(start + 5 * minute)),
+            to: Some(TimestampNs(start + 10 * minute)),
+        }
+    );
+    assert_eq!(replay.speed, Some(2.0));
+    let text = toml::to_string(&cfg).unwrap();
+    assert_eq!(JobConfig::parse(&text).unwrap(), cfg, "round trip:\n{text}");
+
+    let bad = |extra: &str| {
+        let text = format!("[sources.t]\ntype = \"replay\"\npath = \"trace\"\n{extra}");
+        match JobConfig::parse(&text) {
+            Err(e) => e,
+            Ok(cfg) => cfg.validate().unwrap_err().to_string(),
+        }
+    };
+    let err = bad("from = \"last tuesday\"\n");
+    assert!(err.contains("from") && err.contains("RFC 3339"), "{err}");
+    let err = bad("from = 1767226200\nto = \"2026-01-01T00:05:00Z\"\n");
+    assert!(
+        err.starts_with("sources.t.to (2026-01-01T00:05:00"),
+        "{err}"
+    );
+    assert!(err.contains("must be after sources.t.from"), "{err}");
+    for speed in ["0", "-1", "nan"] {
+        let err = bad(&format!("speed = {speed}\n"));
+        assert!(err.starts_with("sources.t.speed is"), "{speed}: {err}");
+    }
+    let err = bad("sped = 2\n");
+    assert!(err.contains("unknown field `sped`"), "{err}");
+}

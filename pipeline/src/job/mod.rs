@@ -83,6 +83,8 @@ pub struct Progress {
     pub input_rows: [Arc<Counters>; 4],
     /// Newest window end closed, in epochs.
     pub watermark: std::sync::atomic::AtomicU64,
+    /// Events the replay sources planned to read (0 when no source knows in advance).
+    pub planned: std::sync::atomic::AtomicU64,
     /// Set to stop reading sources (Ctrl-C): the job then closes every open window,
     /// writes it, and finishes its files.
     pub stop: AtomicBool,
@@ -128,17 +130,21 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 let schema = Arc::new(FlowRecord::schema().project(
                     &FLOW_COLUMNS.map(|c| FlowRecord::schema().index_of(c).expect("flow column")),
                 )?);
-                let plan = ReplayPlan::new(
+                let plan = ReplayPlan::in_range(
                     &replay.path,
                     FlowRecord::TABLE,
                     &schema,
+                    FlowRecord::TIME_COLUMN,
+                    replay.range(),
                     replay.skip_bad_files,
                 )?;
+                progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
                 skipped.extend(plan.skipped.iter().cloned());
                 SharedSource::Replay {
                     name: name.clone(),
                     plan: Arc::new(plan),
                     skip_bad_files: replay.skip_bad_files,
+                    speed: replay.speed,
                 }
             }
             SourceConfig::Ebpf(ebpf) => {

@@ -7,9 +7,7 @@ use meshflow_operators::window::WindowSpec;
 use meshflow_schemas::{Counters, TimestampNs};
 use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::{EbpfError, EbpfSource};
-use meshflow_sources::replay::{
-    ReplayError, ReplayPlan, ReplayUnit, SkippedFile, read_flow_columns,
-};
+use meshflow_sources::replay::{ReplayError, ReplayPlan, ReplayWorker, SkippedFile};
 use meshflow_sources::simulator::{SimPartition, Simulator, Tick};
 
 /// What a source shares between its workers (built once per process).
@@ -27,10 +25,12 @@ pub enum SharedSource {
     Replay {
         /// The source's name in the config.
         name: String,
-        /// The planned row groups.
+        /// The planned row groups (and the time range they are filtered to).
         plan: Arc<ReplayPlan>,
         /// Skip unreadable row groups instead of failing.
         skip_bad_files: bool,
+        /// Event seconds per wall-clock second, when paced; `None` is as fast as possible.
+        speed: Option<f64>,
     },
     /// This host's kernel telemetry, started before the workers; the process's first
     /// worker takes it, the others have no share.
@@ -83,16 +83,10 @@ pub enum WorkerSource {
     },
     /// Reads this worker's row groups in order.
     Replay {
-        /// Units still to read.
-        units: std::vec::IntoIter<ReplayUnit>,
-        /// Skip unreadable units.
-        skip_bad_files: bool,
+        /// This worker's reader.
+        reader: Box<ReplayWorker>,
         /// Units skipped, shared for the summary.
         skipped: Arc<Mutex<Vec<SkippedFile>>>,
-        /// Newest event time read so far.
-        newest: Option<TimestampNs>,
-        /// Whether every unit has been read.
-        done: bool,
     },
     /// Live kernel telemetry (only on the process's first worker; `None` elsewhere).
     Ebpf {
@@ -121,17 +115,17 @@ impl WorkerSource {
             SharedSource::Replay {
                 plan,
                 skip_bad_files,
+                speed,
                 ..
             } => WorkerSource::Replay {
-                units: plan
-                    .for_worker(index, peers)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .into_iter(),
-                skip_bad_files: *skip_bad_files,
+                reader: Box::new(ReplayWorker::new(
+                    plan,
+                    index,
+                    peers,
+                    *skip_bad_files,
+                    *speed,
+                )),
                 skipped,
-                newest: None,
-                done: false,
             },
             SharedSource::Ebpf { source, .. } => WorkerSource::Ebpf {
                 source: source.lock().expect("eBPF source lock").take(),
@@ -174,39 +168,9 @@ impl WorkerSource {
                 *watermark = Some(end);
                 Ok(true)
             }
-            WorkerSource::Replay {
-                units,
-                skip_bad_files,
-                skipped,
-                newest,
-                done,
-            } => loop {
-                let Some(unit) = units.next() else {
-                    *done = true;
-                    return Ok(false);
-                };
-                let before = out.flows.len();
-                match read_flow_columns(&unit, &mut out.flows) {
-                    Ok(()) => {
-                        let read = &out.flows.last_seen[before..];
-                        counters.add_received(read.len() as u64);
-                        if let Some(max) = read.iter().max() {
-                            *newest = Some((*newest).map_or(*max, |n| n.max(*max)));
-                        }
-                        return Ok(true);
-                    }
-                    Err(e) if *skip_bad_files => {
-                        out.flows.truncate(before);
-                        counters.add_errored(unit.rows);
-                        tracing::warn!(error = %e, "skipping unreadable row group");
-                        skipped.lock().expect("skipped list").push(SkippedFile {
-                            path: unit.path.clone(),
-                            reason: format!("row group {}: {e}", unit.row_group),
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            },
+            WorkerSource::Replay { reader, skipped } => {
+                Ok(reader.next_batch(&mut out.flows, counters, skipped)?)
+            }
             WorkerSource::Ebpf { source } => {
                 let Some(src) = source else { return Ok(false) };
                 let before =
@@ -227,9 +191,10 @@ impl WorkerSource {
     /// it is exhausted (it then holds nothing back).
     pub fn watermark(&self, spec: &WindowSpec, lateness: u64) -> Option<u64> {
         match self {
-            WorkerSource::Simulator { done: true, .. }
-            | WorkerSource::Replay { done: true, .. }
-            | WorkerSource::Ebpf { source: None } => None,
+            WorkerSource::Simulator { done: true, .. } | WorkerSource::Ebpf { source: None } => {
+                None
+            }
+            WorkerSource::Replay { reader, .. } if reader.is_done() => None,
             WorkerSource::Ebpf { source: Some(src) } => Some(
                 spec.epoch_of(src.watermark())
                     .unwrap_or(0)
@@ -238,8 +203,9 @@ impl WorkerSource {
             WorkerSource::Simulator { watermark, .. } => {
                 Some(watermark.and_then(|t| spec.epoch_of(t)).unwrap_or(0))
             }
-            WorkerSource::Replay { newest, .. } => Some(
-                newest
+            WorkerSource::Replay { reader, .. } => Some(
+                reader
+                    .newest()
                     .and_then(|t| spec.epoch_of(t))
                     .unwrap_or(0)
                     .saturating_sub(lateness),

@@ -65,6 +65,8 @@ pub fn load(cfg: &EbpfConfig, nodes: &NodeMap) -> Result<Loaded, EbpfError> {
     let mut ebpf = EbpfLoader::new()
         .override_global(abi::GLOBAL_FLOW_EXPORT_NS, &export_ns, true)
         .override_global(abi::GLOBAL_TARGET_TGID, &tgid, true)
+        .override_global(abi::GLOBAL_WAKEUP_BYTES, &cfg.wakeup_bytes, true)
+        .override_global(abi::GLOBAL_XDP_SAMPLE_EVERY, &cfg.xdp_sample_every, true)
         .load(abi::OBJECT)
         .map_err(|e| EbpfError::Load(format!("loading the eBPF object: {e}")))?;
 

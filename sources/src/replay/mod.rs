@@ -6,12 +6,21 @@
 //! path order (which is event-time order for traces meshflow writes) and deals them
 //! round-robin to workers, so every worker reads its own share and all advance
 //! through event time together.
+//!
+//! A replay may be limited to a [`TimeRange`]: the plan skips row groups whose footer
+//! statistics lie outside it and marks those that straddle it for row filtering.
+//! [`ReplayWorker`] reads one worker's share, as fast as possible or paced by event
+//! time against the wall clock.
 
 mod plan;
+mod range;
 mod read;
+mod worker;
 
 pub use plan::{ReplayPlan, ReplayUnit, SkippedFile};
+pub use range::{Overlap, TimeRange};
 pub use read::{FLOW_COLUMNS, FlowColumns, read_flow_columns};
+pub use worker::ReplayWorker;
 
 use std::path::PathBuf;
 
@@ -35,3 +44,6 @@ pub enum ReplayError {
         reason: String,
     },
 }
+
+#[cfg(test)]
+mod tests;

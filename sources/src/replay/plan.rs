@@ -3,10 +3,16 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit, TimestampNanosecondType};
+use datafusion::parquet::arrow::ProjectionMask;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::file::metadata::RowGroupMetaData;
+use datafusion::parquet::file::statistics::Statistics;
+use meshflow_schemas::TimestampNs;
 
 use super::ReplayError;
+use super::range::{Overlap, TimeRange};
 
 /// One row group of one file: the unit of replay work given to a worker.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -15,8 +21,10 @@ pub struct ReplayUnit {
     pub path: PathBuf,
     /// Row group index within the file.
     pub row_group: usize,
-    /// Rows in the row group.
+    /// Rows the unit delivers: all of the row group's, or those in the plan's range.
     pub rows: u64,
+    /// Whether some of its rows lie outside the plan's range and must be filtered out.
+    pub filter: bool,
 }
 
 /// A file left out of the replay, and why.
@@ -35,6 +43,13 @@ pub struct ReplayPlan {
     pub units: Vec<ReplayUnit>,
     /// Files that were bad and skipped (only with `skip_bad_files`).
     pub skipped: Vec<SkippedFile>,
+    /// The event-time range replayed (of the time column given to [`ReplayPlan::in_range`]).
+    pub range: TimeRange,
+    /// Row groups left unread because none of their rows lies in the range.
+    pub pruned: usize,
+    /// The earliest event time planned, from the row groups' statistics: where paced
+    /// replay starts its clock.
+    pub start: Option<TimestampNs>,
 }
 
 impl ReplayPlan {
@@ -50,6 +65,33 @@ impl ReplayPlan {
         required: &SchemaRef,
         skip_bad_files: bool,
     ) -> Result<Self, ReplayError> {
+        Self::plan(trace, table, required, None, skip_bad_files)
+    }
+
+    /// Like [`ReplayPlan::new`], limited to the rows whose `time_column` (a nanosecond
+    /// timestamp) lies in `range`. Row groups whose footer statistics put them wholly
+    /// outside the range are never read and those wholly inside are read unfiltered.
+    /// The others have their time column read once here, so [`ReplayUnit::rows`] is
+    /// exact, and are filtered row by row when replayed.
+    pub fn in_range(
+        trace: &Path,
+        table: &str,
+        required: &SchemaRef,
+        time_column: &str,
+        range: TimeRange,
+        skip_bad_files: bool,
+    ) -> Result<Self, ReplayError> {
+        let time = Some((time_column, range));
+        Self::plan(trace, table, required, time, skip_bad_files)
+    }
+
+    fn plan(
+        trace: &Path,
+        table: &str,
+        required: &SchemaRef,
+        time: Option<(&str, TimeRange)>,
+        skip_bad_files: bool,
+    ) -> Result<Self, ReplayError> {
         if !trace.is_dir() {
             return Err(ReplayError::Trace {
                 path: trace.to_path_buf(),
@@ -57,7 +99,10 @@ impl ReplayPlan {
             });
         }
         let dir = trace.join(table);
-        let mut plan = ReplayPlan::default();
+        let mut plan = ReplayPlan {
+            range: time.map(|(_, range)| range).unwrap_or_default(),
+            ..ReplayPlan::default()
+        };
         if !dir.exists() {
             return Ok(plan);
         }
@@ -65,16 +110,11 @@ impl ReplayPlan {
         list_parquet(&dir, &mut files)?;
         files.sort();
         for path in files {
-            match inspect(&path, required) {
-                Ok(groups) => {
-                    plan.units
-                        .extend(groups.into_iter().enumerate().map(|(row_group, rows)| {
-                            ReplayUnit {
-                                path: path.clone(),
-                                row_group,
-                                rows,
-                            }
-                        }))
+            match plan_file(&path, required, time) {
+                Ok(file) => {
+                    plan.units.extend(file.units);
+                    plan.pruned += file.pruned;
+                    plan.start = earliest(plan.start, file.start);
                 }
                 Err(reason) if skip_bad_files => {
                     tracing::warn!(file = %path.display(), %reason, "skipping bad file");
@@ -119,8 +159,21 @@ fn list_parquet(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReplayError> {
     Ok(())
 }
 
-/// Opens a file's footer, checks the required columns, and returns rows per row group.
-fn inspect(path: &Path, required: &SchemaRef) -> Result<Vec<u64>, String> {
+/// One file's share of a plan.
+#[derive(Default)]
+struct FilePlan {
+    units: Vec<ReplayUnit>,
+    pruned: usize,
+    start: Option<TimestampNs>,
+}
+
+/// Opens a file's footer, checks the required columns, and plans its row groups: all
+/// of them, or with a bounded `time` range those that hold rows in it.
+fn plan_file(
+    path: &Path,
+    required: &SchemaRef,
+    time: Option<(&str, TimeRange)>,
+) -> Result<FilePlan, String> {
     let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format!("not a readable Parquet file: {e}"))?;
@@ -139,18 +192,109 @@ fn inspect(path: &Path, required: &SchemaRef) -> Result<Vec<u64>, String> {
             Ok(_) => {}
         }
     }
-    Ok(builder
-        .metadata()
-        .row_groups()
-        .iter()
-        .map(|g| g.num_rows().max(0) as u64)
-        .collect())
+    if let Some((column, _)) = time {
+        match schema.field_with_name(column).map(|f| f.data_type()) {
+            Ok(DataType::Timestamp(TimeUnit::Nanosecond, _)) => {}
+            Ok(other) => {
+                return Err(format!(
+                    "time column `{column}` has type {other}, expected a nanosecond timestamp"
+                ));
+            }
+            Err(_) => return Err(format!("time column `{column}` is missing")),
+        }
+    }
+    let mut plan = FilePlan::default();
+    for (i, group) in builder.metadata().row_groups().iter().enumerate() {
+        let all_rows = group.num_rows().max(0) as u64;
+        let Some((column, range)) = time else {
+            plan.units.push(unit(path, i, all_rows, false));
+            continue;
+        };
+        let stats = time_statistics(group, column);
+        let overlap = match stats {
+            _ if range.is_all() => Overlap::Full,
+            Some((min, max)) => range.overlap(min, max),
+            None => Overlap::Partial,
+        };
+        let rows = match overlap {
+            Overlap::None => 0,
+            Overlap::Full => all_rows,
+            Overlap::Partial => count_in_range(path, i, column, &range)
+                .map_err(|e| format!("row group {i}: {e}"))?,
+        };
+        if rows == 0 {
+            plan.pruned += 1;
+            continue;
+        }
+        plan.units
+            .push(unit(path, i, rows, overlap == Overlap::Partial));
+        let min = stats.map(|(min, _)| range.from.map_or(min, |from| min.max(from)));
+        plan.start = earliest(plan.start, min);
+    }
+    Ok(plan)
 }
 
-fn compatible(
-    found: &datafusion::arrow::datatypes::DataType,
-    expected: &datafusion::arrow::datatypes::DataType,
-) -> bool {
+fn unit(path: &Path, row_group: usize, rows: u64, filter: bool) -> ReplayUnit {
+    ReplayUnit {
+        path: path.to_path_buf(),
+        row_group,
+        rows,
+        filter,
+    }
+}
+
+fn earliest(a: Option<TimestampNs>, b: Option<TimestampNs>) -> Option<TimestampNs> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The `[min, max]` of a row group's INT64 time column from the footer, if recorded.
+fn time_statistics(group: &RowGroupMetaData, column: &str) -> Option<(TimestampNs, TimestampNs)> {
+    let chunk = group
+        .columns()
+        .iter()
+        .find(|c| c.column_descr().path().string() == column)?;
+    match chunk.statistics()? {
+        Statistics::Int64(s) => Some((TimestampNs(*s.min_opt()?), TimestampNs(*s.max_opt()?))),
+        _ => None,
+    }
+}
+
+/// Reads one row group's time column and counts its rows in `range`.
+fn count_in_range(
+    path: &Path,
+    row_group: usize,
+    column: &str,
+    range: &TimeRange,
+) -> Result<u64, String> {
+    let file = File::open(path).map_err(|e| format!("cannot open: {e}"))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| e.to_string())?;
+    let mask = ProjectionMask::columns(builder.parquet_schema(), [column]);
+    let reader = builder
+        .with_projection(mask)
+        .with_row_groups(vec![row_group])
+        .with_batch_size(64 * 1024)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut count = 0;
+    for batch in reader {
+        let batch = batch.map_err(|e| e.to_string())?;
+        let times = batch
+            .column(0)
+            .as_primitive_opt::<TimestampNanosecondType>()
+            .ok_or_else(|| format!("time column `{column}` is not a nanosecond timestamp"))?;
+        count += times
+            .iter()
+            .flatten()
+            .filter(|t| range.contains(TimestampNs(*t)))
+            .count() as u64;
+    }
+    Ok(count)
+}
+
+fn compatible(found: &DataType, expected: &DataType) -> bool {
     use datafusion::arrow::datatypes::DataType::*;
     match (found, expected) {
         (Timestamp(a, _), Timestamp(b, _)) => a == b,

@@ -7,7 +7,7 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use meshflow_schemas::field::{ArrowField, ColumnRef};
 use meshflow_schemas::{ArrowRecord, FlowRecord, TimestampNs};
 
-use super::{ReplayError, ReplayUnit};
+use super::{ReplayError, ReplayUnit, TimeRange};
 
 /// The flow columns the traffic dataflow reads, as plain vectors (struct of arrays).
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -61,6 +61,35 @@ impl FlowColumns {
         self.packets.append(&mut other.packets);
     }
 
+    /// Appends the flows `rows` of `other`.
+    pub fn extend_from(&mut self, other: &FlowColumns, rows: std::ops::Range<usize>) {
+        self.last_seen
+            .extend_from_slice(&other.last_seen[rows.clone()]);
+        self.src_node
+            .extend_from_slice(&other.src_node[rows.clone()]);
+        self.dst_node
+            .extend_from_slice(&other.dst_node[rows.clone()]);
+        self.bytes.extend_from_slice(&other.bytes[rows.clone()]);
+        self.packets.extend_from_slice(&other.packets[rows]);
+    }
+
+    /// Orders the flows by event time, keeping the order of equal times.
+    pub fn sort_by_time(&mut self) {
+        if self.last_seen.is_sorted() {
+            return;
+        }
+        let mut order: Vec<usize> = (0..self.len()).collect();
+        order.sort_by_key(|&i| self.last_seen[i]);
+        fn permute<T: Copy>(v: &mut Vec<T>, order: &[usize]) {
+            *v = order.iter().map(|&i| v[i]).collect();
+        }
+        permute(&mut self.last_seen, &order);
+        permute(&mut self.src_node, &order);
+        permute(&mut self.dst_node, &order);
+        permute(&mut self.bytes, &order);
+        permute(&mut self.packets, &order);
+    }
+
     /// Appends one flow record.
     pub fn push(&mut self, f: &FlowRecord) {
         self.last_seen.push(f.last_seen);
@@ -88,9 +117,14 @@ fn column<T: ArrowField>(
     .map_err(|e| e.to_string())
 }
 
-/// Reads one row group's flow columns, appending to `out`. On error `out` may hold part
-/// of the unit; callers discard it.
-pub fn read_flow_columns(unit: &ReplayUnit, out: &mut FlowColumns) -> Result<(), ReplayError> {
+/// Reads one row group's flow columns, appending to `out`; when the unit is marked
+/// [`ReplayUnit::filter`], only the flows whose `last_seen` lies in `range`. On error
+/// `out` may hold part of the unit; callers discard it.
+pub fn read_flow_columns(
+    unit: &ReplayUnit,
+    range: &TimeRange,
+    out: &mut FlowColumns,
+) -> Result<(), ReplayError> {
     let bad = |reason: String| ReplayError::BadFile {
         path: unit.path.clone(),
         reason,
@@ -116,11 +150,31 @@ pub fn read_flow_columns(unit: &ReplayUnit, out: &mut FlowColumns) -> Result<(),
             ))
         })()
         .map_err(|e| bad(format!("row group {}: {e}", unit.row_group)))?;
-        out.last_seen.extend(read.0);
-        out.src_node.extend(read.1);
-        out.dst_node.extend(read.2);
-        out.bytes.extend(read.3);
-        out.packets.extend(read.4);
+        let read = FlowColumns {
+            last_seen: read.0,
+            src_node: read.1,
+            dst_node: read.2,
+            bytes: read.3,
+            packets: read.4,
+        };
+        if !unit.filter {
+            out.extend_from(&read, 0..read.len());
+            continue;
+        }
+        let mut i = 0;
+        while i < read.len() {
+            let start = i + read.last_seen[i..]
+                .iter()
+                .position(|t| range.contains(*t))
+                .unwrap_or(read.len() - i);
+            let end = start
+                + read.last_seen[start..]
+                    .iter()
+                    .position(|t| !range.contains(*t))
+                    .unwrap_or(read.len() - start);
+            out.extend_from(&read, start..end);
+            i = end;
+        }
     }
     Ok(())
 }

@@ -1,0 +1,240 @@
+//! SQL over a small output folder spanning two dates: partition pruning, errors,
+//! table descriptions and the prompt.
+
+use std::path::Path;
+
+use meshflow_schemas::{NodeFeatures, TimestampNs, node_label};
+use meshflow_sinks::parquet::{ParquetSinkConfig, write_table};
+
+use super::*;
+
+/// 2026-01-01T23:58:30Z.
+const START: i64 = 1_767_311_910;
+
+/// Node features every 30 s from 23:58:30 to 00:01:30 for nodes 1..=3: one file per
+/// minute, two in `date=2026-01-01/hour=23` and two in `date=2026-01-02/hour=00`.
+fn output(dir: &Path) {
+    let rows = (0..7)
+        .flat_map(|i| {
+            (1..=3u64).map(move |node| NodeFeatures {
+                window_end: TimestampNs::from_secs(START + 30 * i),
+                window_start: TimestampNs::from_secs(START + 30 * i - 10),
+                node,
+                node_label: node_label(node),
+                bytes_in: 10 * node,
+                bytes_out: 100 * node + i as u64,
+                packets_in: 1,
+                packets_out: 1,
+                flows_in: 1,
+                flows_out: 1,
+                in_degree: 1,
+                out_degree: 1,
+                distinct_peers: 1,
+            })
+        })
+        .collect();
+    let cfg = ParquetSinkConfig {
+        path: dir.to_path_buf(),
+        buckets: 1,
+        ..Default::default()
+    };
+    write_table(dir, rows, &cfg).unwrap();
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn csv(result: &QueryResult) -> String {
+    let mut out = Vec::new();
+    write_result(result, Format::Csv, &mut out).unwrap();
+    String::from_utf8(out).unwrap()
+}
+
+/// The physical plan of `query`, as text.
+fn plan(rt: &tokio::runtime::Runtime, session: &SqlSession, query: &str) -> String {
+    csv(&rt
+        .block_on(session.run(&format!("EXPLAIN {query}")))
+        .unwrap())
+}
+
+#[test]
+fn partition_and_time_filters_scan_only_the_matching_files() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    let rt = rt();
+    let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
+    assert_eq!(session.tables(), ["node_features"]);
+
+    let all = plan(&rt, &session, "SELECT node FROM node_features");
+    assert!(
+        all.contains("date=2026-01-01/hour=23") && all.contains("date=2026-01-02/hour=00"),
+        "{all}"
+    );
+    for (query, kept, dropped) in [
+        (
+            "SELECT node FROM node_features WHERE date = '2026-01-02'",
+            "date=2026-01-02/hour=00",
+            "date=2026-01-01",
+        ),
+        (
+            "SELECT node FROM node_features WHERE hour = '23'",
+            "date=2026-01-01/hour=23",
+            "date=2026-01-02",
+        ),
+        (
+            "SELECT node FROM node_features WHERE window_end >= '2026-01-02T00:00:00Z'",
+            "date=2026-01-02/hour=00",
+            "date=2026-01-01",
+        ),
+        (
+            "SELECT node FROM node_features WHERE window_end < TIMESTAMP '2026-01-02 00:00:00'",
+            "date=2026-01-01/hour=23",
+            "date=2026-01-02",
+        ),
+        (
+            "SELECT node FROM node_features WHERE node = 2 AND window_end BETWEEN '2026-01-01T23:00:00Z' AND '2026-01-01T23:59:59Z'",
+            "date=2026-01-01/hour=23",
+            "date=2026-01-02",
+        ),
+    ] {
+        let shown = plan(&rt, &session, query);
+        assert!(
+            shown.contains(kept) && !shown.contains(dropped),
+            "{query}\n{shown}"
+        );
+    }
+
+    // Pruning changes which files are read, never the answer.
+    for (query, expected) in [
+        (
+            "SELECT count(*) AS n FROM node_features WHERE window_end >= '2026-01-02T00:00:00Z'",
+            12,
+        ),
+        (
+            "SELECT count(*) AS n FROM node_features WHERE window_end > '2026-01-02T00:00:00Z'",
+            9,
+        ),
+        (
+            "SELECT count(*) AS n FROM node_features WHERE window_end <= '2026-01-02T00:00:00Z'",
+            12,
+        ),
+        (
+            "SELECT count(*) AS n FROM node_features WHERE date = '2026-01-01'",
+            9,
+        ),
+    ] {
+        let got = csv(&rt.block_on(session.run(query)).unwrap());
+        assert_eq!(got, format!("n\n{expected}\n"), "{query}");
+    }
+}
+
+#[test]
+fn errors_carry_datafusions_message_and_unknown_tables_list_the_tables() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    let rt = rt();
+    let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
+    let err = rt
+        .block_on(session.run("SELECT * FROM nope"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("nope") && err.contains("available tables: node_features"),
+        "{err}"
+    );
+    let err = rt
+        .block_on(session.run("SELECT no_such_column FROM node_features"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("no_such_column"), "{err}");
+    let err = rt.block_on(session.run("SELEC 1")).unwrap_err().to_string();
+    assert!(err.contains("SELEC"), "{err}");
+    let err = rt
+        .block_on(SqlSession::open(&dir.path().join("missing")))
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cannot read output folder") && err.contains("missing"));
+}
+
+#[test]
+fn describe_marks_partitions_and_event_time() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    let rt = rt();
+    let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
+    let shown = csv(&rt.block_on(session.describe("node_features")).unwrap());
+    assert!(shown.starts_with("column,type,nullable,note\n"), "{shown}");
+    assert!(
+        shown.contains(
+            "window_end,\"Timestamp(ns, \"\"UTC\"\")\",no,\"event time (decides date, hour)\""
+        ),
+        "{shown}"
+    );
+    assert!(shown.contains("date,Utf8,no,partition"), "{shown}");
+    let err = rt
+        .block_on(session.describe("nodes"))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "unknown table `nodes`; available tables: node_features"
+    );
+}
+
+#[test]
+fn the_prompt_runs_multi_line_statements_survives_errors_and_quits() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    let rt = rt();
+    let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
+    let script = "\\d\n\n\\d node_features\nSELECT count(*)\n  AS n\nFROM node_features;\nSELECT nope FROM node_features;\n\\x\nSELECT 40 + 2 AS answer;\n\\q\nSELECT 'after quit';\n";
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    run_prompt(
+        &session,
+        &rt,
+        Format::Csv,
+        &mut Lines(script.as_bytes()),
+        &mut out,
+        &mut err,
+    )
+    .unwrap();
+    let out = String::from_utf8(out).unwrap();
+    let err = String::from_utf8(err).unwrap();
+    assert!(
+        out.starts_with("table\nnode_features\ncolumn,type"),
+        "{out}"
+    );
+    assert!(out.contains("\nn\n21\n"), "{out}");
+    assert!(out.ends_with("answer\n42\n"), "{out}");
+    assert!(!out.contains("after quit"), "{out}");
+    assert!(err.contains("error: ") && err.contains("nope"), "{err}");
+    assert!(err.contains("unknown command `\\x`"), "{err}");
+
+    // End of input runs an unterminated last statement; tables show a row count.
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut lines = Lines("SELECT 1 AS one".as_bytes());
+    run_prompt(&session, &rt, Format::Table, &mut lines, &mut out, &mut err).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("| one |") && out.ends_with("(1 row)\n"),
+        "{out}"
+    );
+
+    let mut lines = Lines("".as_bytes());
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let refused = run_prompt(
+        &session,
+        &rt,
+        Format::Parquet,
+        &mut lines,
+        &mut out,
+        &mut err,
+    );
+    assert!(refused.unwrap_err().to_string().contains("--output FILE"));
+}

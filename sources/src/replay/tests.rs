@@ -1,0 +1,205 @@
+//! Replay planning with time ranges, row filtering and paced reading.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, Ip16, TimestampNs};
+
+use super::*;
+
+fn secs(s: i64) -> TimestampNs {
+    TimestampNs::from_secs(s)
+}
+
+fn flow(t: i64) -> FlowRecord {
+    FlowRecord {
+        src_node: t as u64,
+        dst_node: 1000 + t as u64,
+        src_ip: Ip16([0; 16]),
+        dst_ip: Ip16([0; 16]),
+        src_port: 1,
+        dst_port: 2,
+        protocol: 17,
+        bytes: 10 * t as u64,
+        packets: 1,
+        first_seen: secs(t),
+        last_seen: secs(t),
+        tcp_flags: 0,
+    }
+}
+
+/// Writes flows at `times` (seconds) to `path`, `group` rows per row group.
+fn write_flows(path: &Path, times: &[i64], group: usize, stats: bool) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let rows: Vec<FlowRecord> = times.iter().map(|&t| flow(t)).collect();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group))
+        .set_statistics_enabled(if stats {
+            EnabledStatistics::Chunk
+        } else {
+            EnabledStatistics::None
+        })
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = ArrowWriter::try_new(file, FlowRecord::schema(), Some(props)).unwrap();
+    writer.write(&FlowRecord::to_batch(&rows)).unwrap();
+    writer.close().unwrap();
+}
+
+fn required() -> SchemaRef {
+    let schema = FlowRecord::schema();
+    Arc::new(
+        schema
+            .project(&FLOW_COLUMNS.map(|c| schema.index_of(c).unwrap()))
+            .unwrap(),
+    )
+}
+
+fn range(from: i64, to: i64) -> TimeRange {
+    TimeRange {
+        from: Some(secs(from)),
+        to: Some(secs(to)),
+    }
+}
+
+fn plan(trace: &Path, r: TimeRange) -> ReplayPlan {
+    ReplayPlan::in_range(trace, "flows", &required(), "last_seen", r, false).unwrap()
+}
+
+/// Reads every flow of `plan` as worker 0 of 1.
+fn read_all(plan: &ReplayPlan, speed: Option<f64>) -> FlowColumns {
+    let mut worker = ReplayWorker::new(plan, 0, 1, false, speed);
+    let (counters, skipped) = (Counters::default(), Mutex::new(Vec::new()));
+    let mut out = FlowColumns::default();
+    while worker.next_batch(&mut out, &counters, &skipped).unwrap() {}
+    assert!(worker.is_done());
+    assert_eq!(counters.snapshot().received, out.len() as u64);
+    out
+}
+
+#[test]
+fn ranges_contain_half_open_intervals_and_classify_spans() {
+    let r = range(10, 20);
+    assert!(r.contains(secs(10)) && r.contains(secs(19)) && !r.contains(secs(20)));
+    assert_eq!(r.overlap(secs(0), secs(9)), Overlap::None);
+    assert_eq!(r.overlap(secs(20), secs(30)), Overlap::None);
+    assert_eq!(r.overlap(secs(10), secs(19)), Overlap::Full);
+    assert_eq!(r.overlap(secs(5), secs(10)), Overlap::Partial);
+    assert_eq!(r.overlap(secs(19), secs(20)), Overlap::Partial);
+    assert_eq!(TimeRange::ALL.overlap(secs(-5), secs(5)), Overlap::Full);
+    let open = TimeRange {
+        from: Some(secs(3)),
+        to: None,
+    };
+    assert!(open.contains(secs(i64::MAX / 1_000_000_000)) && !open.contains(secs(2)));
+}
+
+#[test]
+fn statistics_skip_row_groups_outside_the_range_and_rows_are_filtered_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let times: Vec<i64> = (0..30).collect();
+    write_flows(&dir.path().join("flows/a.parquet"), &times, 10, true);
+
+    let all = ReplayPlan::new(dir.path(), "flows", &required(), false).unwrap();
+    assert_eq!((all.units.len(), all.rows()), (3, 30));
+
+    let p = plan(dir.path(), range(10, 25));
+    assert_eq!(p.pruned, 1, "row group 0 (0..9 s) is never read");
+    let shape: Vec<_> = p
+        .units
+        .iter()
+        .map(|u| (u.row_group, u.rows, u.filter))
+        .collect();
+    assert_eq!(shape, [(1, 10, false), (2, 5, true)]);
+    assert_eq!(p.start, Some(secs(10)));
+    let read = read_all(&p, None);
+    assert_eq!(read.last_seen, (10..25).map(secs).collect::<Vec<_>>());
+    assert_eq!(
+        read.bytes,
+        (10..25).map(|t| 10 * t as u64).collect::<Vec<_>>()
+    );
+    assert_eq!(read.dst_node[0], 1010);
+
+    let none = plan(dir.path(), range(100, 200));
+    assert_eq!((none.units.len(), none.pruned), (0, 3));
+}
+
+#[test]
+fn without_statistics_every_row_group_is_counted_and_filtered() {
+    let dir = tempfile::tempdir().unwrap();
+    let times: Vec<i64> = (0..30).rev().collect();
+    write_flows(
+        &dir.path().join("flows/date=x/b.parquet"),
+        &times,
+        10,
+        false,
+    );
+    let p = plan(dir.path(), range(10, 25));
+    let shape: Vec<_> = p
+        .units
+        .iter()
+        .map(|u| (u.row_group, u.rows, u.filter))
+        .collect();
+    assert_eq!(shape, [(0, 5, true), (1, 10, true)]);
+    assert_eq!((p.pruned, p.start), (1, None));
+    let mut read = read_all(&p, None);
+    read.sort_by_time();
+    assert_eq!(read.last_seen, (10..25).map(secs).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_missing_time_column_is_a_bad_file() {
+    let dir = tempfile::tempdir().unwrap();
+    write_flows(&dir.path().join("flows/a.parquet"), &[1, 2], 10, true);
+    let err = ReplayPlan::in_range(dir.path(), "flows", &required(), "nope", range(0, 5), false)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a.parquet") && err.contains("time column `nope` is missing"),
+        "{err}"
+    );
+    let skipped =
+        ReplayPlan::in_range(dir.path(), "flows", &required(), "nope", range(0, 5), true).unwrap();
+    assert_eq!((skipped.units.len(), skipped.skipped.len()), (0, 1));
+}
+
+#[test]
+fn paced_replay_follows_the_wall_clock_in_time_order() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two row groups, each in reverse time order; 14 s of events at 20x ≈ 0.7 s.
+    let times: Vec<i64> = (10..20).rev().chain((20..25).rev()).collect();
+    write_flows(&dir.path().join("flows/a.parquet"), &times, 10, true);
+    let p = plan(dir.path(), TimeRange::ALL);
+    let started = Instant::now();
+    let read = read_all(&p, Some(20.0));
+    let took = started.elapsed().as_secs_f64();
+    assert!(took >= 0.6, "paced replay finished in {took:.3}s");
+    assert_eq!(read.last_seen, (10..25).map(secs).collect::<Vec<_>>());
+
+    let started = Instant::now();
+    let fast = read_all(&p, None);
+    assert_eq!(fast.len(), 15);
+    assert!(started.elapsed().as_secs_f64() < took);
+}
+
+#[test]
+fn flow_columns_sort_stably_and_extend_from_a_slice() {
+    let mut c = FlowColumns::default();
+    for (t, n) in [(3, 1), (1, 2), (3, 3), (2, 4)] {
+        let mut f = flow(t);
+        f.src_node = n;
+        c.push(&f);
+    }
+    c.sort_by_time();
+    assert_eq!(c.src_node, [2, 4, 1, 3]);
+    let mut d = FlowColumns::default();
+    d.extend_from(&c, 1..3);
+    assert_eq!(
+        (d.src_node.clone(), d.last_seen.clone()),
+        (vec![4, 1], vec![secs(2), secs(3)])
+    );
+}
