@@ -97,15 +97,19 @@ struct {
 } mf_sys_start SEC(".maps");
 
 /*
- * Submits a reserved record with batched wake-ups: the reader is woken only once its
- * ring holds at least `wakeup_bytes` of unconsumed data (this record included, as it
- * is already reserved); otherwise it finds the record at its next timed drain (every
- * poll_interval). Plain bpf_ringbuf_submit(e, 0) would wake an idle reader for every
- * record it has caught up to.
+ * Submits a reserved record with batched wake-ups: the reader is woken only by the
+ * record that makes the ring's unconsumed data cross `wakeup_bytes` (the reserved
+ * record is already counted in BPF_RB_AVAIL_DATA); every other record is submitted
+ * without a wake-up and found at the reader's next timed drain (every poll_interval).
+ * Waking on every record above the threshold instead would cost an irq_work per
+ * record exactly when the reader is behind. A crossing missed because two CPUs
+ * reserved at once only delays the reader until its timer.
  */
-static __always_inline void mf_submit(void *ring, void *e)
+static __always_inline void mf_submit(void *ring, void *e, __u64 size)
 {
-	__u64 flags = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA) >= wakeup_bytes
+	__u64 record = ((size + 7) & ~7ULL) + 8; /* 8-byte aligned, plus the ring's header */
+	__u64 avail = bpf_ringbuf_query(ring, BPF_RB_AVAIL_DATA);
+	__u64 flags = avail >= wakeup_bytes && avail < wakeup_bytes + record
 			      ? BPF_RB_FORCE_WAKEUP
 			      : BPF_RB_NO_WAKEUP;
 
@@ -154,7 +158,7 @@ static __always_inline void mf_xdp_sample(struct mf_parsed *p, __u32 ifindex, __
 	e->val.pad = 0;
 	e->reason = MF_REASON_SAMPLE;
 	e->pad = 0;
-	mf_submit(&mf_samples, e);
+	mf_submit(&mf_samples, e, sizeof(*e));
 }
 
 SEC("xdp")
@@ -220,7 +224,7 @@ static __always_inline void mf_flow_export(const struct mf_flow_key *key,
 	e->val.pad = 0;
 	e->reason = reason;
 	e->pad = 0;
-	mf_submit(&mf_flows, e);
+	mf_submit(&mf_flows, e, sizeof(*e));
 }
 
 static __always_inline void mf_flow_account(const struct mf_flow_key *key, __u64 bytes,
@@ -254,7 +258,7 @@ static __always_inline void mf_flow_account(const struct mf_flow_key *key, __u64
 			e->val = nv;
 			e->reason = MF_REASON_END;
 			e->pad = 0;
-			mf_submit(&mf_flows, e);
+			mf_submit(&mf_flows, e, sizeof(*e));
 			return;
 		}
 		if (bpf_map_update_elem(&mf_flow_table, key, &nv, BPF_NOEXIST) == 0)
@@ -352,7 +356,7 @@ int mf_tcp_retrans(struct trace_event_raw_tcp_retransmit_skb *ctx)
 	bpf_probe_read_kernel(e->saddr, sizeof(e->saddr), ctx->saddr_v6);
 	bpf_probe_read_kernel(e->daddr, sizeof(e->daddr), ctx->daddr_v6);
 	e->new_state = ctx->state;
-	mf_submit(&mf_tcp, e);
+	mf_submit(&mf_tcp, e, sizeof(*e));
 	return 0;
 }
 
@@ -378,7 +382,7 @@ int mf_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	e->new_state = ctx->newstate;
 	tp = (struct tcp_sock *)ctx->skaddr;
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	mf_submit(&mf_tcp, e);
+	mf_submit(&mf_tcp, e, sizeof(*e));
 	return 0;
 }
 
@@ -446,7 +450,7 @@ int BPF_PROG(mf_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	e->kind = MF_TCP_DROP;
 	e->drop_reason = reason;
 	mf_skb_addrs(skb, e);
-	mf_submit(&mf_tcp, e);
+	mf_submit(&mf_tcp, e, sizeof(*e));
 	return 0;
 }
 
@@ -515,6 +519,6 @@ int BPF_PROG(mf_sys_exit, struct pt_regs *regs, long ret)
 	e->tid = (__u32)pid_tgid;
 	e->syscall_nr = nr;
 	e->pad = 0;
-	mf_submit(&mf_syscalls, e);
+	mf_submit(&mf_syscalls, e, sizeof(*e));
 	return 0;
 }

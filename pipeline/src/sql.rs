@@ -92,9 +92,12 @@ impl SqlSession {
             if name.starts_with(['.', '_']) {
                 continue;
             }
-            let table = listing_table(&ctx, &dir)
+            let Some(table) = listing_table(&ctx, &dir, &name)
                 .await
-                .map_err(|e| anyhow::anyhow!("cannot read table {}: {e}", dir.display()))?;
+                .map_err(|e| anyhow::anyhow!("cannot read table {}: {e}", dir.display()))?
+            else {
+                continue;
+            };
             let partitioned = PARTITIONS
                 .iter()
                 .all(|p| table.schema().field_with_name(p).is_ok());
@@ -190,13 +193,38 @@ impl SqlSession {
     }
 }
 
+/// Whether `dir` holds a Parquet file at any depth.
+fn has_parquet(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.filter_map(Result::ok).any(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                has_parquet(&path)
+            } else {
+                path.extension().is_some_and(|x| x == "parquet")
+            }
+        })
+    })
+}
+
 /// A listing table over one folder, with the `date` and `hour` partitions as text
-/// columns when the folder has them.
-async fn listing_table(ctx: &SessionContext, dir: &Path) -> anyhow::Result<Arc<ListingTable>> {
+/// columns when the folder has them. A folder with no files yet is a known table with
+/// its schema (e.g. `syscall_latency` when nothing was traced), or skipped if unknown.
+async fn listing_table(
+    ctx: &SessionContext,
+    dir: &Path,
+    name: &str,
+) -> anyhow::Result<Option<Arc<ListingTable>>> {
     let url = ListingTableUrl::parse(format!("{}/", std::fs::canonicalize(dir)?.display()))?;
-    let partitioned = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .any(|e| e.file_name().to_string_lossy().starts_with("date="));
+    let empty = !has_parquet(dir);
+    let known = meshflow_schemas::schema_of(name);
+    if empty && known.is_none() {
+        return Ok(None);
+    }
+    let partitioned = empty
+        || std::fs::read_dir(dir)?
+            .filter_map(|e| e.ok())
+            .any(|e| e.file_name().to_string_lossy().starts_with("date="));
     let mut options =
         ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
     if partitioned {
@@ -207,11 +235,12 @@ async fn listing_table(ctx: &SessionContext, dir: &Path) -> anyhow::Result<Arc<L
                 .collect(),
         );
     }
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .infer_schema(&ctx.state())
-        .await?;
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    let config = ListingTableConfig::new(url).with_listing_options(options);
+    let config = match known {
+        Some(schema) if empty => config.with_schema(schema),
+        _ => config.infer_schema(&ctx.state()).await?,
+    };
+    Ok(Some(Arc::new(ListingTable::try_new(config)?)))
 }
 
 /// Runs one query over the output folder `out` and returns its result batches.

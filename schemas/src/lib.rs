@@ -60,6 +60,33 @@ pub fn time_column(table: &str) -> Option<&'static str> {
     None
 }
 
+/// The Arrow schema of a meshflow table by its name, or `None` for an unknown table
+/// (lets readers open an output table that has no files yet).
+pub fn schema_of(table: &str) -> Option<datafusion::arrow::datatypes::SchemaRef> {
+    macro_rules! find {
+        ($($record:ty),*) => {
+            $(if table == <$record>::TABLE {
+                return Some(<$record as ArrowRecord>::schema());
+            })*
+        };
+    }
+    find!(
+        FlowRecord,
+        NodeMetric,
+        TcpEvent,
+        SyscallLatency,
+        Payment,
+        NodeFeatures,
+        AnomalyScore,
+        CausalEdge,
+        Incident,
+        RootCause,
+        PaymentVerification,
+        GroundTruth
+    );
+    None
+}
+
 /// A batch that does not match a record's schema.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SchemaError {

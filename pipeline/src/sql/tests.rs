@@ -238,3 +238,26 @@ fn the_prompt_runs_multi_line_statements_survives_errors_and_quits() {
     );
     assert!(refused.unwrap_err().to_string().contains("--output FILE"));
 }
+
+#[test]
+fn empty_table_folders_are_known_tables_or_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    // What a job with `inputs = true` leaves when nothing was traced, and a stray folder.
+    std::fs::create_dir_all(dir.path().join("syscall_latency")).unwrap();
+    std::fs::create_dir_all(dir.path().join("scratch")).unwrap();
+    let rt = rt();
+    let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
+    let result = rt
+        .block_on(session.run("SELECT count(*) AS n, max(latency_ns) AS m FROM syscall_latency"))
+        .unwrap();
+    assert_eq!(csv(&result).lines().nth(1), Some("0,"));
+    let err = rt
+        .block_on(session.run("SELECT * FROM scratch"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("available tables: node_features, syscall_latency"),
+        "{err}"
+    );
+}
