@@ -16,7 +16,7 @@ pub mod privileges;
 pub mod reader;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -64,6 +64,10 @@ pub struct EbpfSource {
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), String>>>,
     delay_ns: i64,
+    /// Set by the reader: records submitted before this wall time have been sent.
+    caught_up: Arc<AtomicI64>,
+    /// The reader's `caught_up` as of the last poll that also drained the channel.
+    delivered_until: i64,
     finished: bool,
     counters: Arc<Counters>,
     description: String,
@@ -126,7 +130,10 @@ impl EbpfSource {
         let stop = Arc::new(AtomicBool::new(false));
         let (tx, rx) = std::sync::mpsc::sync_channel(1024);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let (t_stop, t_counters) = (stop.clone(), counters.clone());
+        let caught_up = Arc::new(AtomicI64::new(
+            KernelClock::now().wall(KernelClock::ktime_now()).0,
+        ));
+        let (t_stop, t_counters, t_caught_up) = (stop.clone(), counters.clone(), caught_up.clone());
         let thread = std::thread::Builder::new()
             .name("meshflow-ebpf".into())
             .spawn(move || -> Result<(), String> {
@@ -147,7 +154,9 @@ impl EbpfSource {
                             return Err(e);
                         }
                     };
-                    reader.run(loaded.ebpf, tx, t_stop, deadline, poll).await
+                    reader
+                        .run(loaded.ebpf, tx, t_stop, t_caught_up, deadline, poll)
+                        .await
                 })
             })
             .map_err(|e| EbpfError::Reader(e.to_string()))?;
@@ -161,6 +170,8 @@ impl EbpfSource {
             stop,
             thread: Some(thread),
             delay_ns: 2 * export.as_nanos() as i64 + poll.as_nanos() as i64,
+            caught_up,
+            delivered_until: i64::MIN,
             finished: false,
             counters,
             description,
@@ -179,6 +190,9 @@ impl EbpfSource {
         if self.finished {
             return Ok(false);
         }
+        // Read before draining the channel: every batch the reader sent before it
+        // published this time is then already in the channel and drained below.
+        let caught_up = self.caught_up.load(Ordering::Acquire);
         let first = match self.rx.recv_timeout(wait) {
             Ok(b) => Some(b),
             Err(RecvTimeoutError::Timeout) => None,
@@ -197,6 +211,7 @@ impl EbpfSource {
                 }
             }
         }
+        self.delivered_until = caught_up;
         Ok(!self.finished)
     }
 
@@ -209,11 +224,13 @@ impl EbpfSource {
         }
     }
 
-    /// Event time before which this source will deliver nothing more: now, less two
-    /// export intervals (a flow's last packet may wait that long to be exported) and
-    /// one poll interval.
+    /// Event time before which this source will deliver nothing more: the time up to
+    /// which the reader has handed over everything (it stalls while the reader works
+    /// through a backlog), less two export intervals (a flow's last packet may wait
+    /// that long in the kernel's table) and one poll interval.
     pub fn watermark(&self) -> TimestampNs {
-        TimestampNs(KernelClock::now().wall(KernelClock::ktime_now()).0 - self.delay_ns)
+        let now = KernelClock::now().wall(KernelClock::ktime_now()).0;
+        TimestampNs(now.min(self.delivered_until).saturating_sub(self.delay_ns))
     }
 
     /// Records decoded (received), non-IP flows skipped (dropped), undecodable (errored).

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,9 @@ use tokio::io::unix::AsyncFd;
 use super::decode::{Decoder, KernelClock, read_record};
 use super::loader::Loaded;
 use crate::SourceBatch;
+
+/// Records taken from one flow ring per pass, so a flood cannot hold a batch back.
+const DRAIN_LIMIT: usize = 1 << 16;
 
 /// Program names by their index in `mf_lost`.
 const PROGRAMS: [&str; 5] = ["xdp", "tc", "tcp", "kfree_skb", "syscalls"];
@@ -92,11 +95,17 @@ impl Reader {
     /// Runs until `stop` is set, `deadline` passes, or the receiver hangs up; then
     /// detaches the programs (dropping `ebpf`), exports what the maps still hold, and
     /// sends the last batch.
+    ///
+    /// After every pass that emptied the rings, `caught_up` is set (after the batch is
+    /// sent) to the wall-clock time at which that pass began: every record submitted
+    /// before then has been handed over. A reader that falls behind a flood stops
+    /// advancing it, so the watermark waits for the backlog instead of declaring it late.
     pub async fn run(
         mut self,
         ebpf: Ebpf,
         tx: SyncSender<SourceBatch>,
         stop: Arc<AtomicBool>,
+        caught_up: Arc<AtomicI64>,
         deadline: Option<Instant>,
         poll: Duration,
     ) -> Result<(), String> {
@@ -104,34 +113,50 @@ impl Reader {
         export.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         export.tick().await;
         let mut batch = SourceBatch::default();
+        let mut behind = false;
         loop {
-            let export_now = tokio::select! {
+            let export_now = if behind {
+                tokio::task::yield_now().await;
+                false
+            } else {
+                tokio::select! {
                 g = self.flows.readable_mut() => { g.map_err(|e| e.to_string())?.clear_ready(); false }
                 g = self.samples.readable_mut() => { g.map_err(|e| e.to_string())?.clear_ready(); false }
                 g = self.tcp.readable_mut() => { g.map_err(|e| e.to_string())?.clear_ready(); false }
                 g = self.syscalls.readable_mut() => { g.map_err(|e| e.to_string())?.clear_ready(); false }
                 _ = tokio::time::sleep(poll) => false,
                 _ = export.tick() => true,
+                }
             };
-            self.drain(&mut batch);
+            let pass_start = KernelClock::now().wall(KernelClock::ktime_now());
+            behind = !self.drain(&mut batch);
             if export_now {
                 self.export(&mut batch, false);
             }
             if !batch.is_empty() && tx.send(std::mem::take(&mut batch)).is_err() {
                 return Ok(());
             }
+            if !behind {
+                caught_up.store(pass_start.0, Ordering::Release);
+            }
             if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
             }
         }
         drop(ebpf);
-        self.drain(&mut batch);
+        while !self.drain(&mut batch) {
+            if tx.send(std::mem::take(&mut batch)).is_err() {
+                return Ok(());
+            }
+        }
         self.export(&mut batch, true);
         let _ = tx.send(batch);
         Ok(())
     }
 
-    fn drain(&mut self, batch: &mut SourceBatch) {
+    /// Moves up to [`DRAIN_LIMIT`] records per ring into `batch`; returns whether every
+    /// ring was left empty.
+    fn drain(&mut self, batch: &mut SourceBatch) -> bool {
         let Self {
             flows,
             samples,
@@ -142,8 +167,11 @@ impl Reader {
             decode_errors,
             ..
         } = self;
+        let mut empty = true;
         for rb in [flows.get_mut(), samples.get_mut()] {
+            let mut n = 0;
             while let Some(item) = rb.next() {
+                n += 1;
                 match read_record::<abi::FlowEvent>(&item) {
                     Some(e) => match decoder.flow(&e) {
                         Some(f) => {
@@ -154,6 +182,10 @@ impl Reader {
                         None => counters.add_dropped(1),
                     },
                     None => *decode_errors += 1,
+                }
+                if n == DRAIN_LIMIT {
+                    empty = false;
+                    break;
                 }
             }
         }
@@ -175,6 +207,7 @@ impl Reader {
                 None => *decode_errors += 1,
             }
         }
+        empty
     }
 
     /// Exports flows idle for an interval (all of them when `all`), the XDP counters,
