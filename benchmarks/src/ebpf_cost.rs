@@ -6,7 +6,7 @@
 //! overhead of a few ns. Each row is the best of `runs` such averages.
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
-use aya::programs::{Program, SchedClassifier, TestRun, TestRunOptions, Xdp};
+use aya::programs::{Program, TestRun, TestRunOptions};
 use aya::{Ebpf, EbpfLoader};
 use meshflow_bpf as abi;
 
@@ -29,11 +29,11 @@ struct Row {
     lost: u64,
 }
 
-fn load(export_ns: u64, sample_every: u32) -> anyhow::Result<Ebpf> {
+fn load(export_ns: u64, sample_every: u32, wakeup_bytes: u64) -> anyhow::Result<Ebpf> {
     Ok(EbpfLoader::new()
         .override_global(abi::GLOBAL_FLOW_EXPORT_NS, &export_ns, true)
         .override_global(abi::GLOBAL_XDP_SAMPLE_EVERY, &sample_every, true)
-        .override_global(abi::GLOBAL_WAKEUP_BYTES, &abi::DEFAULT_WAKEUP_BYTES, true)
+        .override_global(abi::GLOBAL_WAKEUP_BYTES, &wakeup_bytes, true)
         .load(abi::OBJECT)?)
 }
 
@@ -91,6 +91,16 @@ fn best(
     Ok(best)
 }
 
+/// Loads program `name` (XDP or TC) into the kernel.
+fn load_program(ebpf: &mut Ebpf, name: &str) -> anyhow::Result<()> {
+    match ebpf.program_mut(name) {
+        Some(Program::Xdp(p)) => p.load()?,
+        Some(Program::SchedClassifier(p)) => p.load()?,
+        _ => anyhow::bail!("{name} is not an XDP or TC program of the object"),
+    }
+    Ok(())
+}
+
 /// Runs the cost table and prints it as Markdown.
 pub fn run(repeat: u32, runs: usize) -> anyhow::Result<()> {
     crate::require_root("ebpf-cost")?;
@@ -99,16 +109,12 @@ pub fn run(repeat: u32, runs: usize) -> anyhow::Result<()> {
     let fin = frames::ipv4_tcp(0x11);
     let mut rows = Vec::new();
 
-    let mut ebpf = load(1_000_000_000, 0)?;
-    let xdp: &mut Xdp = ebpf
-        .program_mut(abi::PROG_XDP)
-        .ok_or_else(|| anyhow::anyhow!("mf_xdp missing"))?
-        .try_into()?;
-    xdp.load()?;
+    let mut ebpf = load(1_000_000_000, 0, abi::DEFAULT_WAKEUP_BYTES)?;
+    load_program(&mut ebpf, abi::PROG_XDP)?;
     for (label, frame) in &frames {
         let ns = best(&mut ebpf, abi::PROG_XDP, frame, repeat, runs, None)?;
         rows.push(Row {
-            program: "mf_xdp",
+            program: abi::PROG_XDP,
             setting: "counters only".into(),
             frame: label,
             repeat,
@@ -116,38 +122,9 @@ pub fn run(repeat: u32, runs: usize) -> anyhow::Result<()> {
             lost: 0,
         });
     }
-
-    // Sampling every packet: one ring-buffer record (reserve + submit) per packet.
-    let mut ebpf = load(1_000_000_000, 1)?;
-    let xdp: &mut Xdp = ebpf
-        .program_mut(abi::PROG_XDP)
-        .ok_or_else(|| anyhow::anyhow!("mf_xdp missing"))?
-        .try_into()?;
-    xdp.load()?;
-    let ns = best(
-        &mut ebpf,
-        abi::PROG_XDP,
-        &udp,
-        RECORD_REPEAT,
-        runs,
-        Some(abi::MAP_SAMPLES),
-    )?;
-    rows.push(Row {
-        program: "mf_xdp",
-        setting: "xdp_sample_every = 1 (a record per packet)".into(),
-        frame: "IPv4 UDP",
-        repeat: RECORD_REPEAT,
-        ns,
-        lost: lost(&ebpf, abi::PROG_ID_XDP)?,
-    });
-
     for name in [abi::PROG_TC_EGRESS, abi::PROG_TC_INGRESS] {
-        let mut ebpf = load(1_000_000_000, 0)?;
-        let tc: &mut SchedClassifier = ebpf
-            .program_mut(name)
-            .ok_or_else(|| anyhow::anyhow!("{name} missing"))?
-            .try_into()?;
-        tc.load()?;
+        let mut ebpf = load(1_000_000_000, 0, abi::DEFAULT_WAKEUP_BYTES)?;
+        load_program(&mut ebpf, name)?;
         for (label, frame) in &frames {
             let ns = best(&mut ebpf, name, frame, repeat, runs, Some(abi::MAP_FLOWS))?;
             rows.push(Row {
@@ -159,25 +136,40 @@ pub fn run(repeat: u32, runs: usize) -> anyhow::Result<()> {
                 lost: lost(&ebpf, abi::PROG_ID_TC)?,
             });
         }
-        if name == abi::PROG_TC_EGRESS {
-            // Worst case: every packet is a FIN of an unknown flow, one record each.
-            let ns = best(
-                &mut ebpf,
-                name,
-                &fin,
-                RECORD_REPEAT,
-                runs,
-                Some(abi::MAP_FLOWS),
-            )?;
-            rows.push(Row {
-                program: name,
-                setting: "FIN every packet (a record per packet)".into(),
-                frame: "IPv4 TCP FIN",
-                repeat: RECORD_REPEAT,
-                ns,
-                lost: lost(&ebpf, abi::PROG_ID_TC)?,
-            });
-        }
+    }
+
+    // A ring-buffer record per packet: XDP sampling every packet, and TC seeing only
+    // FINs of unknown flows (each reported at once, nothing stored). Nothing drains
+    // the ring during a run, so it crosses the default wakeup_bytes once, early.
+    for (name, setting, frame, label, ring, id) in [
+        (
+            abi::PROG_XDP,
+            "xdp_sample_every = 1: a record per packet",
+            &udp,
+            "IPv4 UDP",
+            abi::MAP_SAMPLES,
+            abi::PROG_ID_XDP,
+        ),
+        (
+            abi::PROG_TC_EGRESS,
+            "FIN of an unknown flow: a record per packet",
+            &fin,
+            "IPv4 TCP FIN",
+            abi::MAP_FLOWS,
+            abi::PROG_ID_TC,
+        ),
+    ] {
+        let mut ebpf = load(1_000_000_000, 1, abi::DEFAULT_WAKEUP_BYTES)?;
+        load_program(&mut ebpf, name)?;
+        let ns = best(&mut ebpf, name, frame, RECORD_REPEAT, runs, Some(ring))?;
+        rows.push(Row {
+            program: name,
+            setting: setting.into(),
+            frame: label,
+            repeat: RECORD_REPEAT,
+            ns,
+            lost: lost(&ebpf, id)?,
+        });
     }
 
     println!("| program | setting | frame | repeat | ns/packet (best of {runs}) | lost records |");

@@ -6,8 +6,10 @@
 //! sender, 10.202.0.2 in the receiver; nothing else is touched), starts `meshflow run`
 //! with an eBPF source on the receiving veth in XDP sampling mode (`xdp_sample_every`,
 //! default 1: one ring-buffer record, hence one one-packet flow, per packet), floods
-//! it for a fixed time, stops meshflow with SIGINT (it drains and exports what the
-//! kernel still holds) and reads its Parquet output:
+//! it for a fixed time and reads meshflow's Parquet output once it has stopped by
+//! itself (its `duration` ends [`SETTLE`] after the flood). Stopping on its own, the
+//! source drains the rings and exports the counters one last time, and the job reads
+//! that last batch; after a Ctrl-C the job stops reading sources at once. It counts:
 //!
 //! * sent: packets the generator handed to the kernel;
 //! * seen by XDP: the program's own counter (`xdp_rx_packets` in `node_metrics`);
@@ -129,10 +131,8 @@ impl Job {
         )
     }
 
-    /// Sends SIGINT and waits for a successful exit; returns stdout.
-    fn interrupt(mut self, timeout: Duration) -> anyhow::Result<String> {
-        // SAFETY: kill with a child pid we own and a valid signal.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGINT) };
+    /// Waits for a successful exit; returns stdout.
+    fn finish(mut self, timeout: Duration) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         let status = loop {
             if let Some(status) = self.child.try_wait()? {
@@ -165,12 +165,18 @@ impl Drop for Job {
     }
 }
 
+/// How long meshflow runs on after the flood before its `duration` ends: more than
+/// an export interval (1 s), so one periodic export also follows the flood.
+const SETTLE: Duration = Duration::from_secs(3);
+
 fn config(args: &IngestArgs, iface: &str) -> String {
+    let duration_ms = ((args.seconds + SETTLE.as_secs_f64()) * 1000.0) as u64;
     format!(
         "[job]\nworkers = 1\n\n[window]\nlength = \"1s\"\nslide = \"1s\"\n\n\
          [sources.kernel]\ntype = \"ebpf\"\ninterfaces = [\"{iface}\"]\ntc = false\n\
          tcp = false\ndrops = false\nsyscalls = false\nxdp_sample_every = {}\n\
-         wakeup_bytes = {}\n\n[sinks.parquet]\npath = \"out\"\ninputs = true\n",
+         wakeup_bytes = {}\nduration = \"{duration_ms}ms\"\n\n\
+         [sinks.parquet]\npath = \"out\"\ninputs = true\n",
         args.sample_every, args.wakeup_bytes
     )
 }
@@ -261,7 +267,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
     std::thread::sleep(Duration::from_millis(500));
     let cpu = Cpu::of(pid)?.since(&cpu_before);
     let drops = pair.veth_drops()? - drops_before;
-    let stdout = job.interrupt(Duration::from_secs(300))?;
+    let stdout = job.finish(SETTLE + Duration::from_secs(300))?;
 
     let counts = Counts::read(&args.dir.join("out"), &stdout)?;
     output::print(args, &sent, flood_s, drops, &counts, &cpu);
