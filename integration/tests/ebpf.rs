@@ -372,7 +372,9 @@ fn known_traffic_on_a_namespace_mesh_is_reported_exactly() {
         retrans.get(&bc_b.ip).and_then(Value::as_u64).unwrap_or(0) > 0,
         "retransmits on the lossy link: {got}"
     );
-    for quiet in [&ab_a, &ab_b, &ac_a, &ac_c, &bc_c] {
+    // Both ends of b–c may retransmit (c's SYN-ACK or FIN when b's ACK is lost); the
+    // addresses on the other links never do.
+    for quiet in [&ab_a, &ab_b, &ac_a, &ac_c] {
         assert!(
             !retrans.contains_key(&quiet.ip),
             "no retransmits from {} (not on the lossy link): {got}",
