@@ -108,6 +108,7 @@ pub fn run(repeat: u32, runs: usize) -> anyhow::Result<()> {
     let udp = frames::ipv4_udp();
     let fin = frames::ipv4_tcp(0x11);
     let mut rows = Vec::new();
+    let steal = crate::steal_ms();
 
     let mut ebpf = load(1_000_000_000, 0, abi::DEFAULT_WAKEUP_BYTES)?;
     load_program(&mut ebpf, abi::PROG_XDP)?;
@@ -180,5 +181,9 @@ pub fn run(repeat: u32, runs: usize) -> anyhow::Result<()> {
             r.program, r.setting, r.frame, r.repeat, r.ns, r.lost
         );
     }
+    println!(
+        "\nCPU time taken by the hypervisor (steal) during the measurements: {} ms",
+        crate::steal_ms() - steal
+    );
     Ok(())
 }

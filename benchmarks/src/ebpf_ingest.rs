@@ -254,6 +254,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         });
     }
     let started = Instant::now();
+    let steal = crate::steal_ms();
     std::thread::sleep(Duration::from_secs_f64(args.seconds));
     stop.store(true, Ordering::Relaxed);
     let mut sent = Sent::default();
@@ -263,6 +264,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
         sent.cpu_s += s.cpu_s;
     }
     let flood_s = started.elapsed().as_secs_f64();
+    let steal = crate::steal_ms() - steal;
     // Let the reader catch up (it drains at least every 20 ms) before reading its CPU.
     std::thread::sleep(Duration::from_millis(500));
     let cpu = Cpu::of(pid)?.since(&cpu_before);
@@ -271,6 +273,7 @@ pub fn run(args: &IngestArgs) -> anyhow::Result<()> {
 
     let counts = Counts::read(&args.dir.join("out"), &stdout)?;
     output::print(args, &sent, flood_s, drops, &counts, &cpu);
+    println!("\nCPU time taken by the hypervisor (steal) during the flood: {steal} ms");
     drop(pair);
     Ok(())
 }

@@ -57,6 +57,26 @@ enum Bench {
     EbpfIngest(ebpf_ingest::IngestArgs),
 }
 
+/// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
+/// time a measurement also counts when the host is busy.
+fn steal_ms() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let cpu = s
+                .lines()
+                .next()?
+                .split_whitespace()
+                .nth(8)?
+                .parse::<u64>()
+                .ok()?;
+            Some(cpu * 1000 / hz)
+        })
+        .unwrap_or(0)
+}
+
 /// Fails, naming what is needed, unless this process runs as root.
 fn require_root(bench: &str) -> anyhow::Result<()> {
     // SAFETY: geteuid has no preconditions.

@@ -88,7 +88,7 @@ pub const GLOBAL_FLOW_EXPORT_NS: &str = "flow_export_ns";
 pub const GLOBAL_XDP_SAMPLE_EVERY: &str = "xdp_sample_every";
 /// `u32`: only trace syscalls of this process (tgid); 0 = all (default).
 pub const GLOBAL_TARGET_TGID: &str = "target_tgid";
-/// `u64`: a submit wakes the ring's reader only once this many bytes wait (default 256 KiB).
+/// `u64`: the record that makes a ring's unread data reach this many bytes wakes its reader.
 pub const GLOBAL_WAKEUP_BYTES: &str = "wakeup_bytes";
 /// Default of [`GLOBAL_WAKEUP_BYTES`]: 256 KiB, about 2300 flow records.
 pub const DEFAULT_WAKEUP_BYTES: u64 = 256 << 10;

@@ -63,10 +63,10 @@ pub struct EbpfConfig {
     /// How often the ring buffers are drained when no wake-up came (the programs only
     /// wake the reader once `wakeup_bytes` wait, so wake-ups are batched).
     pub poll_interval: HumanDuration,
-    /// Bytes of unread records a ring buffer holds before a new record wakes the
-    /// reader (1 to 8 MiB, default 256 KiB; a flow record takes 112). Smaller wakes
-    /// more often; 1 wakes on every record. A record never waits longer than
-    /// `poll_interval` either way; lower that for lower latency.
+    /// The record that makes a ring buffer's unread data reach this many bytes wakes
+    /// the reader (1 to 8 MiB, default 256 KiB; a flow record takes 112). Smaller
+    /// wakes more often; 1 wakes it whenever a record lands in an empty ring. A record
+    /// never waits longer than `poll_interval` either way; lower that for lower latency.
     pub wakeup_bytes: u64,
     /// Diagnostic and benchmark mode: write one XDP-sampled packet in N to a ring
     /// buffer as a one-packet flow record (0 = off, the default; 1 = every packet).
