@@ -164,7 +164,7 @@ impl WorkerSource {
                 out.flow_records.append(&mut tick.flows);
                 out.metrics.append(&mut tick.metrics);
                 out.tcp.append(&mut tick.tcp_events);
-                counters.add_received((out.flows.len() + out.metrics.len() + out.tcp.len()) as u64);
+                counters.add_received(out.len() as u64);
                 *watermark = Some(end);
                 Ok(true)
             }
@@ -173,12 +173,9 @@ impl WorkerSource {
             }
             WorkerSource::Ebpf { source } => {
                 let Some(src) = source else { return Ok(false) };
-                let before =
-                    out.flows.len() + out.metrics.len() + out.tcp.len() + out.syscalls.len();
+                let before = out.len();
                 let more = src.poll(out, Duration::from_millis(5))?;
-                let after =
-                    out.flows.len() + out.metrics.len() + out.tcp.len() + out.syscalls.len();
-                counters.add_received((after - before) as u64);
+                counters.add_received((out.len() - before) as u64);
                 if !more {
                     *source = None;
                 }
