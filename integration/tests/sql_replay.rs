@@ -282,7 +282,11 @@ for n, b in zip(recv["dst_node"], recv["bytes_sum"]):
     expected.setdefault(str(n), [0, 0, 0, 0])[3] = b
 actual = {str(n): [b, p, f, i] for n, b, p, f, i in zip(got["node"], got["bytes_out_sum"], got["packets_out_sum"], got["flows_out_sum"], got["bytes_in_sum"])}
 actual = {k: v for k, v in actual.items() if any(v)}
-print(json.dumps({"expected": expected, "actual": actual, "flows": flows.num_rows,
+others = sum(
+    ds.dataset(trace + "/" + t, format="parquet", partitioning="hive").count_rows(
+        filter=(ds.field("time") >= ts(lo)) & (ds.field("time") < ts(hi)))
+    for t in ["node_metrics", "tcp_events"])
+print(json.dumps({"expected": expected, "actual": actual, "flows": flows.num_rows, "others": others,
                   "total": ds.dataset(trace + "/flows", format="parquet", partitioning="hive").count_rows()}))
 "#;
 
@@ -345,9 +349,12 @@ fn replay_range_equals_filtering_the_trace_for_any_workers_and_speed() {
     assert!(r["expected"].as_object().unwrap().len() >= 15, "{r}");
     let flows = r["flows"].as_u64().unwrap();
     assert!(flows > 0 && flows < r["total"].as_u64().unwrap(), "{r}");
+    // Metric samples and TCP events in the range are replayed too.
+    let others = r["others"].as_u64().unwrap();
+    assert!(others > 0, "{r}");
     let summary = stdout(&one);
     assert!(
-        summary.contains(&format!("events in: {flows} ")),
+        summary.contains(&format!("events in: {} ", flows + others)),
         "{summary}"
     );
     assert!(

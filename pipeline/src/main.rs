@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use meshflow::config::{EventTime, JobConfig, ReplaySourceConfig, SourceConfig};
+use meshflow::import;
 use meshflow::job::{self, Cluster, Progress};
 use meshflow::report::{ProgressLine, summary_text};
 use meshflow::sql::{Format, Lines, SqlSession, Terminal, history_path, run_prompt, write_result};
@@ -100,6 +101,11 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+    /// Convert real traces into a meshflow trace folder for `meshflow replay`.
+    Import {
+        #[command(subcommand)]
+        kind: ImportKind,
+    },
     /// Check a configuration file and report the first problem, naming the key.
     Validate {
         /// The TOML file.
@@ -120,6 +126,32 @@ enum Command {
         /// Write the result to FILE instead of stdout (required for parquet).
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportKind {
+    /// Zeek conn.log files (TSV with a #fields header, plain or gzip) → flows/, with
+    /// every other Zeek column (labels included) kept as a column of the same rows.
+    Zeek {
+        /// conn.log files, in any order.
+        #[arg(required = true, value_name = "CONN_LOG")]
+        files: Vec<PathBuf>,
+        /// Trace folder to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// A long-format metric CSV (timestamp,node,metric,value) → node_metrics/ and
+    /// nodes/, with an optional topology → edges/.
+    Metrics {
+        /// The CSV; timestamps in RFC 3339, or epoch seconds or milliseconds.
+        csv: PathBuf,
+        /// Trace folder to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Edge list CSV (`src,dst`, header optional) giving the topology.
+        #[arg(long, value_name = "EDGES_CSV")]
+        edges: Option<PathBuf>,
     },
 }
 
@@ -381,6 +413,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 cfg.window.length,
                 cfg.window.slide,
                 cfg.job.workers
+            );
+            Ok(())
+        }
+        Command::Import { kind } => {
+            let (report, out) = match kind {
+                ImportKind::Zeek { files, out } => (import::zeek::import(&files, &out)?, out),
+                ImportKind::Metrics { csv, out, edges } => {
+                    (import::metrics::import(&csv, edges.as_deref(), &out)?, out)
+                }
+            };
+            eprint!("{}", report.text(&out));
+            let written: u64 = report.rows.iter().map(|(_, n)| n).sum();
+            anyhow::ensure!(
+                written > 0,
+                "nothing was imported: every record line was malformed"
             );
             Ok(())
         }

@@ -52,6 +52,34 @@ record! {
     }
 }
 
+record! {
+    /// One link of a given topology, for data that has metrics but no flows (see
+    /// `meshflow import metrics --edges`). It holds from `valid_from` on.
+    table = "edges", version = 1, time = valid_from;
+    pub struct TopologyEdge {
+        /// When the link is known to exist: the start of the imported data.
+        pub valid_from: TimestampNs,
+        /// One end.
+        pub src_node: u64,
+        /// The other end.
+        pub dst_node: u64,
+    }
+}
+
+record! {
+    /// The name a node id stands for, when the input named nodes (a service, a host)
+    /// instead of giving addresses or numbers.
+    table = "nodes", version = 1, time = first_seen;
+    pub struct NodeName {
+        /// First time the node appears in the input.
+        pub first_seen: TimestampNs,
+        /// Node id (see `node_id_of_name`).
+        pub node: u64,
+        /// The name as given.
+        pub name: String,
+    }
+}
+
 string_enum! {
     /// What a [`TcpEvent`] reports.
     pub enum TcpEventKind {

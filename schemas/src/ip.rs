@@ -91,6 +91,28 @@ pub fn node_id_of_ip(ip: IpAddr) -> u64 {
     }
 }
 
+/// Tag bit of a node id derived (by hash) from a name.
+const NAME_TAG: u64 = 0x2000_0000_0000_0000;
+
+/// The node id of a node given by name in imported data: a decimal number is the id
+/// itself, an IP address gives [`node_id_of_ip`], any other name is hashed (FNV-1a)
+/// into 61 bits under its own tag, so names never collide with addresses.
+pub fn node_id_of_name(name: &str) -> u64 {
+    let name = name.trim();
+    if let Ok(id) = name.parse::<u64>() {
+        return id;
+    }
+    if let Ok(ip) = name.parse::<IpAddr>() {
+        return node_id_of_ip(ip);
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in name.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    NAME_TAG | (h >> 3)
+}
+
 /// A human-readable label for a node id: `n17` for simulator nodes, the address
 /// for IPv4-derived ids, `v6:<hex>` for hashed IPv6 ids.
 pub fn node_label(node: u64) -> String {
@@ -98,6 +120,8 @@ pub fn node_label(node: u64) -> String {
         format!("v6:{:015x}", node & !IPV6_TAG)
     } else if node & IPV4_TAG != 0 && node >> 32 == IPV4_TAG >> 32 {
         Ipv4Addr::from((node & 0xffff_ffff) as u32).to_string()
+    } else if node & NAME_TAG != 0 && node >> 61 == 1 {
+        format!("h:{:015x}", node & !NAME_TAG)
     } else {
         format!("n{node}")
     }
@@ -113,6 +137,16 @@ mod tests {
         assert_eq!(Ip16::from(ip).to_ip(), ip);
         assert_eq!(node_label(node_id_of_ip(ip)), "10.1.2.3");
         assert_eq!(node_label(17), "n17");
+    }
+
+    #[test]
+    fn names_give_numbers_addresses_or_tagged_hashes() {
+        assert_eq!(node_id_of_name("42"), 42);
+        assert_eq!(node_label(node_id_of_name(" 10.0.0.7 ")), "10.0.0.7");
+        let id = node_id_of_name("checkout-service");
+        assert_eq!(id, node_id_of_name("checkout-service"));
+        assert_ne!(id, node_id_of_name("checkout-servicf"));
+        assert!(node_label(id).starts_with("h:"), "{}", node_label(id));
     }
 
     #[test]

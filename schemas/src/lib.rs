@@ -24,8 +24,11 @@ pub mod time;
 pub use counters::{CounterSnapshot, Counters};
 pub use datafusion::arrow;
 pub use duration::HumanDuration;
-pub use inputs::{Chain, FlowRecord, NodeMetric, Payment, SyscallLatency, TcpEvent, TcpEventKind};
-pub use ip::{Ip16, node_id_of_ip, node_label};
+pub use inputs::{
+    Chain, FlowRecord, NodeMetric, NodeName, Payment, SyscallLatency, TcpEvent, TcpEventKind,
+    TopologyEdge,
+};
+pub use ip::{Ip16, node_id_of_ip, node_id_of_name, node_label};
 pub use outputs::{
     AnomalyScore, CausalEdge, FaultKind, GroundTruth, HealthState, Incident, NodeFeatures,
     PaymentVerification, RootCause, VerificationStatus,
@@ -33,58 +36,41 @@ pub use outputs::{
 pub use record::ArrowRecord;
 pub use time::{NANOS_PER_SEC, TimestampNs};
 
+/// Calls `$found` with the record type whose table is `$table`, for every record
+/// meshflow defines: the one registry of tables by name.
+macro_rules! with_table {
+    ($table:expr, $found:ident) => {{
+        let table = $table;
+        with_table!(@each table, $found;
+            FlowRecord, NodeMetric, TcpEvent, SyscallLatency, Payment, TopologyEdge, NodeName,
+            NodeFeatures, AnomalyScore, CausalEdge, Incident, RootCause, PaymentVerification,
+            GroundTruth)
+    }};
+    (@each $t:ident, $found:ident; $($record:ty),*) => {{
+        $(if $t == <$record>::TABLE {
+            return Some($found::<$record>());
+        })*
+        None
+    }};
+}
+
 /// The event-time column of a meshflow table (the one that decides its `date` and
 /// `hour` partitions), or `None` for a table meshflow does not define.
 pub fn time_column(table: &str) -> Option<&'static str> {
-    macro_rules! find {
-        ($($record:ty),*) => {
-            $(if table == <$record>::TABLE {
-                return Some(<$record>::TIME_COLUMN);
-            })*
-        };
+    fn time<R: ArrowRecord>() -> &'static str {
+        R::TIME_COLUMN
     }
-    find!(
-        FlowRecord,
-        NodeMetric,
-        TcpEvent,
-        SyscallLatency,
-        Payment,
-        NodeFeatures,
-        AnomalyScore,
-        CausalEdge,
-        Incident,
-        RootCause,
-        PaymentVerification,
-        GroundTruth
-    );
-    None
+    with_table!(table, time)
 }
 
 /// The Arrow schema of a meshflow table by its name, or `None` for an unknown table
 /// (lets readers open an output table that has no files yet).
 pub fn schema_of(table: &str) -> Option<datafusion::arrow::datatypes::SchemaRef> {
-    macro_rules! find {
-        ($($record:ty),*) => {
-            $(if table == <$record>::TABLE {
-                return Some(<$record as ArrowRecord>::schema());
-            })*
-        };
-    }
-    find!(
-        FlowRecord,
-        NodeMetric,
-        TcpEvent,
-        SyscallLatency,
-        Payment,
-        NodeFeatures,
-        AnomalyScore,
-        CausalEdge,
-        Incident,
-        RootCause,
-        PaymentVerification,
-        GroundTruth
-    );
-    None
+    with_table!(table, schema)
+}
+
+fn schema<R: ArrowRecord>() -> datafusion::arrow::datatypes::SchemaRef {
+    R::schema()
 }
 
 /// A batch that does not match a record's schema.

@@ -22,7 +22,7 @@ use meshflow_schemas::{
 use meshflow_sinks::parquet::prepare_table_dir;
 use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::EbpfSource;
-use meshflow_sources::replay::{FLOW_COLUMNS, ReplayPlan, SkippedFile};
+use meshflow_sources::replay::{SkippedFile, TracePlan};
 use meshflow_sources::simulator::{Pace, Simulator};
 use timely::dataflow::operators::Probe;
 
@@ -127,19 +127,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 realtime: sim_cfg.pace == Pace::Realtime,
             },
             SourceConfig::Replay(replay) => {
-                let schema = Arc::new(FlowRecord::schema().project(
-                    &FLOW_COLUMNS.map(|c| FlowRecord::schema().index_of(c).expect("flow column")),
-                )?);
-                let plan = ReplayPlan::in_range(
-                    &replay.path,
-                    FlowRecord::TABLE,
-                    &schema,
-                    FlowRecord::TIME_COLUMN,
-                    replay.range(),
-                    replay.skip_bad_files,
-                )?;
+                let plan = TracePlan::new(&replay.path, replay.range(), replay.skip_bad_files)?;
                 progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
-                skipped.extend(plan.skipped.iter().cloned());
+                skipped.extend(plan.skipped());
                 SharedSource::Replay {
                     name: name.clone(),
                     plan: Arc::new(plan),

@@ -7,7 +7,7 @@ use meshflow_operators::window::WindowSpec;
 use meshflow_schemas::{Counters, TimestampNs};
 use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::{EbpfError, EbpfSource};
-use meshflow_sources::replay::{ReplayError, ReplayPlan, ReplayWorker, SkippedFile};
+use meshflow_sources::replay::{ReplayError, SkippedFile, TracePlan, TraceReader};
 use meshflow_sources::simulator::{SimPartition, Simulator, Tick};
 
 /// What a source shares between its workers (built once per process).
@@ -21,12 +21,12 @@ pub enum SharedSource {
         /// Whether to pace ticks to wall-clock time.
         realtime: bool,
     },
-    /// A planned trace; each worker reads its own row groups.
+    /// A planned trace; each worker reads its own row groups of every table.
     Replay {
         /// The source's name in the config.
         name: String,
-        /// The planned row groups (and the time range they are filtered to).
-        plan: Arc<ReplayPlan>,
+        /// The planned row groups of each table (and the time range they are filtered to).
+        plan: Arc<TracePlan>,
         /// Skip unreadable row groups instead of failing.
         skip_bad_files: bool,
         /// Event seconds per wall-clock second, when paced; `None` is as fast as possible.
@@ -84,7 +84,7 @@ pub enum WorkerSource {
     /// Reads this worker's row groups in order.
     Replay {
         /// This worker's reader.
-        reader: Box<ReplayWorker>,
+        reader: Box<TraceReader>,
         /// Units skipped, shared for the summary.
         skipped: Arc<Mutex<Vec<SkippedFile>>>,
     },
@@ -118,7 +118,7 @@ impl WorkerSource {
                 speed,
                 ..
             } => WorkerSource::Replay {
-                reader: Box::new(ReplayWorker::new(
+                reader: Box::new(TraceReader::new(
                     plan,
                     index,
                     peers,
@@ -169,7 +169,7 @@ impl WorkerSource {
                 Ok(true)
             }
             WorkerSource::Replay { reader, skipped } => {
-                Ok(reader.next_batch(&mut out.flows, counters, skipped)?)
+                Ok(reader.next_batch(out, counters, skipped)?)
             }
             WorkerSource::Ebpf { source } => {
                 let Some(src) = source else { return Ok(false) };
@@ -202,7 +202,7 @@ impl WorkerSource {
             }
             WorkerSource::Replay { reader, .. } => Some(
                 reader
-                    .newest()
+                    .watermark()
                     .and_then(|t| spec.epoch_of(t))
                     .unwrap_or(0)
                     .saturating_sub(lateness),

@@ -4,6 +4,9 @@ use std::fs::{self, File};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use datafusion::arrow::array::{ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
@@ -93,6 +96,10 @@ pub struct TableWriter<R: ArrowRecord> {
     props: WriterProperties,
     open: Option<OpenFile>,
     buffer: Vec<R>,
+    /// Names of extra nullable text columns appended after the record's own.
+    extra_names: Vec<String>,
+    /// Buffered extra values, one vector per extra column, aligned with `buffer`.
+    extra_values: Vec<Vec<Option<String>>>,
     counters: Arc<Counters>,
 }
 
@@ -118,35 +125,83 @@ impl<R: ArrowRecord> TableWriter<R> {
             props,
             open: None,
             buffer: Vec::new(),
+            extra_names: Vec::new(),
+            extra_values: Vec::new(),
             counters,
         }
     }
 
+    /// Adds nullable text columns after the record's own (an importer keeps input
+    /// columns meshflow has no field for, such as labels, next to the rows). Readers
+    /// that project the record's columns ignore them.
+    pub fn with_extra_columns(mut self, names: Vec<String>) -> Self {
+        self.extra_values = vec![Vec::new(); names.len()];
+        self.extra_names = names;
+        self
+    }
+
     /// Appends rows (in non-decreasing event time), rolling files at span boundaries.
+    /// Extra columns, if any, are null for these rows.
     pub fn write(&mut self, rows: impl IntoIterator<Item = R>) -> Result<(), SinkError> {
         for row in rows {
-            let time = row.event_time();
-            let span = time.0.div_euclid(self.roll_ns) * self.roll_ns;
-            match self.open.as_ref().map(|f| f.span) {
-                Some(open) if open == span => {}
-                Some(open) if open > span => {
-                    return Err(SinkError::OutOfOrder {
-                        table: R::TABLE,
-                        time,
-                    });
-                }
-                _ => {
-                    self.close_file()?;
-                    self.open = Some(self.open_file(span)?);
-                }
-            }
-            self.counters.add_received(1);
-            self.buffer.push(row);
-            if self.buffer.len() >= self.row_group_rows {
-                self.flush_row_group()?;
-            }
+            self.push(row, &[])?;
         }
         Ok(())
+    }
+
+    /// Appends one row with the values of the extra columns, in their order; missing
+    /// trailing values are null.
+    pub fn write_with_extras(
+        &mut self,
+        row: R,
+        extras: &[Option<String>],
+    ) -> Result<(), SinkError> {
+        self.push(row, extras)
+    }
+
+    fn push(&mut self, row: R, extras: &[Option<String>]) -> Result<(), SinkError> {
+        let time = row.event_time();
+        let span = time.0.div_euclid(self.roll_ns) * self.roll_ns;
+        match self.open.as_ref().map(|f| f.span) {
+            Some(open) if open == span => {}
+            Some(open) if open > span => {
+                return Err(SinkError::OutOfOrder {
+                    table: R::TABLE,
+                    time,
+                });
+            }
+            _ => {
+                self.close_file()?;
+                self.open = Some(self.open_file(span)?);
+            }
+        }
+        self.counters.add_received(1);
+        self.buffer.push(row);
+        for (i, column) in self.extra_values.iter_mut().enumerate() {
+            column.push(extras.get(i).cloned().flatten());
+        }
+        if self.buffer.len() >= self.row_group_rows {
+            self.flush_row_group()?;
+        }
+        Ok(())
+    }
+
+    /// The schema of the files: the record's, plus the extra text columns.
+    fn file_schema(&self) -> SchemaRef {
+        if self.extra_names.is_empty() {
+            return R::schema();
+        }
+        let mut fields: Vec<Field> = R::schema()
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(
+            self.extra_names
+                .iter()
+                .map(|n| Field::new(n, DataType::Utf8, true)),
+        );
+        Arc::new(Schema::new(fields))
     }
 
     /// Completes the open file, if any, and renames it into place.
@@ -169,12 +224,11 @@ impl<R: ArrowRecord> TableWriter<R> {
         let dest = folder.join(&name);
         let tmp = folder.join(format!(".{name}.tmp"));
         let file = File::create(&tmp).map_err(io("creating", &tmp))?;
-        let writer = ArrowWriter::try_new(file, R::schema(), Some(self.props.clone())).map_err(
-            |source| SinkError::Parquet {
+        let writer = ArrowWriter::try_new(file, self.file_schema(), Some(self.props.clone()))
+            .map_err(|source| SinkError::Parquet {
                 path: tmp.clone(),
                 source,
-            },
-        )?;
+            })?;
         Ok(OpenFile {
             span,
             tmp,
@@ -184,13 +238,28 @@ impl<R: ArrowRecord> TableWriter<R> {
     }
 
     fn flush_row_group(&mut self) -> Result<(), SinkError> {
-        let Some(file) = self.open.as_mut() else {
+        let Some(tmp) = self.open.as_ref().map(|f| f.tmp.clone()) else {
             return Ok(());
         };
         if self.buffer.is_empty() {
             return Ok(());
         }
-        let batch = R::to_batch(&self.buffer);
+        let mut batch = R::to_batch(&self.buffer);
+        if !self.extra_names.is_empty() {
+            let mut columns = batch.columns().to_vec();
+            for values in &mut self.extra_values {
+                columns.push(Arc::new(StringArray::from(std::mem::take(values))) as ArrayRef);
+            }
+            batch = RecordBatch::try_new(self.file_schema(), columns).map_err(|e| {
+                SinkError::Parquet {
+                    path: tmp.clone(),
+                    source: e.into(),
+                }
+            })?;
+        }
+        let Some(file) = self.open.as_mut() else {
+            return Ok(());
+        };
         let parquet = |source| SinkError::Parquet {
             path: file.tmp.clone(),
             source,

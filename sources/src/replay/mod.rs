@@ -15,11 +15,15 @@
 mod plan;
 mod range;
 mod read;
+mod rows;
+mod trace;
 mod worker;
 
 pub use plan::{ReplayPlan, ReplayUnit, SkippedFile};
 pub use range::{Overlap, TimeRange};
 pub use read::{FLOW_COLUMNS, FlowColumns, read_flow_columns};
+pub use rows::ReplayRows;
+pub use trace::{TracePlan, TraceReader};
 pub use worker::ReplayWorker;
 
 use std::path::PathBuf;

@@ -72,7 +72,7 @@ fn plan(trace: &Path, r: TimeRange) -> ReplayPlan {
 
 /// Reads every flow of `plan` as worker 0 of 1.
 fn read_all(plan: &ReplayPlan, speed: Option<f64>) -> FlowColumns {
-    let mut worker = ReplayWorker::new(plan, 0, 1, false, speed);
+    let mut worker = ReplayWorker::new(plan, 0, 1, false, speed, None);
     let (counters, skipped) = (Counters::default(), Mutex::new(Vec::new()));
     let mut out = FlowColumns::default();
     while worker.next_batch(&mut out, &counters, &skipped).unwrap() {}
@@ -202,4 +202,83 @@ fn flow_columns_sort_stably_and_extend_from_a_slice() {
         (d.src_node.clone(), d.last_seen.clone()),
         (vec![4, 1], vec![secs(2), secs(3)])
     );
+}
+
+/// Writes node metrics at `times` (seconds) to `path`, `group` rows per row group.
+fn write_metrics(path: &Path, times: &[i64], group: usize) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let rows: Vec<meshflow_schemas::NodeMetric> = times
+        .iter()
+        .map(|&t| meshflow_schemas::NodeMetric {
+            time: secs(t),
+            node: 7,
+            metric: "cpu".into(),
+            value: t as f64,
+        })
+        .collect();
+    let props = WriterProperties::builder()
+        .set_max_row_group_row_count(Some(group))
+        .build();
+    let file = std::fs::File::create(path).unwrap();
+    let schema = meshflow_schemas::NodeMetric::schema();
+    let mut writer = ArrowWriter::try_new(file, schema, Some(props)).unwrap();
+    writer
+        .write(&meshflow_schemas::NodeMetric::to_batch(&rows))
+        .unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn a_trace_reader_merges_tables_and_never_passes_an_unread_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path();
+    // Dense flows and sparse metrics, in row groups of different spans.
+    let flow_times: Vec<i64> = (0..600).collect();
+    let metric_times: Vec<i64> = (0..600).step_by(15).collect();
+    write_flows(&trace.join("flows/a.parquet"), &flow_times, 50, true);
+    write_metrics(&trace.join("node_metrics/a.parquet"), &metric_times, 4);
+    for speed in [None, Some(2000.0)] {
+        let plan = TracePlan::new(trace, TimeRange::ALL, false).unwrap();
+        assert_eq!(plan.rows(), 600 + 40);
+        let mut reader = TraceReader::new(&plan, 0, 1, false, speed);
+        let (counters, skipped) = (Counters::default(), Mutex::new(Vec::new()));
+        let mut batch = crate::SourceBatch::default();
+        let (mut flows, mut metrics) = (Vec::new(), Vec::new());
+        let mut watermark = TimestampNs(i64::MIN);
+        while reader.next_batch(&mut batch, &counters, &skipped).unwrap() {
+            let times = batch
+                .flows
+                .last_seen
+                .iter()
+                .chain(batch.metrics.iter().map(|m| &m.time));
+            for t in times {
+                assert!(*t >= watermark, "{t} read after watermark {watermark}");
+            }
+            flows.extend(batch.flows.last_seen.iter().map(|t| t.0 / 1_000_000_000));
+            metrics.extend(batch.metrics.iter().map(|m| m.time.0 / 1_000_000_000));
+            batch.clear();
+            if let Some(w) = reader.watermark() {
+                assert!(w >= watermark, "the watermark never goes back");
+                watermark = w;
+            }
+        }
+        assert!(reader.is_done() && reader.watermark().is_none());
+        assert_eq!(flows, flow_times, "{speed:?}");
+        assert_eq!(metrics, metric_times, "{speed:?}");
+        assert_eq!(counters.snapshot().received, 640);
+    }
+}
+
+#[test]
+fn a_folder_without_input_tables_is_not_a_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("node_features")).unwrap();
+    let err = TracePlan::new(dir.path(), TimeRange::ALL, false).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("holds none of the input tables flows, node_metrics"),
+        "{err}"
+    );
+    let err = TracePlan::new(&dir.path().join("nope"), TimeRange::ALL, false).unwrap_err();
+    assert!(err.to_string().contains("is not a trace folder"), "{err}");
 }

@@ -6,21 +6,22 @@ use std::time::{Duration, Instant};
 
 use meshflow_schemas::{Counters, TimestampNs};
 
-use super::read::read_flow_columns;
+use super::rows::ReplayRows;
 use super::{FlowColumns, ReplayError, ReplayPlan, ReplayUnit, SkippedFile, TimeRange};
 
 /// The longest a paced read sleeps before handing control back to the worker loop.
 const MAX_SLEEP: Duration = Duration::from_millis(50);
 
-/// Reads one worker's row groups of a [`ReplayPlan`].
+/// Reads one worker's row groups of a [`ReplayPlan`] into `B`: flow columns by
+/// default, or whole records of another table (`Vec<NodeMetric>`, ...).
 #[derive(Debug)]
-pub struct ReplayWorker {
+pub struct ReplayWorker<B = FlowColumns> {
     units: std::vec::IntoIter<ReplayUnit>,
     range: TimeRange,
     skip_bad_files: bool,
     pace: Option<Pace>,
-    /// Paced replay: the current row group's flows in time order, and the next to give.
-    pending: FlowColumns,
+    /// Paced replay: the current row group's rows in time order, and the next to give.
+    pending: B,
     next: usize,
     newest: Option<TimestampNs>,
     done: bool,
@@ -50,16 +51,18 @@ impl Pace {
     }
 }
 
-impl ReplayWorker {
-    /// Worker `index` of `peers`'s share of `plan`. With `speed`, flows are handed out
-    /// when the wall clock, running `speed` times faster than event time from the
-    /// plan's start, reaches them; without, as fast as they can be read.
+impl<B: ReplayRows> ReplayWorker<B> {
+    /// Worker `index` of `peers`'s share of `plan`. With `speed`, rows are handed out
+    /// when the wall clock, running `speed` times faster than event time from `start`
+    /// (the plan's start when `None`; give every table of one trace the same start),
+    /// reaches them; without, as fast as they can be read.
     pub fn new(
         plan: &ReplayPlan,
         index: usize,
         peers: usize,
         skip_bad_files: bool,
         speed: Option<f64>,
+        start: Option<TimestampNs>,
     ) -> Self {
         Self {
             units: plan
@@ -72,22 +75,22 @@ impl ReplayWorker {
             pace: speed.map(|speed| Pace {
                 speed,
                 wall: Instant::now(),
-                anchor: plan.start,
+                anchor: start.or(plan.start),
             }),
-            pending: FlowColumns::default(),
+            pending: B::default(),
             next: 0,
             newest: None,
             done: false,
         }
     }
 
-    /// Appends the next flows to `out`; returns `false` once every row group is read.
+    /// Appends the next rows to `out`; returns `false` once every row group is read.
     /// A paced replay may return `true` with nothing added while it waits. Rows read
     /// go to `counters.received`; a bad row group, with `skip_bad_files`, goes to
     /// `counters.errored` and `skipped`, and otherwise fails the replay.
     pub fn next_batch(
         &mut self,
-        out: &mut FlowColumns,
+        out: &mut B,
         counters: &Counters,
         skipped: &Mutex<Vec<SkippedFile>>,
     ) -> Result<bool, ReplayError> {
@@ -102,7 +105,7 @@ impl ReplayWorker {
         } else {
             if self.next == self.pending.len() {
                 let mut pending = std::mem::take(&mut self.pending);
-                pending.clear();
+                pending.truncate(0);
                 self.next = 0;
                 let more = self.read_next_unit(&mut pending, counters, skipped)?;
                 pending.sort_by_time();
@@ -113,12 +116,21 @@ impl ReplayWorker {
             }
             self.give_due(out);
         }
-        let given = &out.last_seen[before..];
-        counters.add_received(given.len() as u64);
-        if let Some(max) = given.iter().max() {
-            self.newest = Some(self.newest.map_or(*max, |n| n.max(*max)));
+        counters.add_received((out.len() - before) as u64);
+        if let Some(max) = (before..out.len()).map(|i| out.time(i)).max() {
+            self.newest = Some(self.newest.map_or(max, |n| n.max(max)));
         }
         Ok(true)
+    }
+
+    /// The event time below which this reader will hand out nothing more: the next
+    /// pending row's when paced, else the newest handed out (`None` before any).
+    pub fn low_watermark(&self) -> Option<TimestampNs> {
+        if self.next < self.pending.len() {
+            Some(self.pending.time(self.next))
+        } else {
+            self.newest
+        }
     }
 
     /// The newest event time handed out so far.
@@ -134,7 +146,7 @@ impl ReplayWorker {
     /// Reads the next readable unit into `out`; `false` (and done) when none is left.
     fn read_next_unit(
         &mut self,
-        out: &mut FlowColumns,
+        out: &mut B,
         counters: &Counters,
         skipped: &Mutex<Vec<SkippedFile>>,
     ) -> Result<bool, ReplayError> {
@@ -144,7 +156,7 @@ impl ReplayWorker {
                 return Ok(false);
             };
             let before = out.len();
-            match read_flow_columns(&unit, &self.range, out) {
+            match B::read_unit(&unit, &self.range, out) {
                 Ok(()) => return Ok(true),
                 Err(e) if self.skip_bad_files => {
                     out.truncate(before);
@@ -160,26 +172,39 @@ impl ReplayWorker {
         }
     }
 
-    /// Paced replay: moves the pending flows that are due to `out`, first sleeping
+    /// Paced replay: moves the pending rows that are due to `out`, first sleeping
     /// (at most [`MAX_SLEEP`]) if none is.
-    fn give_due(&mut self, out: &mut FlowColumns) {
+    fn give_due(&mut self, out: &mut B) {
         let Some(pace) = self.pace.as_mut() else {
             return;
         };
-        let Some(&first) = self.pending.last_seen.get(self.next) else {
+        if self.next >= self.pending.len() {
             return;
-        };
-        let anchor = *pace.anchor.get_or_insert(first);
-        let due = |pace: &Pace, times: &[TimestampNs]| {
-            let now = pace.now(anchor);
-            times.partition_point(|t| *t <= now)
-        };
-        let mut count = due(pace, &self.pending.last_seen[self.next..]);
-        if count == 0 {
-            std::thread::sleep(pace.wait_for(anchor, first).min(MAX_SLEEP));
-            count = due(pace, &self.pending.last_seen[self.next..]);
         }
-        out.extend_from(&self.pending, self.next..self.next + count);
-        self.next += count;
+        let first = self.pending.time(self.next);
+        let anchor = *pace.anchor.get_or_insert(first);
+        let pending = &self.pending;
+        let next = self.next;
+        // The end of the due rows: the first pending row later than the clock.
+        let due_end = |pace: &Pace| {
+            let now = pace.now(anchor);
+            let (mut lo, mut hi) = (next, pending.len());
+            while lo < hi {
+                let mid = lo + (hi - lo) / 2;
+                if pending.time(mid) <= now {
+                    lo = mid + 1;
+                } else {
+                    hi = mid;
+                }
+            }
+            lo
+        };
+        let mut end = due_end(pace);
+        if end == next {
+            std::thread::sleep(pace.wait_for(anchor, first).min(MAX_SLEEP));
+            end = due_end(pace);
+        }
+        out.extend_from(&self.pending, next..end);
+        self.next = end;
     }
 }

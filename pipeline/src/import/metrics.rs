@@ -1,0 +1,247 @@
+//! A long-format metric CSV (`timestamp,node,metric,value`) → meshflow node metrics,
+//! with an optional topology (`src,dst`).
+//!
+//! Timestamps are RFC 3339 or a number since the epoch: seconds, or milliseconds when
+//! the integer part has 12 or more digits (1e11 s is beyond the year 5000). Nodes
+//! are numbers, IP addresses or names ([`node_id_of_name`]); the `nodes/` table
+//! keeps each name next to its id. A header row is optional: when the first row
+//! names the columns, they may come in any order.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use meshflow_schemas::{
+    ArrowRecord, NodeMetric, NodeName, TimestampNs, TopologyEdge, node_id_of_name,
+};
+use meshflow_sinks::parquet::write_table;
+
+use super::{ImportError, ImportReport, open_lines, progress_for, trace_sink};
+
+const COLUMNS: [&str; 4] = ["timestamp", "node", "metric", "value"];
+
+/// Imports the metric CSV `csv` (and the edge list `edges`, if given) into the trace
+/// folder `out`: tables `node_metrics/`, `nodes/` and `edges/`.
+pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportReport, ImportError> {
+    let files: Vec<PathBuf> = std::iter::once(csv)
+        .chain(edges)
+        .map(Path::to_path_buf)
+        .collect();
+    let progress = progress_for(&files);
+    let mut report = ImportReport::default();
+    let mut names: BTreeMap<String, (u64, TimestampNs)> = BTreeMap::new();
+    let mut metrics = Vec::new();
+    let mut order: Option<[usize; 4]> = None;
+    for (n, line) in open_lines(csv, &progress)?.enumerate() {
+        let line = line?;
+        let number = n as u64 + 1;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let fields = split_csv(&line);
+        if n == 0 && !fields.is_empty() && fields[0].parse::<TimestampNs>().is_err() {
+            match header_order(&fields) {
+                Ok(o) => {
+                    order = Some(o);
+                    continue;
+                }
+                Err(reason) => {
+                    return Err(ImportError::Input {
+                        path: csv.to_path_buf(),
+                        reason: format!("line 1: {reason}"),
+                    });
+                }
+            }
+        }
+        report.lines += 1;
+        let [t, node, metric, value] = order.unwrap_or([0, 1, 2, 3]);
+        if fields.len() != 4 {
+            report.skip(
+                csv,
+                number,
+                format!(
+                    "has {} fields, expected 4 (timestamp,node,metric,value)",
+                    fields.len()
+                ),
+            );
+            continue;
+        }
+        let time = match parse_time(&fields[t]) {
+            Ok(t) => t,
+            Err(e) => {
+                report.skip(csv, number, format!("timestamp: {e}"));
+                continue;
+            }
+        };
+        let name = fields[node].trim();
+        if name.is_empty() {
+            report.skip(csv, number, "node is empty");
+            continue;
+        }
+        let metric_name = fields[metric].trim();
+        if metric_name.is_empty() {
+            report.skip(csv, number, "metric is empty");
+            continue;
+        }
+        let value = match fields[value].trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => v,
+            _ => {
+                report.skip(
+                    csv,
+                    number,
+                    format!("value: `{}` is not a finite number", fields[value].trim()),
+                );
+                continue;
+            }
+        };
+        let id = name_id(&mut names, name, time);
+        metrics.push(NodeMetric {
+            time,
+            node: id,
+            metric: metric_name.to_string(),
+            value,
+        });
+    }
+    let start = metrics
+        .iter()
+        .map(|m| m.time)
+        .min()
+        .unwrap_or(TimestampNs(0));
+    let mut links = Vec::new();
+    if let Some(edges) = edges {
+        for (n, line) in open_lines(edges, &progress)?.enumerate() {
+            let line = line?;
+            let number = n as u64 + 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let fields = split_csv(&line);
+            let is_header = n == 0
+                && fields.len() == 2
+                && fields[0].trim().eq_ignore_ascii_case("src")
+                && fields[1].trim().eq_ignore_ascii_case("dst");
+            if is_header {
+                continue;
+            }
+            report.lines += 1;
+            if fields.len() != 2 || fields.iter().any(|f| f.trim().is_empty()) {
+                report.skip(edges, number, "expected two non-empty fields: src,dst");
+                continue;
+            }
+            let src = name_id(&mut names, fields[0].trim(), start);
+            let dst = name_id(&mut names, fields[1].trim(), start);
+            if src == dst {
+                report.skip(edges, number, "a link from a node to itself");
+                continue;
+            }
+            links.push(TopologyEdge {
+                valid_from: start,
+                src_node: src,
+                dst_node: dst,
+            });
+        }
+    }
+    progress.finish_and_clear();
+    let sink = trace_sink(out);
+    let nodes: Vec<NodeName> = names
+        .into_iter()
+        .map(|(name, (node, first_seen))| NodeName {
+            first_seen,
+            node,
+            name,
+        })
+        .collect();
+    report.rows.push((NodeMetric::TABLE, metrics.len() as u64));
+    report.rows.push((NodeName::TABLE, nodes.len() as u64));
+    write_table(out, metrics, &sink)?;
+    write_table(out, nodes, &sink)?;
+    if edges.is_some() {
+        report.rows.push((TopologyEdge::TABLE, links.len() as u64));
+        write_table(out, links, &sink)?;
+    }
+    Ok(report)
+}
+
+/// The id of `name`, remembering the name and the first time it was seen.
+fn name_id(names: &mut BTreeMap<String, (u64, TimestampNs)>, name: &str, time: TimestampNs) -> u64 {
+    let entry = names
+        .entry(name.to_string())
+        .or_insert((node_id_of_name(name), time));
+    entry.1 = entry.1.min(time);
+    entry.0
+}
+
+/// Column positions from a header row naming the four columns in any order.
+fn header_order(fields: &[String]) -> Result<[usize; 4], String> {
+    let mut order = [0; 4];
+    for (slot, name) in order.iter_mut().zip(COLUMNS) {
+        *slot = fields
+            .iter()
+            .position(|f| f.trim().eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                format!(
+                    "the header `{}` has no `{name}` column (expected timestamp,node,metric,value)",
+                    fields.join(",")
+                )
+            })?;
+    }
+    Ok(order)
+}
+
+/// An RFC 3339 time, or seconds or milliseconds since the epoch.
+pub fn parse_time(text: &str) -> Result<TimestampNs, String> {
+    let text = text.trim();
+    let (whole, fraction) = text.split_once('.').unwrap_or((text, ""));
+    let digits = whole.strip_prefix('-').unwrap_or(whole);
+    if digits.len() >= 12 && digits.bytes().all(|b| b.is_ascii_digit()) {
+        // Milliseconds: move the decimal point three places to the left.
+        let (secs, millis) = whole.split_at(whole.len() - 3);
+        return format!("{secs}.{millis}{fraction}").parse();
+    }
+    text.parse()
+}
+
+/// Splits one CSV line (RFC 4180 quoting: `"a,b"` and `""` inside quotes).
+fn split_csv(line: &str) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                chars.next();
+                field.push('"');
+            }
+            ('"', true) => quoted = false,
+            ('"', false) if field.is_empty() => quoted = true,
+            (',', false) => fields.push(std::mem::take(&mut field)),
+            (c, _) => field.push(c),
+        }
+    }
+    fields.push(field);
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_in_every_accepted_form() {
+        let t = TimestampNs(1_767_225_900_250_000_000);
+        assert_eq!(parse_time("2026-01-01T00:05:00.25Z"), Ok(t));
+        assert_eq!(parse_time("1767225900.25"), Ok(t));
+        assert_eq!(parse_time("1767225900250"), Ok(t));
+        assert_eq!(parse_time(" 1767225900250.0 "), Ok(t));
+        assert!(parse_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn csv_quotes_hold_commas_and_quotes() {
+        assert_eq!(
+            split_csv(r#"1,"a,b",m,"say ""hi""""#),
+            vec!["1", "a,b", "m", r#"say "hi""#]
+        );
+        assert_eq!(split_csv("1,,x"), vec!["1", "", "x"]);
+    }
+}

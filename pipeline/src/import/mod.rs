@@ -1,0 +1,207 @@
+//! `meshflow import`: real traces turned into meshflow traces that `meshflow replay`
+//! accepts.
+//!
+//! - [`zeek`]: Zeek `conn.log` files → `flows/` (one record per direction that sent
+//!   packets), with every Zeek column meshflow has no field for (labels included)
+//!   kept as a text column of the same rows.
+//! - [`metrics`]: a long-format metric CSV → `node_metrics/`, plus `nodes/` (names of
+//!   the nodes) and, with an edge list, `edges/` (a given topology).
+//!
+//! Input may be plain or gzip. A malformed line is reported with its file and line
+//! number, counted and skipped; the rest is imported. Rows are sorted by event time
+//! before they are written, as replay expects, so an import holds its rows in memory.
+
+pub mod metrics;
+pub mod zeek;
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use indicatif::{ProgressBar, ProgressStyle};
+use meshflow_sinks::parquet::ParquetSinkConfig;
+
+/// Lines reported in full in an [`ImportReport`]; later ones are only counted.
+pub const REPORTED_LINES: usize = 20;
+
+/// One input line that was skipped, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BadLine {
+    /// The input file.
+    pub file: PathBuf,
+    /// 1-based line number.
+    pub line: u64,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+impl std::fmt::Display for BadLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}: {}", self.file.display(), self.line, self.reason)
+    }
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportReport {
+    /// Input lines that held a record (headers and comments excluded).
+    pub lines: u64,
+    /// Rows written, per table.
+    pub rows: Vec<(&'static str, u64)>,
+    /// Malformed lines skipped.
+    pub bad: u64,
+    /// The first [`REPORTED_LINES`] malformed lines.
+    pub bad_lines: Vec<BadLine>,
+}
+
+impl ImportReport {
+    /// Counts a malformed line, keeping its details if it is among the first few.
+    pub fn skip(&mut self, file: &Path, line: u64, reason: impl Into<String>) {
+        self.bad += 1;
+        let bad = BadLine {
+            file: file.to_path_buf(),
+            line,
+            reason: reason.into(),
+        };
+        tracing::debug!(%bad, "skipping malformed line");
+        if self.bad_lines.len() < REPORTED_LINES {
+            self.bad_lines.push(bad);
+        }
+    }
+
+    /// Rows written to `table`.
+    pub fn rows_of(&self, table: &str) -> u64 {
+        self.rows
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map_or(0, |(_, n)| *n)
+    }
+
+    /// A human summary: rows per table, then the malformed lines.
+    pub fn text(&self, out: &Path) -> String {
+        let mut text = format!(
+            "imported {} input records into {}\n",
+            self.lines - self.bad.min(self.lines),
+            out.display()
+        );
+        for (table, rows) in &self.rows {
+            text.push_str(&format!("  {table:<14} {rows:>12} rows\n"));
+        }
+        if self.bad > 0 {
+            text.push_str(&format!("skipped {} malformed lines:\n", self.bad));
+            for bad in &self.bad_lines {
+                text.push_str(&format!("  {bad}\n"));
+            }
+            if self.bad > self.bad_lines.len() as u64 {
+                text.push_str(&format!(
+                    "  ... and {} more\n",
+                    self.bad - self.bad_lines.len() as u64
+                ));
+            }
+        }
+        text
+    }
+}
+
+/// Why an import failed as a whole (a malformed line only skips that line).
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    /// An input file cannot be read.
+    #[error("{path}: {reason}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Writing the trace failed.
+    #[error(transparent)]
+    Sink(#[from] meshflow_sinks::parquet::SinkError),
+}
+
+/// The sink settings of an imported trace: one bucket (so files are in event-time
+/// order) and hourly files.
+pub(crate) fn trace_sink(out: &Path) -> ParquetSinkConfig {
+    ParquetSinkConfig {
+        path: out.to_path_buf(),
+        buckets: 1,
+        roll_interval: "1h".parse().expect("valid literal"),
+        ..Default::default()
+    }
+}
+
+/// Reads the lines of `path` (gzip when it starts with the gzip magic), advancing
+/// `progress` by the bytes of the file consumed. Lines are returned without their
+/// end-of-line; invalid UTF-8 is replaced, so it surfaces as a malformed value.
+pub(crate) fn open_lines(
+    path: &Path,
+    progress: &ProgressBar,
+) -> Result<impl Iterator<Item = Result<String, ImportError>>, ImportError> {
+    let input_err = |e: std::io::Error| ImportError::Input {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let mut file = BufReader::new(File::open(path).map_err(input_err)?);
+    let gzip = file
+        .fill_buf()
+        .map_err(input_err)?
+        .starts_with(&[0x1f, 0x8b]);
+    let counted = Counted {
+        inner: file,
+        progress: progress.clone(),
+    };
+    let reader: Box<dyn BufRead> = if gzip {
+        Box::new(BufReader::new(flate2::bufread::MultiGzDecoder::new(
+            BufReader::new(counted),
+        )))
+    } else {
+        Box::new(BufReader::new(counted))
+    };
+    let path = path.to_path_buf();
+    Ok(reader.split(b'\n').map(move |line| {
+        let mut bytes = line.map_err(|e| ImportError::Input {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        if bytes.last() == Some(&b'\r') {
+            bytes.pop();
+        }
+        Ok(String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    }))
+}
+
+/// A progress bar over the total size of `files` (drawn only on a terminal).
+pub(crate) fn progress_for(files: &[PathBuf]) -> ProgressBar {
+    let total = files
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum();
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} importing [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    bar
+}
+
+/// A reader that advances a progress bar by the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    progress: ProgressBar,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.progress.inc(n as u64);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;

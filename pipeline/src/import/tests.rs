@@ -1,0 +1,284 @@
+//! Importer tests on small inputs written here, including malformed lines.
+
+use std::io::Write;
+use std::path::Path;
+
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use meshflow_schemas::{
+    ArrowRecord, FlowRecord, NodeMetric, NodeName, TopologyEdge, node_id_of_name,
+};
+
+use super::{metrics, zeek};
+
+/// Every row of every Parquet file under `dir/table`, in path order.
+fn read_table(dir: &Path, table: &str) -> Vec<RecordBatch> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.join(table)];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "parquet") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+        .into_iter()
+        .flat_map(|f| {
+            ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(f).unwrap())
+                .unwrap()
+                .build()
+                .unwrap()
+                .map(Result::unwrap)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+const ZEEK_HEADER: &str = "#separator \\x09
+#set_separator\t,
+#empty_field\t(empty)
+#unset_field\t-
+#path\tconn
+#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tservice\tduration\torig_bytes\tresp_bytes\tconn_state\thistory\torig_pkts\torig_ip_bytes\tresp_pkts\tresp_ip_bytes\ttunnel_parents\tlabel\tdetailedlabel
+#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tstring\tinterval\tcount\tcount\tstring\tstring\tcount\tcount\tcount\tcount\tset[string]\tstring\tstring
+";
+
+#[test]
+fn zeek_connections_become_flows_in_both_directions_with_labels_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("conn.log");
+    let mut text = ZEEK_HEADER.to_string();
+    // A later connection first: the trace must come out in event-time order.
+    text.push_str("1655071300.5\tC2\t193.201.9.232\t46563\t147.32.81.167\t3933\ttcp\t-\t0.000010\t0\t0\tS0\tS\t2\t80\t0\t0\t(empty)\tMalicious\tExternal-Attack-to-Device\n");
+    text.push_str("1655071198.444458\tC1\t147.32.81.167\t62771\t40.74.108.123\t443\ttcp\tssl\t1.135424\t1596\t4039\tSF\tShADdaFf\t14\t1016\t16\t1226\t(empty)\tBenign\tMicrosoft\n");
+    text.push_str("not-a-time\tC3\t1.2.3.4\t1\t5.6.7.8\t2\tudp\t-\t-\t-\t-\tS0\t-\t1\t40\t0\t0\t(empty)\tBenign\t-\n");
+    text.push_str("1655071400\tC4\t1.2.3.4\t1\n");
+    text.push_str("1655071401\tC5\t1.2.3.999\t1\t5.6.7.8\t2\tudp\t-\t-\t-\t-\tS0\t-\t1\t40\t0\t0\t(empty)\tBenign\t-\n");
+    std::fs::write(&log, text).unwrap();
+    let out = dir.path().join("trace");
+
+    let report = zeek::import(std::slice::from_ref(&log), &out).unwrap();
+    assert_eq!(report.lines, 5);
+    assert_eq!(report.bad, 3);
+    let reasons: Vec<String> = report.bad_lines.iter().map(|b| b.to_string()).collect();
+    assert!(
+        reasons[0].ends_with("conn.log:10: ts: `not-a-time` is not seconds since the epoch"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].ends_with("conn.log:11: has 4 fields, the #fields header declares 20"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].ends_with("conn.log:12: id.orig_h: `1.2.3.999` is not an IP address"),
+        "{reasons:?}"
+    );
+    assert_eq!(report.rows_of(FlowRecord::TABLE), 3);
+
+    let batches = read_table(&out, FlowRecord::TABLE);
+    let rows: Vec<FlowRecord> = batches
+        .iter()
+        .flat_map(|b| FlowRecord::from_batch(b).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 3);
+    // C1 both ways (ordered by last_seen), then C2 one way (the responder sent nothing).
+    assert_eq!(rows[0].src_node, node_id_of_name("147.32.81.167"));
+    assert_eq!((rows[0].bytes, rows[0].packets), (1016, 14));
+    assert_eq!((rows[1].bytes, rows[1].packets), (1226, 16));
+    assert_eq!((rows[1].src_port, rows[1].dst_port), (443, 62771));
+    assert_eq!(rows[0].last_seen.0 - rows[0].first_seen.0, 1_135_424_000);
+    assert_eq!(
+        rows[0].tcp_flags,
+        0x02 | 0x10 | 0x01,
+        "S, A, F from the originator"
+    );
+    assert_eq!(
+        rows[1].tcp_flags,
+        0x02 | 0x10 | 0x01,
+        "h (SYN-ACK), a, f from the responder"
+    );
+    assert_eq!(rows[2].protocol, 6);
+    assert_eq!(rows[2].first_seen.0, 1_655_071_300_500_000_000);
+
+    let text = |name: &str| -> Vec<Option<String>> {
+        batches
+            .iter()
+            .flat_map(|batch| {
+                let column = batch
+                    .column_by_name(name)
+                    .unwrap_or_else(|| panic!("column {name}"));
+                let column = column.as_string::<i32>();
+                (0..column.len())
+                    .map(|i| column.is_valid(i).then(|| column.value(i).to_string()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let batch = &batches[0];
+    assert_eq!(
+        text("label"),
+        ["Benign", "Benign", "Malicious"].map(|s| Some(s.to_string()))
+    );
+    assert_eq!(
+        text("direction"),
+        ["orig", "resp", "orig"].map(|s| Some(s.to_string()))
+    );
+    assert_eq!(text("uid")[2].as_deref(), Some("C2"));
+    assert_eq!(
+        text("service"),
+        [Some("ssl".into()), Some("ssl".into()), None]
+    );
+    assert_eq!(text("tunnel_parents")[0].as_deref(), Some(""));
+    assert!(
+        batch.column_by_name("id_orig_h").is_none(),
+        "key fields become flow columns"
+    );
+    assert!(
+        batch.column_by_name("duration").is_some(),
+        "other fields are kept"
+    );
+}
+
+#[test]
+fn zeek_gzip_and_a_file_missing_key_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("conn.log.gz");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(ZEEK_HEADER.as_bytes()).unwrap();
+    encoder.write_all(b"1655071198.444458\tC1\t147.32.81.167\t62771\t40.74.108.123\t443\ttcp\tssl\t1.135424\t1596\t4039\tSF\tShADdaFf\t14\t1016\t16\t1226\t(empty)\tBenign\tMicrosoft\n").unwrap();
+    std::fs::write(&gz, encoder.finish().unwrap()).unwrap();
+    let broken = dir.path().join("broken.log");
+    std::fs::write(&broken, "#fields\tts\tuid\n1655071198\tC9\n").unwrap();
+    let out = dir.path().join("trace");
+    let report = zeek::import(&[gz, broken], &out).unwrap();
+    assert_eq!(report.rows_of(FlowRecord::TABLE), 2);
+    assert_eq!(report.bad, 1);
+    assert!(
+        report.bad_lines[0]
+            .to_string()
+            .contains("broken.log:2: the #fields header has no `id.orig_h` field (line 1)"),
+        "{}",
+        report.bad_lines[0]
+    );
+}
+
+#[test]
+fn metric_csv_with_header_names_edges_and_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("metrics.csv");
+    std::fs::write(
+        &csv,
+        "node,metric,value,timestamp\n\
+         checkout,latency_ms,12.5,2026-01-01T00:00:01Z\n\
+         10.0.0.7,latency_ms,3,1767225600000\n\
+         checkout,latency_ms,oops,1767225602\n\
+         \"cart, eu\",requests,7,1767225600.5\n\
+         checkout,latency_ms,1e400,1767225603\n\
+         checkout,latency_ms,1\n",
+    )
+    .unwrap();
+    let edges = dir.path().join("edges.csv");
+    std::fs::write(
+        &edges,
+        "src,dst\ncheckout,\"cart, eu\"\ncheckout\n10.0.0.7,checkout\n",
+    )
+    .unwrap();
+    let out = dir.path().join("trace");
+    let report = metrics::import(&csv, Some(&edges), &out).unwrap();
+    let reasons: Vec<String> = report.bad_lines.iter().map(|b| b.to_string()).collect();
+    assert_eq!(report.bad, 4, "{reasons:?}");
+    assert!(
+        reasons[0].ends_with("metrics.csv:4: value: `oops` is not a finite number"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].ends_with("metrics.csv:6: value: `1e400` is not a finite number"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2]
+            .ends_with("metrics.csv:7: has 3 fields, expected 4 (timestamp,node,metric,value)"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[3].ends_with("edges.csv:3: expected two non-empty fields: src,dst"),
+        "{reasons:?}"
+    );
+
+    let metrics: Vec<NodeMetric> = read_table(&out, NodeMetric::TABLE)
+        .iter()
+        .flat_map(|b| NodeMetric::from_batch(b).unwrap())
+        .collect();
+    let got: Vec<(i64, u64, &str, f64)> = metrics
+        .iter()
+        .map(|m| (m.time.0 / 1_000_000, m.node, m.metric.as_str(), m.value))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (
+                1_767_225_600_000,
+                node_id_of_name("10.0.0.7"),
+                "latency_ms",
+                3.0
+            ),
+            (
+                1_767_225_600_500,
+                node_id_of_name("cart, eu"),
+                "requests",
+                7.0
+            ),
+            (
+                1_767_225_601_000,
+                node_id_of_name("checkout"),
+                "latency_ms",
+                12.5
+            ),
+        ]
+    );
+    let names: Vec<NodeName> = read_table(&out, NodeName::TABLE)
+        .iter()
+        .flat_map(|b| NodeName::from_batch(b).unwrap())
+        .collect();
+    let mut listed: Vec<&str> = names.iter().map(|n| n.name.as_str()).collect();
+    listed.sort();
+    assert_eq!(listed, ["10.0.0.7", "cart, eu", "checkout"]);
+    let edges: Vec<TopologyEdge> = read_table(&out, TopologyEdge::TABLE)
+        .iter()
+        .flat_map(|b| TopologyEdge::from_batch(b).unwrap())
+        .collect();
+    let pairs: Vec<(u64, u64)> = edges.iter().map(|e| (e.src_node, e.dst_node)).collect();
+    assert_eq!(
+        pairs,
+        vec![
+            (node_id_of_name("checkout"), node_id_of_name("cart, eu")),
+            (node_id_of_name("10.0.0.7"), node_id_of_name("checkout")),
+        ]
+    );
+    assert!(
+        edges
+            .iter()
+            .all(|e| e.valid_from.0 == 1_767_225_600_000_000_000)
+    );
+}
+
+#[test]
+fn a_metric_csv_whose_header_misses_a_column_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("m.csv");
+    std::fs::write(&csv, "time,node,metric,value\n1,a,b,2\n").unwrap();
+    let err = metrics::import(&csv, None, &dir.path().join("t"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(
+            "m.csv: line 1: the header `time,node,metric,value` has no `timestamp` column"
+        ),
+        "{err}"
+    );
+}

@@ -1,0 +1,185 @@
+//! A whole trace: every input table planned, and one worker's reader of all of them.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use meshflow_schemas::{
+    ArrowRecord, Counters, FlowRecord, NodeMetric, SyscallLatency, TcpEvent, TimestampNs,
+};
+
+use super::{FLOW_COLUMNS, ReplayError, ReplayPlan, ReplayWorker, SkippedFile, TimeRange};
+use crate::SourceBatch;
+
+/// The plans of a trace's input tables: `flows` (only the columns the dataflow
+/// reads), `node_metrics`, `tcp_events` and `syscall_latency`. A table the trace
+/// lacks has an empty plan.
+#[derive(Clone, Debug, Default)]
+pub struct TracePlan {
+    /// Flow records.
+    pub flows: ReplayPlan,
+    /// Per-node metric samples.
+    pub metrics: ReplayPlan,
+    /// TCP events.
+    pub tcp: ReplayPlan,
+    /// System-call latency samples.
+    pub syscalls: ReplayPlan,
+}
+
+impl TracePlan {
+    /// Plans every input table of `trace` limited to `range` (see [`ReplayPlan::in_range`]).
+    pub fn new(trace: &Path, range: TimeRange, skip_bad_files: bool) -> Result<Self, ReplayError> {
+        if !trace.is_dir() {
+            return Err(ReplayError::Trace {
+                path: trace.to_path_buf(),
+                reason: "is not a trace folder".into(),
+            });
+        }
+        let flow_schema = std::sync::Arc::new(
+            FlowRecord::schema()
+                .project(
+                    &FLOW_COLUMNS.map(|c| FlowRecord::schema().index_of(c).expect("flow column")),
+                )
+                .expect("flow columns exist"),
+        );
+        let plan = |table: &str, schema, time: &str| {
+            ReplayPlan::in_range(trace, table, &schema, time, range, skip_bad_files)
+        };
+        let plans = Self {
+            flows: plan(FlowRecord::TABLE, flow_schema, FlowRecord::TIME_COLUMN)?,
+            metrics: plan(
+                NodeMetric::TABLE,
+                NodeMetric::schema(),
+                NodeMetric::TIME_COLUMN,
+            )?,
+            tcp: plan(TcpEvent::TABLE, TcpEvent::schema(), TcpEvent::TIME_COLUMN)?,
+            syscalls: plan(
+                SyscallLatency::TABLE,
+                SyscallLatency::schema(),
+                SyscallLatency::TIME_COLUMN,
+            )?,
+        };
+        let tables = [
+            FlowRecord::TABLE,
+            NodeMetric::TABLE,
+            TcpEvent::TABLE,
+            SyscallLatency::TABLE,
+        ];
+        if tables.iter().all(|t| !trace.join(t).is_dir()) {
+            return Err(ReplayError::Trace {
+                path: trace.to_path_buf(),
+                reason: format!("holds none of the input tables {}", tables.join(", ")),
+            });
+        }
+        Ok(plans)
+    }
+
+    fn all(&self) -> [&ReplayPlan; 4] {
+        [&self.flows, &self.metrics, &self.tcp, &self.syscalls]
+    }
+
+    /// Rows planned over all tables.
+    pub fn rows(&self) -> u64 {
+        self.all().iter().map(|p| p.rows()).sum()
+    }
+
+    /// Files skipped as bad, over all tables.
+    pub fn skipped(&self) -> Vec<SkippedFile> {
+        self.all()
+            .iter()
+            .flat_map(|p| p.skipped.iter().cloned())
+            .collect()
+    }
+
+    /// The earliest event time planned in any table: where paced replay starts.
+    pub fn start(&self) -> Option<TimestampNs> {
+        self.all().iter().filter_map(|p| p.start).min()
+    }
+}
+
+/// One worker's share of every table of a trace, merged by event time.
+///
+/// Each call reads from the table that is furthest behind, so the tables advance
+/// together, and the watermark is the lowest of the tables still being read.
+#[derive(Debug)]
+pub struct TraceReader {
+    flows: ReplayWorker,
+    metrics: ReplayWorker<Vec<NodeMetric>>,
+    tcp: ReplayWorker<Vec<TcpEvent>>,
+    syscalls: ReplayWorker<Vec<SyscallLatency>>,
+}
+
+impl TraceReader {
+    /// Worker `index` of `peers`'s share of `plan`, paced at `speed` (see [`ReplayWorker::new`]).
+    pub fn new(
+        plan: &TracePlan,
+        index: usize,
+        peers: usize,
+        skip_bad_files: bool,
+        speed: Option<f64>,
+    ) -> Self {
+        let start = plan.start();
+        Self {
+            flows: ReplayWorker::new(&plan.flows, index, peers, skip_bad_files, speed, start),
+            metrics: ReplayWorker::new(&plan.metrics, index, peers, skip_bad_files, speed, start),
+            tcp: ReplayWorker::new(&plan.tcp, index, peers, skip_bad_files, speed, start),
+            syscalls: ReplayWorker::new(&plan.syscalls, index, peers, skip_bad_files, speed, start),
+        }
+    }
+
+    /// The low watermark of each table still being read (`None` before its first
+    /// read), in the order flows, metrics, TCP, system calls.
+    fn open_tables(&self) -> impl Iterator<Item = (usize, Option<TimestampNs>)> + '_ {
+        [
+            (self.flows.is_done(), self.flows.low_watermark()),
+            (self.metrics.is_done(), self.metrics.low_watermark()),
+            (self.tcp.is_done(), self.tcp.low_watermark()),
+            (self.syscalls.is_done(), self.syscalls.low_watermark()),
+        ]
+        .into_iter()
+        .enumerate()
+        .filter(|(_, (done, _))| !done)
+        .map(|(i, (_, low))| (i, low))
+    }
+
+    /// Appends the next rows of the table furthest behind to `out`; `false` once
+    /// every table is read.
+    pub fn next_batch(
+        &mut self,
+        out: &mut SourceBatch,
+        counters: &Counters,
+        skipped: &Mutex<Vec<SkippedFile>>,
+    ) -> Result<bool, ReplayError> {
+        loop {
+            let Some((table, _)) = self.open_tables().min_by_key(|(_, low)| *low) else {
+                return Ok(false);
+            };
+            let more = match table {
+                0 => self.flows.next_batch(&mut out.flows, counters, skipped)?,
+                1 => self
+                    .metrics
+                    .next_batch(&mut out.metrics, counters, skipped)?,
+                2 => self.tcp.next_batch(&mut out.tcp, counters, skipped)?,
+                _ => self
+                    .syscalls
+                    .next_batch(&mut out.syscalls, counters, skipped)?,
+            };
+            if more {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// The event time below which nothing more will be read: the lowest of the open
+    /// tables' (`TimestampNs(0)` while one has not been read yet), or `None` once
+    /// every table is read.
+    pub fn watermark(&self) -> Option<TimestampNs> {
+        self.open_tables()
+            .map(|(_, low)| low.unwrap_or(TimestampNs(0)))
+            .min()
+    }
+
+    /// Whether every table has been read.
+    pub fn is_done(&self) -> bool {
+        self.open_tables().next().is_none()
+    }
+}
