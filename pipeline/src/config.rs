@@ -39,6 +39,10 @@ pub struct JobSection {
     pub lateness: HumanDuration,
     /// How often the progress line is refreshed.
     pub progress_interval: HumanDuration,
+    /// A trace to replay first: the live sources then take over at its end (the next
+    /// epoch boundary after its last event), without a gap or an overlap in event time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_first: Option<PathBuf>,
 }
 
 impl Default for JobSection {
@@ -48,6 +52,7 @@ impl Default for JobSection {
             epoch: HumanDuration::from_secs(1),
             lateness: HumanDuration::from_secs(0),
             progress_interval: "250ms".parse().expect("valid literal"),
+            replay_first: None,
         }
     }
 }

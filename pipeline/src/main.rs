@@ -48,6 +48,10 @@ enum Command {
         /// Output folder (overrides sinks.parquet.path).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replay this trace first, then switch to the live sources at its end
+        /// (overrides job.replay_first).
+        #[arg(long, value_name = "TRACE")]
+        replay_first: Option<PathBuf>,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -311,11 +315,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             config,
             workers,
             out,
+            replay_first,
             cluster: c,
         } => {
             let mut cfg = load(config.as_ref())?;
             if let Some(w) = workers {
                 cfg.job.workers = w;
+            }
+            if replay_first.is_some() {
+                cfg.job.replay_first = replay_first;
             }
             if let Some(out) = out {
                 cfg.sinks.parquet.path = out;

@@ -150,6 +150,12 @@ pub fn summary_text(s: &Summary) -> String {
             s.late
         );
     }
+    if let Some((at, overlap)) = s.handoff {
+        let _ = writeln!(
+            out,
+            "  live sources took over at {at}; {overlap} live events before it dropped (the trace covers them)"
+        );
+    }
     let _ = writeln!(out, "  windows closed: {}", s.windows);
     for (table, rows) in &s.rows {
         let _ = writeln!(

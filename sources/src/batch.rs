@@ -1,6 +1,6 @@
 //! The unit every source hands to the dataflow: one batch of mixed events.
 
-use meshflow_schemas::{FlowRecord, NodeMetric, SyscallLatency, TcpEvent};
+use meshflow_schemas::{FlowRecord, NodeMetric, SyscallLatency, TcpEvent, TimestampNs};
 
 use crate::replay::FlowColumns;
 
@@ -40,6 +40,27 @@ impl SourceBatch {
         self.metrics.clear();
         self.tcp.clear();
         self.syscalls.clear();
+    }
+
+    /// Drops every event before `time`, returning how many were dropped (a flow held
+    /// both column-wise and as a record counts once).
+    pub fn retain_from(&mut self, time: TimestampNs) -> usize {
+        let before = self.len();
+        let keep: Vec<usize> = (0..self.flows.len())
+            .filter(|&i| self.flows.last_seen[i] >= time)
+            .collect();
+        if keep.len() < self.flows.len() {
+            let mut kept = FlowColumns::default();
+            for i in keep {
+                kept.extend_from(&self.flows, i..i + 1);
+            }
+            self.flows = kept;
+        }
+        self.flow_records.retain(|f| f.last_seen >= time);
+        self.metrics.retain(|m| m.time >= time);
+        self.tcp.retain(|t| t.time >= time);
+        self.syscalls.retain(|s| s.time >= time);
+        before - self.len()
     }
 
     /// Moves every event of `other` into `self`, leaving `other` empty.

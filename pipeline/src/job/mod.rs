@@ -17,12 +17,12 @@ use meshflow_operators::raw::RawInput;
 use meshflow_operators::traffic::{NodeTraffic, TrafficInput, node_traffic};
 use meshflow_schemas::{
     ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
-    TcpEvent, node_label,
+    TcpEvent, TimestampNs, node_label,
 };
 use meshflow_sinks::parquet::prepare_table_dir;
 use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::EbpfSource;
-use meshflow_sources::replay::{SkippedFile, TracePlan};
+use meshflow_sources::replay::{SkippedFile, TimeRange, TracePlan};
 use meshflow_sources::simulator::{Pace, Simulator};
 use timely::dataflow::operators::Probe;
 
@@ -50,6 +50,9 @@ pub struct Summary {
     pub sources: Vec<(String, CounterSnapshot)>,
     /// Events refused because they were late or before 1970.
     pub late: u64,
+    /// With `job.replay_first`: where the live sources took over, and how many of
+    /// their events came before it (already covered by the trace) and were dropped.
+    pub handoff: Option<(TimestampNs, u64)>,
     /// Windows closed and written.
     pub windows: u64,
     /// Rows written, per table.
@@ -76,6 +79,8 @@ pub struct Progress {
     pub events: Counters,
     /// Late events refused.
     pub late: Counters,
+    /// Live events before the hand-off time, dropped (`job.replay_first`).
+    pub overlap: Counters,
     /// Rows written to `node_features`.
     pub rows: Arc<Counters>,
     /// Rows written to the input tables (`flows`, `node_metrics`, `tcp_events`,
@@ -119,13 +124,45 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
 
     let mut shared = Vec::new();
     let mut skipped = Vec::new();
+    // Replay first, then live: the trace is source 0, and the live sources take over
+    // at the first epoch boundary after its last event.
+    let handoff = match &cfg.job.replay_first {
+        Some(trace) => {
+            let plan = TracePlan::new(trace, TimeRange::ALL, false)
+                .map_err(|e| anyhow::anyhow!("job.replay_first: {e}"))?;
+            let end = plan.end().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "job.replay_first: {} is empty or lacks row-group statistics, so where it ends is unknown",
+                    trace.display()
+                )
+            })?;
+            let epoch = cfg.job.epoch.as_nanos_i64();
+            progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
+            skipped.extend(plan.skipped());
+            shared.push(SharedSource::Replay {
+                name: "replay_first".into(),
+                plan: Arc::new(plan),
+                skip_bad_files: false,
+                speed: None,
+            });
+            Some(TimestampNs((end.0.div_euclid(epoch) + 1) * epoch))
+        }
+        None => None,
+    };
     for (name, source) in &cfg.sources {
         shared.push(match source {
-            SourceConfig::Simulator(sim_cfg) => SharedSource::Simulator {
-                name: name.clone(),
-                sim: Arc::new(Simulator::new(sim_cfg.clone())?),
-                realtime: sim_cfg.pace == Pace::Realtime,
-            },
+            SourceConfig::Simulator(sim_cfg) => {
+                let mut sim_cfg = sim_cfg.clone();
+                if let Some(at) = handoff {
+                    // A simulated live mesh continues where the trace ends.
+                    sim_cfg.start = at.to_string();
+                }
+                SharedSource::Simulator {
+                    name: name.clone(),
+                    sim: Arc::new(Simulator::new(sim_cfg.clone())?),
+                    realtime: sim_cfg.pace == Pace::Realtime,
+                }
+            }
             SourceConfig::Replay(replay) => {
                 let plan = TracePlan::new(&replay.path, replay.range(), replay.skip_bad_files)?;
                 progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
@@ -274,6 +311,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         // How far (in epochs) sources may run ahead of the windows being written.
         let max_lag = spec.length + 4 * spec.slide;
         loop {
+            // With a trace to replay first, this worker's live sources wait for its share.
+            let replaying = handoff.is_some() && readers[0].watermark(&spec, lateness).is_some();
             if w_progress.stop.load(Ordering::Relaxed) {
                 break;
             }
@@ -282,7 +321,12 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 break;
             }
             let mut active = false;
-            for (reader, counters) in readers.iter_mut().zip(w_counters.iter()) {
+            for (i, (reader, counters)) in readers.iter_mut().zip(w_counters.iter()).enumerate() {
+                let live = handoff.is_some() && i > 0;
+                if live && replaying {
+                    active = true;
+                    continue;
+                }
                 batch.clear();
                 match reader.next_batch(&mut batch, counters) {
                     Ok(more) => active |= more,
@@ -291,6 +335,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                         w_abort.store(true, Ordering::Relaxed);
                         break;
                     }
+                }
+                if let Some(at) = handoff.filter(|_| live) {
+                    w_progress.overlap.add_dropped(batch.retain_from(at) as u64);
                 }
                 w_progress.events.add_received(batch.len() as u64);
                 let flows = &batch.flows;
@@ -316,7 +363,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             }
             if let Some(watermark) = readers
                 .iter()
-                .filter_map(|r| r.watermark(&spec, lateness))
+                .enumerate()
+                .filter(|(i, _)| !replaying || *i == 0)
+                .filter_map(|(_, r)| r.watermark(&spec, lateness))
                 .min()
             {
                 input.advance_to_epoch(watermark);
@@ -366,6 +415,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             .map(|(s, c)| (s.name().to_string(), c.snapshot()))
             .collect(),
         late: progress.late.snapshot().dropped,
+        handoff: handoff.map(|at| (at, progress.overlap.snapshot().dropped)),
         windows: report.windows.lock().expect("lock").len() as u64,
         rows: std::iter::once((NodeFeatures::TABLE, progress.rows.snapshot().sent))
             .chain(

@@ -50,6 +50,9 @@ pub struct ReplayPlan {
     /// The earliest event time planned, from the row groups' statistics: where paced
     /// replay starts its clock.
     pub start: Option<TimestampNs>,
+    /// The latest event time planned, from the row groups' statistics; `None` when the
+    /// plan is empty or a row group has no statistics.
+    pub end: Option<TimestampNs>,
 }
 
 impl ReplayPlan {
@@ -112,6 +115,14 @@ impl ReplayPlan {
         for path in files {
             match plan_file(&path, required, time) {
                 Ok(file) => {
+                    let first = plan.units.is_empty();
+                    plan.end = match (first, plan.end, file.end) {
+                        (_, _, None) if !file.units.is_empty() => None,
+                        (_, _, None) => plan.end,
+                        (true, _, Some(end)) => Some(end),
+                        (false, Some(a), Some(b)) => Some(a.max(b)),
+                        (false, None, Some(_)) => None,
+                    };
                     plan.units.extend(file.units);
                     plan.pruned += file.pruned;
                     plan.start = earliest(plan.start, file.start);
@@ -165,6 +176,8 @@ struct FilePlan {
     units: Vec<ReplayUnit>,
     pruned: usize,
     start: Option<TimestampNs>,
+    /// Latest event time of the planned units; `None` if one lacks statistics.
+    end: Option<TimestampNs>,
 }
 
 /// Opens a file's footer, checks the required columns, and plans its row groups: all
@@ -230,6 +243,12 @@ fn plan_file(
             .push(unit(path, i, rows, overlap == Overlap::Partial));
         let min = stats.map(|(min, _)| range.from.map_or(min, |from| min.max(from)));
         plan.start = earliest(plan.start, min);
+        let max = stats.map(|(_, max)| range.to.map_or(max, |to| max.min(TimestampNs(to.0 - 1))));
+        plan.end = match (plan.units.len(), plan.end, max) {
+            (1, _, max) => max,
+            (_, Some(end), Some(max)) => Some(end.max(max)),
+            _ => None,
+        };
     }
     Ok(plan)
 }

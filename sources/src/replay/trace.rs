@@ -90,6 +90,20 @@ impl TracePlan {
             .collect()
     }
 
+    /// The latest event time planned in any table, from row-group statistics; `None`
+    /// when the trace is empty or a row group lacks statistics.
+    pub fn end(&self) -> Option<TimestampNs> {
+        let planned: Vec<&ReplayPlan> = self
+            .all()
+            .into_iter()
+            .filter(|p| !p.units.is_empty())
+            .collect();
+        if planned.iter().any(|p| p.end.is_none()) {
+            return None;
+        }
+        planned.iter().filter_map(|p| p.end).max()
+    }
+
     /// The earliest event time planned in any table: where paced replay starts.
     pub fn start(&self) -> Option<TimestampNs> {
         self.all().iter().filter_map(|p| p.start).min()
