@@ -8,6 +8,9 @@
 //! `meshflow-bench ebpf-cost` prints the kernel-measured cost per packet of the XDP and
 //! TC programs; `meshflow-bench ebpf-ingest` floods an eBPF source and accounts for
 //! every event (see `benchmarks/README.md`). Both need root.
+//!
+//! `meshflow-bench scan` sets replay against a raw DataFusion scan of the same trace;
+//! `meshflow-bench sql` times typical `meshflow sql` queries over 10M output rows.
 
 mod ebpf_cost;
 mod ebpf_ingest;
@@ -15,6 +18,8 @@ mod flood;
 mod frames;
 mod netns;
 mod output;
+mod scan;
+mod sql_latency;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +60,10 @@ enum Bench {
     },
     /// Kernel ring buffer → dataflow ingest rate under a flood, loss accounted.
     EbpfIngest(ebpf_ingest::IngestArgs),
+    /// Replay through the features graph next to a raw DataFusion scan of the same files.
+    Scan(scan::ScanArgs),
+    /// Latency of typical `meshflow sql` queries over 10M rows of output.
+    Sql(sql_latency::SqlArgs),
 }
 
 /// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
@@ -109,7 +118,7 @@ fn peak_rss_of_children_kib() -> i64 {
     }
 }
 
-fn trace(dir: &Path, nodes: usize, duration: &str) -> anyhow::Result<(PathBuf, u64)> {
+pub(crate) fn trace(dir: &Path, nodes: usize, duration: &str) -> anyhow::Result<(PathBuf, u64)> {
     let path = dir.join(format!("trace-{nodes}n-{duration}"));
     let marker = path.join("FLOWS");
     if let Ok(n) = std::fs::read_to_string(&marker) {
@@ -135,6 +144,8 @@ fn main() -> anyhow::Result<()> {
     match Bench::parse() {
         Bench::EbpfCost { repeat, runs } => ebpf_cost::run(repeat, runs),
         Bench::EbpfIngest(args) => ebpf_ingest::run(&args),
+        Bench::Scan(args) => scan::run(&args, &meshflow_bin()?),
+        Bench::Sql(args) => sql_latency::run(&args, &meshflow_bin()?),
         Bench::Replay {
             nodes,
             duration,
