@@ -76,7 +76,11 @@ impl SqlSession {
     /// Registers every table folder under `out` (folders starting with `.` or `_`
     /// are skipped).
     pub async fn open(out: &Path) -> anyhow::Result<Self> {
-        let ctx = SessionContext::new();
+        // Footers are read when a query scans a file; reading every footer at planning
+        // time too (to collect statistics) doubles the cost on a long run's many files.
+        let ctx = SessionContext::new_with_config(
+            datafusion::prelude::SessionConfig::new().with_collect_statistics(false),
+        );
         let mut tables = Vec::new();
         let entries = std::fs::read_dir(out)
             .map_err(|e| anyhow::anyhow!("cannot read output folder {}: {e}", out.display()))?;
@@ -194,16 +198,25 @@ impl SqlSession {
 }
 
 /// Whether `dir` holds a Parquet file at any depth.
-fn has_parquet(dir: &Path) -> bool {
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.filter_map(Result::ok).any(|e| {
-            let path = e.path();
-            if path.is_dir() {
-                has_parquet(&path)
-            } else {
-                path.extension().is_some_and(|x| x == "parquet")
-            }
+/// The first Parquet file below `dir` in path order (hidden files excluded), if any.
+fn first_parquet(dir: &Path) -> Option<std::path::PathBuf> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(['.', '_']))
         })
+        .collect();
+    entries.sort();
+    entries.into_iter().find_map(|path| {
+        if path.is_dir() {
+            first_parquet(&path)
+        } else {
+            path.extension()
+                .is_some_and(|x| x == "parquet")
+                .then_some(path)
+        }
     })
 }
 
@@ -216,8 +229,9 @@ async fn listing_table(
     name: &str,
 ) -> anyhow::Result<Option<Arc<ListingTable>>> {
     let url = ListingTableUrl::parse(format!("{}/", std::fs::canonicalize(dir)?.display()))?;
-    let empty = !has_parquet(dir);
+    let first = first_parquet(dir);
     let known = meshflow_schemas::schema_of(name);
+    let empty = first.is_none();
     if empty && known.is_none() {
         return Ok(None);
     }
@@ -225,8 +239,9 @@ async fn listing_table(
         || std::fs::read_dir(dir)?
             .filter_map(|e| e.ok())
             .any(|e| e.file_name().to_string_lossy().starts_with("date="));
-    let mut options =
-        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let format =
+        || ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let mut options = format();
     if partitioned {
         options = options.with_table_partition_cols(
             PARTITIONS
@@ -235,11 +250,25 @@ async fn listing_table(
                 .collect(),
         );
     }
-    let config = ListingTableConfig::new(url).with_listing_options(options);
-    let config = match known {
-        Some(schema) if empty => config.with_schema(schema),
-        _ => config.infer_schema(&ctx.state()).await?,
+    // The schema of one file stands for the table: every file of a table is written
+    // with the same schema, and reading every footer at start-up would cost a second
+    // per thousand files on a long run's output.
+    let schema = match (first, known) {
+        (Some(file), _) => {
+            let url = ListingTableUrl::parse(std::fs::canonicalize(file)?.display().to_string())?;
+            ListingTableConfig::new(url)
+                .with_listing_options(format())
+                .infer_schema(&ctx.state())
+                .await?
+                .file_schema
+                .ok_or_else(|| anyhow::anyhow!("no schema inferred"))?
+        }
+        (None, Some(schema)) => schema,
+        (None, None) => return Ok(None),
     };
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
     Ok(Some(Arc::new(ListingTable::try_new(config)?)))
 }
 
