@@ -17,6 +17,8 @@ use serde_json::Value;
 
 const UDP_DATAGRAMS: u64 = 300;
 const UDP_PAYLOAD: usize = 400;
+/// Datagrams sent just before the Ctrl-C of the detach test.
+const CTRL_C_DATAGRAMS: u64 = 100;
 const TCP_CONNECTIONS: u64 = 5;
 const BULK_BYTES: usize = 400_000;
 
@@ -420,7 +422,7 @@ fn known_traffic_on_a_namespace_mesh_is_reported_exactly() {
 fn without_privileges_it_says_what_is_missing_and_ctrl_c_detaches() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let (mesh, ns) = Mesh::new(&["p", "q"]);
-    let (pq_p, _pq_q) = mesh.link(&ns[0], &ns[1], 9);
+    let (pq_p, pq_q) = mesh.link(&ns[0], &ns[1], 9);
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("ebpf.toml"), config(&[&pq_p], &[], "")).unwrap();
 
@@ -438,16 +440,41 @@ fn without_privileges_it_says_what_is_missing_and_ctrl_c_detaches() {
         assert!(stderr.contains(cap), "{stderr}");
     }
 
-    // With privileges and no duration, Ctrl-C stops it cleanly and detaches.
+    // With privileges and no duration, Ctrl-C stops it cleanly and detaches, after
+    // delivering what the kernel still holds: with a 60 s export interval, these
+    // datagrams' flow is still in the kernel's table when Ctrl-C arrives.
+    let slow_export = config(&[&pq_p], &[], "")
+        .replace("export_interval = \"500ms\"", "export_interval = \"60s\"");
+    std::fs::write(dir.path().join("ebpf.toml"), slow_export).unwrap();
     let mut job = Job::start(dir.path(), &["run", "--config", "ebpf.toml"]);
     job.wait_for("attached", Duration::from_secs(60));
     assert!(
         loaded_programs().contains("mf_tc_egress"),
         "loaded while running"
     );
+    let (p_ip, q_ip) = (pq_p.ip.clone(), pq_q.ip.clone());
+    in_netns(&ns[0], move || {
+        let sock = UdpSocket::bind((p_ip.as_str(), 0)).unwrap();
+        for _ in 0..CTRL_C_DATAGRAMS {
+            sock.send_to(&[1u8; 100], (q_ip.as_str(), 9000)).unwrap();
+        }
+    })
+    .join()
+    .unwrap();
     sh("kill", &["-INT", &job.child.id().to_string()]);
     let (ok, stdout, stderr) = job.finish(Duration::from_secs(30));
     assert!(ok, "Ctrl-C ends the job successfully:\n{stdout}\n{stderr}");
+    let got = python_json(
+        "import sys, pyarrow.dataset as ds\n\
+         t = ds.dataset(sys.argv[1] + '/flows', format='parquet', partitioning='hive').to_table(columns=['protocol', 'dst_port', 'packets'])\n\
+         rows = [r for r in t.to_pylist() if r['protocol'] == 17 and r['dst_port'] == 9000]\n\
+         import json; print(json.dumps({'packets': sum(r['packets'] for r in rows)}))",
+        &[&dir.path().join("out")],
+    );
+    assert_eq!(
+        got["packets"], CTRL_C_DATAGRAMS,
+        "Ctrl-C delivers the kernel's last flows: {got}"
+    );
     assert_no_programs_left();
     let text = Command::new("ip")
         .args(["-n", &pq_p.ns, "-d", "link", "show", &pq_p.iface])

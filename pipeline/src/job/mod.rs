@@ -90,8 +90,9 @@ pub struct Progress {
     pub watermark: std::sync::atomic::AtomicU64,
     /// Events the replay sources planned to read (0 when no source knows in advance).
     pub planned: std::sync::atomic::AtomicU64,
-    /// Set to stop reading sources (Ctrl-C): the job then closes every open window,
-    /// writes it, and finishes its files.
+    /// Set to stop the sources (Ctrl-C): the eBPF source delivers what the kernel
+    /// still holds, then the job closes every open window, writes it, and finishes
+    /// its files.
     pub stop: AtomicBool,
 }
 
@@ -310,12 +311,17 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         let mut batch = SourceBatch::default();
         // How far (in epochs) sources may run ahead of the windows being written.
         let max_lag = spec.length + 4 * spec.slide;
+        let mut stopping = false;
         loop {
-            // With a trace to replay first, this worker's live sources wait for its share.
-            let replaying = handoff.is_some() && readers[0].watermark(&spec, lateness).is_some();
-            if w_progress.stop.load(Ordering::Relaxed) {
-                break;
+            // Ctrl-C: every source stops; the eBPF source first delivers what the
+            // kernel still holds, so the loop runs until it has.
+            if !stopping && w_progress.stop.load(Ordering::Relaxed) {
+                stopping = true;
+                readers.iter_mut().for_each(WorkerSource::stop);
             }
+            // With a trace to replay first, this worker's live sources wait for its share.
+            let replaying =
+                !stopping && handoff.is_some() && readers[0].watermark(&spec, lateness).is_some();
             if w_abort.load(Ordering::Relaxed) || w_report.error.lock().expect("lock").is_some() {
                 w_abort.store(true, Ordering::Relaxed);
                 break;

@@ -184,6 +184,20 @@ impl WorkerSource {
         }
     }
 
+    /// Stops the source (Ctrl-C): the simulator and replay stop at once; the eBPF
+    /// source exports what the kernel still holds, delivers it, and then finishes.
+    pub fn stop(&mut self) {
+        match self {
+            WorkerSource::Simulator { done, .. } => *done = true,
+            WorkerSource::Replay { reader, .. } => reader.stop(),
+            WorkerSource::Ebpf { source } => {
+                if let Some(src) = source {
+                    src.stop();
+                }
+            }
+        }
+    }
+
     /// The epoch below which this source will produce nothing more, or `None` once
     /// it is exhausted (it then holds nothing back).
     pub fn watermark(&self, spec: &WindowSpec, lateness: u64) -> Option<u64> {

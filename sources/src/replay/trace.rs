@@ -192,6 +192,14 @@ impl TraceReader {
             .min()
     }
 
+    /// Stops reading every table (Ctrl-C): the rest of the trace is left unread.
+    pub fn stop(&mut self) {
+        self.flows.stop();
+        self.metrics.stop();
+        self.tcp.stop();
+        self.syscalls.stop();
+    }
+
     /// Whether every table has been read.
     pub fn is_done(&self) -> bool {
         self.open_tables().next().is_none()

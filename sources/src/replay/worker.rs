@@ -138,6 +138,12 @@ impl<B: ReplayRows> ReplayWorker<B> {
         self.newest
     }
 
+    /// Stops reading: what was not handed out yet is left unread.
+    pub fn stop(&mut self) {
+        self.done = true;
+        self.next = self.pending.len();
+    }
+
     /// Whether every row group has been read and handed out.
     pub fn is_done(&self) -> bool {
         self.done
