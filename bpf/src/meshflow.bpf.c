@@ -48,25 +48,17 @@ struct {
 	__type(value, __u64);
 } mf_lost SEC(".maps");
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, MF_RINGBUF_BYTES);
-} mf_flows SEC(".maps");
+/* One ring buffer per record kind, so a flood of one kind cannot crowd out another. */
+#define MF_RINGBUF(name)                                    \
+	struct {                                    \
+		__uint(type, BPF_MAP_TYPE_RINGBUF);         \
+		__uint(max_entries, MF_RINGBUF_BYTES);      \
+	} name SEC(".maps")
 
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, MF_RINGBUF_BYTES);
-} mf_samples SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, MF_RINGBUF_BYTES);
-} mf_tcp SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_RINGBUF);
-	__uint(max_entries, MF_RINGBUF_BYTES);
-} mf_syscalls SEC(".maps");
+MF_RINGBUF(mf_flows);
+MF_RINGBUF(mf_samples);
+MF_RINGBUF(mf_tcp);
+MF_RINGBUF(mf_syscalls);
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
