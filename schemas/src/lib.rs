@@ -17,6 +17,7 @@ pub mod duration;
 pub mod field;
 pub mod inputs;
 pub mod ip;
+pub mod node_features;
 pub mod outputs;
 pub mod record;
 pub mod time;
@@ -26,9 +27,12 @@ pub use datafusion::arrow;
 pub use duration::HumanDuration;
 pub use inputs::{Chain, FlowRecord, NodeMetric, Payment, SyscallLatency, TcpEvent, TcpEventKind};
 pub use ip::{Ip16, node_id_of_ip, node_label};
+pub use node_features::{
+    BASE_FEATURE_COUNT, BASE_FEATURES, FEATURE_COUNT, FEATURE_NAMES, NodeFeatures,
+};
 pub use outputs::{
-    AnomalyScore, CausalEdge, FaultKind, GroundTruth, HealthState, Incident, NodeFeatures,
-    PaymentVerification, RootCause, VerificationStatus,
+    AnomalyScore, CausalEdge, FaultKind, GroundTruth, HealthState, Incident, PaymentVerification,
+    RootCause, VerificationStatus,
 };
 pub use record::ArrowRecord;
 pub use time::{NANOS_PER_SEC, TimestampNs};
