@@ -302,9 +302,12 @@ const EVENT_FEATURES: &str = r#"
 import sys, json
 import pyarrow.dataset as ds
 out = sys.argv[1]
-def rows(t):
-    return ds.dataset(out + "/" + t, format="parquet", partitioning="hive").to_table().to_pylist()
-feat, tcp, metrics = rows("node_features"), rows("tcp_events"), rows("node_metrics")
+def rows(t, cols):
+    return ds.dataset(out + "/" + t, format="parquet", partitioning="hive").to_table(columns=cols).to_pylist()
+feat = rows("node_features", ["node", "retransmits", "drop_reasons", "drop_counts", "metric_names",
+    "metric_samples", "rtt_p50_us", "bytes_out_n1_mean", "bytes_out_n2_max", "component", "components"])
+tcp = rows("tcp_events", ["node", "kind", "drop_reason"])
+metrics = rows("node_metrics", ["node", "metric"])
 want, got = {}, {}
 def bump(d, k, n=1):
     d[k] = d.get(k, 0) + n
@@ -340,7 +343,7 @@ fn simulator_run_features_account_for_every_tcp_event_and_metric_sample() {
     let d = dir.path();
     write(
         &d.join("sim.toml"),
-        "[sources.mesh]\ntype = \"simulator\"\nnodes = 30\nduration = \"1m\"\nseed = 3\n\
+        "[sources.mesh]\ntype = \"simulator\"\nnodes = 30\nduration = \"3m\"\nseed = 3\n\
          [window]\nlength = \"10s\"\nslide = \"10s\"\n[sinks.parquet]\npath = \"out\"\ninputs = true\n",
     );
     meshflow(d, &["run", "--config", "sim.toml"], true);
