@@ -30,7 +30,7 @@ pub use diff::{Direction, FeatureDiff, FeatureVal, METRIC_SCALE, metric_mean, qu
 pub use input::{FeatureInput, FeatureSession, Late, Refusals, Refused, UNKNOWN_DROP_REASON};
 
 use differential_dataflow::VecCollection;
-use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures};
+use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 
@@ -156,6 +156,29 @@ pub fn node_features<'s>(
         spec,
         move |w, node: &u64, row: &NodeRow| row.to_features(spec, w, *node),
     )
+}
+
+/// Watches the `components` column of successive windows (rows in window order, as
+/// one worker emits them) and reports when it rises: the mesh partitioned.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionWatch {
+    last: Option<(TimestampNs, u64)>,
+}
+
+impl PartitionWatch {
+    /// Observes a row; returns `(before, now)` at the first row of a window that has
+    /// more components than the window before it.
+    pub fn observe(&mut self, row: &NodeFeatures) -> Option<(u64, u64)> {
+        match self.last {
+            Some((w, _)) if w == row.window_end => None,
+            previous => {
+                self.last = Some((row.window_end, row.components));
+                previous
+                    .filter(|&(_, before)| row.components > before)
+                    .map(|(_, before)| (before, row.components))
+            }
+        }
+    }
 }
 
 #[cfg(test)]

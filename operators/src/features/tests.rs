@@ -323,3 +323,27 @@ fn base_values_of_the_operator_and_the_row_agree() {
     assert_eq!(row.drop_rate, Some(0.5));
     assert!((row.syscall_p99_us.unwrap() - 3.0).abs() < 0.03);
 }
+
+#[test]
+fn a_rise_in_components_is_reported_once_per_window() {
+    let row = |w: i64, node: u64, components: u64| NodeFeatures {
+        components,
+        ..NodeFeatures::empty(TimestampNs(w - 10), TimestampNs(w), node)
+    };
+    let mut watch = PartitionWatch::default();
+    let seen: Vec<_> = [
+        row(1, 1, 1),
+        row(1, 2, 1),
+        row(2, 1, 3),
+        row(2, 2, 3),
+        row(3, 1, 2),
+        row(4, 1, 4),
+    ]
+    .iter()
+    .map(|r| watch.observe(r))
+    .collect();
+    assert_eq!(
+        seen,
+        vec![None, None, Some((1, 3)), None, None, Some((2, 4))]
+    );
+}

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
-use meshflow_operators::features::{FeatureInput, node_features};
+use meshflow_operators::features::{FeatureInput, PartitionWatch, node_features};
 use meshflow_operators::raw::RawInput;
 use meshflow_schemas::{
     ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
@@ -23,7 +23,7 @@ use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::EbpfSource;
 use meshflow_sources::replay::{FLOW_COLUMNS, ReplayPlan, SkippedFile};
 use meshflow_sources::simulator::{Pace, Simulator};
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Inspect, Probe};
 
 use crate::config::{JobConfig, SourceConfig};
 
@@ -204,7 +204,17 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         );
         let input_dirs = input_dirs.clone();
         let (probe, mut raw) = worker.dataflow::<u64, _, _>(|scope| {
-            let features = node_features(session.to_collection(scope), spec);
+            let mut watch = PartitionWatch::default();
+            let features = node_features(session.to_collection(scope), spec).inspect(move |row| {
+                if index == 0
+                    && let Some((before, now)) = watch.observe(row)
+                {
+                    tracing::warn!(
+                        "mesh partitioned: {now} connected components in the window ending {}, {before} before",
+                        row.window_end
+                    );
+                }
+            });
             let (probe, features) = features.probe();
             write_parquet(
                 features,
