@@ -1,10 +1,10 @@
-//! Microbenchmark: folding flows into the traffic combiner and flushing it.
+//! Microbenchmark: folding flows into the feature combiner and flushing it.
 
 // criterion_main! generates a `main` that cannot carry a doc comment.
 #![allow(missing_docs)]
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use meshflow_operators::traffic::TrafficCombiner;
+use meshflow_operators::features::FeatureCombiner;
 use meshflow_operators::window::WindowSpec;
 
 fn combiner(c: &mut Criterion) {
@@ -15,7 +15,7 @@ fn combiner(c: &mut Criterion) {
     group.throughput(Throughput::Elements(per_epoch * 10));
     group.bench_function("10k nodes, 60k flows/epoch, 10 epochs", |b| {
         b.iter(|| {
-            let mut comb = TrafficCombiner::new(spec);
+            let mut comb = FeatureCombiner::new(spec);
             let mut updates = 0u64;
             for epoch in 0..10u64 {
                 for i in 0..per_epoch {

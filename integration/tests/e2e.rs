@@ -297,3 +297,66 @@ fn validate_names_the_bad_key() {
     let out = meshflow(d, &["validate", example.to_str().unwrap()], true);
     assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
 }
+
+const EVENT_FEATURES: &str = r#"
+import sys, json
+import pyarrow.dataset as ds
+out = sys.argv[1]
+def rows(t, cols):
+    return ds.dataset(out + "/" + t, format="parquet", partitioning="hive").to_table(columns=cols).to_pylist()
+feat = rows("node_features", ["node", "retransmits", "drop_reasons", "drop_counts", "metric_names",
+    "metric_samples", "rtt_p50_us", "bytes_out_n1_mean", "bytes_out_n2_max", "component", "components"])
+tcp = rows("tcp_events", ["node", "kind", "drop_reason"])
+metrics = rows("node_metrics", ["node", "metric"])
+want, got = {}, {}
+def bump(d, k, n=1):
+    d[k] = d.get(k, 0) + n
+for t in tcp:
+    if t["kind"] == "retransmit":
+        bump(want, f'{t["node"]} retransmits')
+    if t["kind"] == "drop":
+        bump(want, f'{t["node"]} drop {t["drop_reason"] or "NOT_SPECIFIED"}')
+for m in metrics:
+    bump(want, f'{m["node"]} metric {m["metric"]}')
+for r in feat:
+    bump(got, f'{r["node"]} retransmits', r["retransmits"])
+    for reason, n in zip(r["drop_reasons"], r["drop_counts"]):
+        bump(got, f'{r["node"]} drop {reason}', n)
+    for name, n in zip(r["metric_names"], r["metric_samples"]):
+        bump(got, f'{r["node"]} metric {name}', n)
+got = {k: v for k, v in got.items() if v}
+print(json.dumps({
+    "want": want,
+    "got": got,
+    "rows": len(feat),
+    "rtt_rows": sum(1 for r in feat if r["rtt_p50_us"] is not None),
+    "n1_rows": sum(1 for r in feat if r["bytes_out_n1_mean"] is not None),
+    "n2_rows": sum(1 for r in feat if r["bytes_out_n2_max"] is not None),
+    "bad_components": sum(1 for r in feat if r["component"] > r["node"] or r["components"] < 1),
+    "columns": len(ds.dataset(out + "/node_features", format="parquet", partitioning="hive").schema.names),
+}))
+"#;
+
+#[test]
+fn simulator_run_features_account_for_every_tcp_event_and_metric_sample() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("sim.toml"),
+        "[sources.mesh]\ntype = \"simulator\"\nnodes = 30\nduration = \"3m\"\nseed = 3\n\
+         [window]\nlength = \"10s\"\nslide = \"10s\"\n[sinks.parquet]\npath = \"out\"\ninputs = true\n",
+    );
+    meshflow(d, &["run", "--config", "sim.toml"], true);
+    let r = python_json(EVENT_FEATURES, &[&d.join("out")]);
+    // Tumbling windows: every event lies in exactly one window.
+    assert_eq!(r["want"], r["got"]);
+    assert!(r["want"].as_object().unwrap().len() > 30, "{}", r["want"]);
+    let rows = u(&r["rows"]);
+    assert!(rows >= 30 * 6, "{rows} rows");
+    assert!(u(&r["rtt_rows"]) > 0, "{r}");
+    // Nearly every simulated node exchanges flows in every window.
+    assert!(u(&r["n1_rows"]) * 10 >= rows * 9, "{r}");
+    assert_eq!(r["n2_rows"], r["n1_rows"]);
+    assert_eq!(u(&r["bad_components"]), 0);
+    assert!(u(&r["columns"]) > 90, "{r}");
+}

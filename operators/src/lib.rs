@@ -5,15 +5,18 @@
 //! Sliding windows are expressed as inserts at the first window that contains a record
 //! and retractions when the window slides past it ([`window::WindowSpec`]).
 //!
-//! - [`traffic`]: per-node, per-window traffic aggregation (bytes, packets, flows in
-//!   and out, in/out degree, distinct peers), written as `node_features`.
+//! - [`features`]: per-node, per-window features (traffic, degrees, retransmits and
+//!   drops, RTT and system-call quantiles, metric means), their 1- and 2-hop
+//!   neighbourhood aggregates and connected components, written as `node_features`.
+//! - [`sketch`]: the mergeable quantile sketch behind the RTT and latency quantiles.
 //! - [`raw`]: raw input records (metrics, TCP events, system calls) as streams that
 //!   close with the windows, for writing them as tables.
 //! - [`emit`]: turns a windowed differential collection into complete rows per
 //!   closed window, once the frontier has passed it.
 
 pub mod emit;
+pub mod features;
 pub mod hash;
 pub mod raw;
-pub mod traffic;
+pub mod sketch;
 pub mod window;

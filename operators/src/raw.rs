@@ -7,7 +7,7 @@ use timely::dataflow::operators::ActivateCapability;
 use timely::dataflow::operators::core::{UnorderedHandle, UnorderedInput};
 use timely::dataflow::{Scope, Stream};
 
-use crate::traffic::Late;
+use crate::features::Late;
 use crate::window::WindowSpec;
 
 /// One worker's entry point for raw records of type `R`.

@@ -157,6 +157,18 @@ pub fn summary_text(s: &Summary) -> String {
         );
     }
     let _ = writeln!(out, "  windows closed: {}", s.windows);
+    let l = &s.emit_latency;
+    if l.samples > 0 {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let _ = writeln!(
+            out,
+            "  window close to emit: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} closes)",
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.max),
+            l.samples
+        );
+    }
     for (table, rows) in &s.rows {
         let _ = writeln!(
             out,

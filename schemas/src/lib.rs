@@ -17,6 +17,7 @@ pub mod duration;
 pub mod field;
 pub mod inputs;
 pub mod ip;
+pub mod node_features;
 pub mod outputs;
 pub mod record;
 pub mod time;
@@ -29,9 +30,12 @@ pub use inputs::{
     TopologyEdge,
 };
 pub use ip::{Ip16, node_id_of_ip, node_id_of_name, node_label};
+pub use node_features::{
+    BASE_FEATURE_COUNT, BASE_FEATURES, FEATURE_COUNT, FEATURE_NAMES, NodeFeatures,
+};
 pub use outputs::{
-    AnomalyScore, CausalEdge, FaultKind, GroundTruth, HealthState, Incident, NodeFeatures,
-    PaymentVerification, RootCause, VerificationStatus,
+    AnomalyScore, CausalEdge, FaultKind, GroundTruth, HealthState, Incident, PaymentVerification,
+    RootCause, VerificationStatus,
 };
 pub use record::ArrowRecord;
 pub use time::{NANOS_PER_SEC, TimestampNs};

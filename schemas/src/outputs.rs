@@ -3,39 +3,6 @@
 use crate::record::{record, string_enum};
 use crate::time::TimestampNs;
 
-record! {
-    /// Features of one node over one sliding window `[window_start, window_end)`.
-    table = "node_features", version = 1, time = window_end;
-    pub struct NodeFeatures {
-        /// Exclusive end of the window; the row's event time.
-        pub window_end: TimestampNs,
-        /// Inclusive start of the window.
-        pub window_start: TimestampNs,
-        /// Node id.
-        pub node: u64,
-        /// Readable node name (see `node_label`).
-        pub node_label: String,
-        /// Bytes received.
-        pub bytes_in: u64,
-        /// Bytes sent.
-        pub bytes_out: u64,
-        /// Packets received.
-        pub packets_in: u64,
-        /// Packets sent.
-        pub packets_out: u64,
-        /// Flow records received.
-        pub flows_in: u64,
-        /// Flow records sent.
-        pub flows_out: u64,
-        /// In-degree: distinct peers that sent to this node.
-        pub in_degree: u32,
-        /// Out-degree: distinct peers this node sent to.
-        pub out_degree: u32,
-        /// Distinct peers in either direction.
-        pub distinct_peers: u32,
-    }
-}
-
 string_enum! {
     /// Health state of a node, with hysteresis between states.
     pub enum HealthState {

@@ -396,3 +396,36 @@ fn every_table_names_its_time_column_and_that_column_is_a_timestamp() {
     assert_eq!(time_column("flows"), Some("last_seen"));
     assert_eq!(time_column("no_such_table"), None);
 }
+
+#[test]
+fn node_features_round_trip_and_name_every_numeric_column() {
+    let mut row = NodeFeatures::empty(TimestampNs(0), TimestampNs(10), 7);
+    row.bytes_out = 5;
+    row.rtt_p50_us = Some(250.0);
+    row.drop_rate_n2_max = Some(0.5);
+    row.drop_reasons = vec!["QDISC_DROP".into()];
+    row.drop_counts = vec![3];
+    row.metric_names = vec!["cpu_load".into()];
+    row.metric_means = vec![0.25];
+    row.metric_samples = vec![4];
+    let other = NodeFeatures::empty(TimestampNs(0), TimestampNs(10), 8);
+    let rows = vec![row.clone(), other];
+    assert_eq!(
+        NodeFeatures::from_batch(&NodeFeatures::to_batch(&rows)).unwrap(),
+        rows
+    );
+    // Every name is a column of the schema, and values follow the names.
+    let schema = NodeFeatures::schema();
+    for name in FEATURE_NAMES {
+        assert!(schema.field_with_name(name).is_ok(), "{name}");
+    }
+    let values = row.feature_values();
+    let at = |name: &str| values[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()];
+    assert_eq!(at("bytes_out"), Some(5.0));
+    assert_eq!(at("rtt_p50_us"), Some(250.0));
+    assert_eq!(at("drop_rate_n2_max"), Some(0.5));
+    assert_eq!(at("rtt_p99_us"), None);
+    let vector = row.feature_vector();
+    assert!(vector.contains(&("drop_rate_n2_max", 0.5)));
+    assert!(!vector.iter().any(|(n, _)| *n == "rtt_p99_us"));
+}

@@ -12,19 +12,18 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
-use meshflow_operators::emit::emit_windows;
+use meshflow_operators::features::{FeatureInput, PartitionWatch, node_features};
 use meshflow_operators::raw::RawInput;
-use meshflow_operators::traffic::{NodeTraffic, TrafficInput, node_traffic};
 use meshflow_schemas::{
     ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
-    TcpEvent, TimestampNs, node_label,
+    TcpEvent, TimestampNs,
 };
 use meshflow_sinks::parquet::prepare_table_dir;
 use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::EbpfSource;
 use meshflow_sources::replay::{SkippedFile, TimeRange, TracePlan};
 use meshflow_sources::simulator::{Pace, Simulator};
-use timely::dataflow::operators::Probe;
+use timely::dataflow::operators::{Inspect, Probe};
 
 use crate::config::{JobConfig, SourceConfig};
 
@@ -61,6 +60,9 @@ pub struct Summary {
     pub skipped: Vec<SkippedFile>,
     /// Wall-clock duration.
     pub elapsed: Duration,
+    /// Wall time from a window's close (the input passing its end) to its rows leaving
+    /// the feature dataflow, measured on worker 0 once per input advance.
+    pub emit_latency: EmitLatency,
     /// The output folder.
     pub out: PathBuf,
 }
@@ -88,6 +90,8 @@ pub struct Progress {
     pub input_rows: [Arc<Counters>; 4],
     /// Newest window end closed, in epochs.
     pub watermark: std::sync::atomic::AtomicU64,
+    /// Window close → emission latencies measured so far (worker 0).
+    pub emit_latency: Mutex<Vec<Duration>>,
     /// Events the replay sources planned to read (0 when no source knows in advance).
     pub planned: std::sync::atomic::AtomicU64,
     /// Set to stop the sources (Ctrl-C): the eBPF source delivers what the kernel
@@ -228,22 +232,15 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         );
         let input_dirs = input_dirs.clone();
         let (probe, mut raw) = worker.dataflow::<u64, _, _>(|scope| {
-            let traffic = node_traffic(session.to_collection(scope));
-            let features = emit_windows(traffic, spec, move |w, node: &u64, t: &NodeTraffic| {
-                NodeFeatures {
-                    window_end: spec.window_end(w),
-                    window_start: spec.window_start(w),
-                    node: *node,
-                    node_label: node_label(*node),
-                    bytes_in: t.bytes_in,
-                    bytes_out: t.bytes_out,
-                    packets_in: t.packets_in,
-                    packets_out: t.packets_out,
-                    flows_in: t.flows_in,
-                    flows_out: t.flows_out,
-                    in_degree: t.in_degree,
-                    out_degree: t.out_degree,
-                    distinct_peers: t.distinct_peers,
+            let mut watch = PartitionWatch::default();
+            let features = node_features(session.to_collection(scope), spec).inspect(move |row| {
+                if index == 0
+                    && let Some((before, now)) = watch.observe(row)
+                {
+                    tracing::warn!(
+                        "mesh partitioned: {now} connected components in the window ending {}, {before} before",
+                        row.window_end
+                    );
                 }
             });
             let (probe, features) = features.probe();
@@ -303,12 +300,27 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             (probe, raw)
         });
 
-        let mut input = TrafficInput::new(session, spec);
+        let mut input = FeatureInput::new(session, spec);
         let mut readers: Vec<WorkerSource> = w_shared
             .iter()
             .map(|s| WorkerSource::new(s, index, peers, w_skipped.clone()))
             .collect();
         let mut batch = SourceBatch::default();
+        // Input times not yet passed by the feature output, with when the input passed them.
+        let mut closing = std::collections::VecDeque::<(u64, Instant)>::new();
+        let emitted = |closing: &mut std::collections::VecDeque<(u64, Instant)>| {
+            while let Some(&(t, at)) = closing.front() {
+                if probe.less_than(&t) {
+                    break;
+                }
+                closing.pop_front();
+                w_progress
+                    .emit_latency
+                    .lock()
+                    .expect("lock")
+                    .push(at.elapsed());
+            }
+        };
         // How far (in epochs) sources may run ahead of the windows being written.
         let max_lag = spec.length + 4 * spec.slide;
         let mut stopping = false;
@@ -358,9 +370,17 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     );
                     late += u64::from(accepted.is_err());
                 }
-                match &mut raw {
-                    Some(raw) => late += raw.give(&mut batch),
-                    None => batch.flow_records.clear(),
+                let refused = input.add_records(&batch.metrics, &batch.tcp, &batch.syscalls);
+                late += refused.late;
+                if refused.invalid > 0 {
+                    counters.add_errored(refused.invalid);
+                    if let Some(what) = refused.first_invalid {
+                        tracing::warn!("skipped {} bad record(s): {what}", refused.invalid);
+                    }
+                }
+                if let Some(raw) = &mut raw {
+                    // Same lateness rule as the feature input, which counted it already.
+                    raw.give(&mut batch);
                 }
                 if late > 0 {
                     counters.add_dropped(late);
@@ -375,6 +395,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 .min()
             {
                 input.advance_to_epoch(watermark);
+                if index == 0 && closing.back().is_none_or(|&(t, _)| t < input.time()) {
+                    closing.push_back((input.time(), Instant::now()));
+                }
                 if let Some(raw) = &mut raw {
                     raw.advance_to_epoch(watermark);
                 }
@@ -390,6 +413,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     }
                 });
             }
+            emitted(&mut closing);
             if !active {
                 break;
             }
@@ -400,6 +424,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         }
         while !probe.done() {
             worker.step();
+            emitted(&mut closing);
         }
     })
     .map_err(anyhow::Error::msg)?;
@@ -444,8 +469,43 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             .collect(),
         skipped,
         elapsed: started.elapsed(),
+        emit_latency: EmitLatency::of(&progress.emit_latency.lock().expect("lock")),
         out: cfg.sinks.parquet.path.clone(),
     })
+}
+
+/// Summary of the window close → emission latencies.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EmitLatency {
+    /// Measurements (input advances whose windows were emitted).
+    pub samples: usize,
+    /// Median.
+    pub p50: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// Largest.
+    pub max: Duration,
+}
+
+impl EmitLatency {
+    /// Summarises measured latencies (nearest-rank percentiles).
+    pub fn of(samples: &[Duration]) -> Self {
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        let at = |q: f64| {
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+            sorted[rank - 1]
+        };
+        if sorted.is_empty() {
+            return Self::default();
+        }
+        Self {
+            samples: sorted.len(),
+            p50: at(0.5),
+            p99: at(0.99),
+            max: sorted[sorted.len() - 1],
+        }
+    }
 }
 
 /// The raw input tables' entry points on one worker.
@@ -457,23 +517,21 @@ struct RawInputs {
 }
 
 impl RawInputs {
-    /// Queues the batch's records, returning how many non-flow records were late (a
-    /// late flow was already refused, and counted, by the traffic input: same rule).
-    fn give(&mut self, batch: &mut SourceBatch) -> u64 {
-        let mut late = 0;
+    /// Queues the batch's records. A late record is left out here without counting:
+    /// the feature input applies the same rule and has counted it.
+    fn give(&mut self, batch: &mut SourceBatch) {
         for f in batch.flow_records.drain(..) {
             let _ = self.flows.give(f.last_seen, f);
         }
         for m in batch.metrics.drain(..) {
-            late += u64::from(self.metrics.give(m.time, m).is_err());
+            let _ = self.metrics.give(m.time, m);
         }
         for t in batch.tcp.drain(..) {
-            late += u64::from(self.tcp.give(t.time, t).is_err());
+            let _ = self.tcp.give(t.time, t);
         }
         for s in batch.syscalls.drain(..) {
-            late += u64::from(self.syscalls.give(s.time, s).is_err());
+            let _ = self.syscalls.give(s.time, s);
         }
-        late
     }
 
     fn advance_to_epoch(&mut self, epoch: u64) {

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use meshflow_schemas::{NodeFeatures, TimestampNs, node_label};
+use meshflow_schemas::{NodeFeatures, TimestampNs};
 use meshflow_sinks::parquet::{ParquetSinkConfig, write_table};
 
 use super::*;
@@ -17,10 +17,6 @@ fn output(dir: &Path) {
     let rows = (0..7)
         .flat_map(|i| {
             (1..=3u64).map(move |node| NodeFeatures {
-                window_end: TimestampNs::from_secs(START + 30 * i),
-                window_start: TimestampNs::from_secs(START + 30 * i - 10),
-                node,
-                node_label: node_label(node),
                 bytes_in: 10 * node,
                 bytes_out: 100 * node + i as u64,
                 packets_in: 1,
@@ -30,6 +26,11 @@ fn output(dir: &Path) {
                 in_degree: 1,
                 out_degree: 1,
                 distinct_peers: 1,
+                ..NodeFeatures::empty(
+                    TimestampNs::from_secs(START + 30 * i - 10),
+                    TimestampNs::from_secs(START + 30 * i),
+                    node,
+                )
             })
         })
         .collect();

@@ -1,4 +1,4 @@
-//! Worker-local pre-aggregation of flow records before they enter differential.
+//! Worker-local pre-aggregation of events before they enter differential.
 
 use std::collections::BTreeMap;
 
@@ -7,29 +7,29 @@ use differential_dataflow::difference::{Abelian, Semigroup};
 use crate::hash::FxHashMap;
 use crate::window::WindowSpec;
 
-use super::diff::{Direction, TrafficDiff, TrafficVal};
+use super::diff::{Direction, FeatureDiff, FeatureVal};
 
 #[derive(Clone, Copy, Default)]
 struct Pending {
     /// Net weight to send at this time: inserts minus retractions scheduled here.
-    net: TrafficDiff,
+    net: FeatureDiff,
     /// The insert part alone, to be retracted when the window slides past.
-    inserted: TrafficDiff,
+    inserted: FeatureDiff,
 }
 
-/// Folds flow records into per-node traffic updates, keyed by the window time at
-/// which they take effect.
+/// Folds events into per-node feature updates, keyed by the window time at which
+/// they take effect.
 ///
-/// Inserts are held until [`TrafficCombiner::flush`]; at that point their
+/// Inserts are held until [`FeatureCombiner::flush`]; at that point their
 /// retraction is scheduled `length` later, where it nets against later inserts of the
 /// same key. Peer presence counts once per key and flush, so a steady edge adds and
 /// retracts the same amount and disappears from the update stream.
-pub struct TrafficCombiner {
+pub struct FeatureCombiner {
     spec: WindowSpec,
-    pending: BTreeMap<u64, FxHashMap<(u64, TrafficVal), Pending>>,
+    pending: BTreeMap<u64, FxHashMap<(u64, FeatureVal), Pending>>,
 }
 
-impl TrafficCombiner {
+impl FeatureCombiner {
     /// A combiner for the given window geometry.
     pub fn new(spec: WindowSpec) -> Self {
         Self {
@@ -38,46 +38,51 @@ impl TrafficCombiner {
         }
     }
 
+    fn bucket(&mut self, epoch: u64) -> &mut FxHashMap<(u64, FeatureVal), Pending> {
+        let time = self.spec.first_window(epoch);
+        self.pending.entry(time).or_default()
+    }
+
     /// Adds one flow observed at `epoch` from `src` to `dst`.
     pub fn add_flow(&mut self, epoch: u64, src: u64, dst: u64, bytes: u64, packets: u64) {
-        let time = self.spec.first_window(epoch);
-        let bucket = self.pending.entry(time).or_default();
+        let bucket = self.bucket(epoch);
         let (bytes, packets) = (bytes as i64, packets as i64);
-
-        let out = &mut bucket.entry((src, TrafficVal::Totals)).or_default();
-        let sent = TrafficDiff {
+        let sent = FeatureDiff {
             bytes_out: bytes,
             packets_out: packets,
             flows_out: 1,
             ..Default::default()
         };
-        add(out, &sent);
-        let into = &mut bucket.entry((dst, TrafficVal::Totals)).or_default();
-        let received = TrafficDiff {
+        add(bucket.entry((src, FeatureVal::Totals)).or_default(), &sent);
+        let received = FeatureDiff {
             bytes_in: bytes,
             packets_in: packets,
             flows_in: 1,
             ..Default::default()
         };
-        add(into, &received);
+        add(
+            bucket.entry((dst, FeatureVal::Totals)).or_default(),
+            &received,
+        );
 
         if src != dst {
             for key in [
-                (src, TrafficVal::Peer(dst, Direction::Out)),
-                (dst, TrafficVal::Peer(src, Direction::In)),
+                (src, FeatureVal::Peer(dst, Direction::Out)),
+                (dst, FeatureVal::Peer(src, Direction::In)),
             ] {
                 let entry = bucket.entry(key).or_default();
-                if entry.inserted.presence == 0 {
-                    add(
-                        entry,
-                        &TrafficDiff {
-                            presence: 1,
-                            ..Default::default()
-                        },
-                    );
+                if entry.inserted.count == 0 {
+                    add(entry, &FeatureDiff::count(1));
                 }
             }
         }
+    }
+
+    /// Adds `diff` to `node`'s `val` at `epoch` (any value but [`FeatureVal::Peer`],
+    /// whose presence only [`FeatureCombiner::add_flow`] maintains).
+    pub fn add(&mut self, epoch: u64, node: u64, val: FeatureVal, diff: FeatureDiff) {
+        debug_assert!(!matches!(val, FeatureVal::Peer(..)));
+        add(self.bucket(epoch).entry((node, val)).or_default(), &diff);
     }
 
     /// Emits every pending update at a time before `before`, scheduling the
@@ -85,7 +90,7 @@ impl TrafficCombiner {
     pub fn flush(
         &mut self,
         before: u64,
-        mut emit: impl FnMut((u64, TrafficVal), u64, TrafficDiff),
+        mut emit: impl FnMut((u64, FeatureVal), u64, FeatureDiff),
     ) {
         while let Some(entry) = self.pending.first_entry() {
             let time = *entry.key();
@@ -95,18 +100,18 @@ impl TrafficCombiner {
             let bucket = entry.remove();
             let retire = self.spec.retire(time);
             for (key, p) in bucket {
-                if p.inserted != TrafficDiff::default() {
+                if p.inserted != FeatureDiff::default() {
                     let mut retraction = p.inserted;
                     retraction.negate();
                     let later = self
                         .pending
                         .entry(retire)
                         .or_default()
-                        .entry(key)
+                        .entry(key.clone())
                         .or_default();
                     later.net.plus_equals(&retraction);
                 }
-                if p.net != TrafficDiff::default() {
+                if p.net != FeatureDiff::default() {
                     emit(key, time, p.net);
                 }
             }
@@ -125,7 +130,7 @@ impl TrafficCombiner {
     }
 }
 
-fn add(entry: &mut Pending, diff: &TrafficDiff) {
+fn add(entry: &mut Pending, diff: &FeatureDiff) {
     entry.net.plus_equals(diff);
     entry.inserted.plus_equals(diff);
 }

@@ -1,0 +1,186 @@
+//! A node's own features in one window, from the combined updates.
+
+use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures};
+use serde::{Deserialize, Serialize};
+
+use super::diff::{Direction, FeatureDiff, FeatureVal, metric_mean};
+use crate::sketch::{quantile_bucket, value_of};
+
+/// A float that can live in a differential collection (which needs `Ord`): its bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Num(u64);
+
+impl Num {
+    /// Wraps a float.
+    pub fn new(v: f64) -> Self {
+        Num(v.to_bits())
+    }
+
+    /// The float.
+    pub fn get(self) -> f64 {
+        f64::from_bits(self.0)
+    }
+}
+
+/// The base features of a node as collection data, aligned with `BASE_FEATURES`.
+pub type BaseValues = [Option<Num>; BASE_FEATURE_COUNT];
+
+/// One node's own features in one window, as exact integers and sketch buckets (the
+/// floats are derived when the row is written).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeBase {
+    /// Bytes received.
+    pub bytes_in: u64,
+    /// Bytes sent.
+    pub bytes_out: u64,
+    /// Packets received.
+    pub packets_in: u64,
+    /// Packets sent.
+    pub packets_out: u64,
+    /// Flow records received.
+    pub flows_in: u64,
+    /// Flow records sent.
+    pub flows_out: u64,
+    /// Distinct peers that sent to the node.
+    pub in_degree: u32,
+    /// Distinct peers the node sent to.
+    pub out_degree: u32,
+    /// Distinct peers in either direction.
+    pub distinct_peers: u32,
+    /// TCP retransmits.
+    pub retransmits: u64,
+    /// Drops per reason, sorted by reason.
+    pub drops: Vec<(String, u64)>,
+    /// Sketch bucket of the median RTT.
+    pub rtt_p50: Option<i32>,
+    /// Sketch bucket of the 99th percentile RTT.
+    pub rtt_p99: Option<i32>,
+    /// Sketch bucket of the 99th percentile system-call latency (ns).
+    pub syscall_p99: Option<i32>,
+    /// Per metric series, sorted by name: sum of micro-units and sample count.
+    pub metrics: Vec<(String, i128, u64)>,
+}
+
+/// What the per-node reduce outputs: the node's features, and one record per
+/// neighbour (the window's undirected edges, keyed by their first end).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum NodeOut {
+    /// The node has a row in this window (stable while it does, unlike `Base`).
+    Present,
+    /// The node's own features.
+    Base(NodeBase),
+    /// A neighbour: a node that exchanged a flow with this one in either direction.
+    Neighbour(u64),
+}
+
+impl NodeBase {
+    /// Folds one node's window of updates (values sorted, as `reduce` presents them).
+    pub fn fold(input: &[(&FeatureVal, FeatureDiff)], neighbours: &mut Vec<u64>) -> Self {
+        let mut b = NodeBase::default();
+        let (mut rtt, mut syscalls) = (Vec::new(), Vec::new());
+        let clamp = |v: i64| v.max(0) as u64;
+        for (val, diff) in input {
+            match val {
+                FeatureVal::Totals => {
+                    b.bytes_in = clamp(diff.bytes_in);
+                    b.bytes_out = clamp(diff.bytes_out);
+                    b.packets_in = clamp(diff.packets_in);
+                    b.packets_out = clamp(diff.packets_out);
+                    b.flows_in = clamp(diff.flows_in);
+                    b.flows_out = clamp(diff.flows_out);
+                    b.retransmits = clamp(diff.retransmits);
+                }
+                _ if diff.count <= 0 => {}
+                FeatureVal::Peer(peer, direction) => {
+                    match direction {
+                        Direction::In => b.in_degree += 1,
+                        Direction::Out => b.out_degree += 1,
+                    }
+                    if neighbours.last() != Some(peer) {
+                        b.distinct_peers += 1;
+                        neighbours.push(*peer);
+                    }
+                }
+                FeatureVal::Drop(reason) => b.drops.push((reason.clone(), diff.count as u64)),
+                FeatureVal::Rtt(bucket) => rtt.push((*bucket, diff.count as u64)),
+                FeatureVal::Syscall(bucket) => syscalls.push((*bucket, diff.count as u64)),
+                FeatureVal::Metric(name) => {
+                    b.metrics.push((name.clone(), diff.sum, diff.count as u64))
+                }
+            }
+        }
+        b.rtt_p50 = quantile_bucket(&rtt, 0.5);
+        b.rtt_p99 = quantile_bucket(&rtt, 0.99);
+        b.syscall_p99 = quantile_bucket(&syscalls, 0.99);
+        b
+    }
+
+    /// Drops in the window, all reasons.
+    pub fn drops_total(&self) -> u64 {
+        self.drops.iter().map(|d| d.1).sum()
+    }
+
+    /// The derived (float) base features: retransmit rate, drop rate, RTT p50 and
+    /// p99 (µs), system-call p99 (µs).
+    fn derived(&self) -> [Option<f64>; 5] {
+        let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
+        [
+            ratio(self.retransmits, self.packets_out),
+            ratio(self.drops_total(), self.packets_in + self.packets_out),
+            self.rtt_p50.map(value_of),
+            self.rtt_p99.map(value_of),
+            self.syscall_p99.map(|b| value_of(b) / 1_000.0),
+        ]
+    }
+
+    /// Writes the node's own features into `row`.
+    pub fn fill(&self, row: &mut NodeFeatures) {
+        row.bytes_in = self.bytes_in;
+        row.bytes_out = self.bytes_out;
+        row.packets_in = self.packets_in;
+        row.packets_out = self.packets_out;
+        row.flows_in = self.flows_in;
+        row.flows_out = self.flows_out;
+        row.in_degree = self.in_degree;
+        row.out_degree = self.out_degree;
+        row.distinct_peers = self.distinct_peers;
+        row.retransmits = self.retransmits;
+        row.drops = self.drops_total();
+        [
+            row.retransmit_rate,
+            row.drop_rate,
+            row.rtt_p50_us,
+            row.rtt_p99_us,
+            row.syscall_p99_us,
+        ] = self.derived();
+        (row.drop_reasons, row.drop_counts) = self.drops.iter().cloned().unzip();
+        row.metric_names = self.metrics.iter().map(|m| m.0.clone()).collect();
+        row.metric_means = self.metrics.iter().map(|m| metric_mean(m.1, m.2)).collect();
+        row.metric_samples = self.metrics.iter().map(|m| m.2).collect();
+    }
+
+    /// The base features as collection data (what neighbours aggregate), equal to
+    /// `NodeFeatures::base_values` of a row filled from this.
+    pub fn values(&self) -> BaseValues {
+        let count = |v: u64| Some(Num::new(v as f64));
+        let [r, d, p50, p99, s99] = self.derived().map(|v| v.map(Num::new));
+        [
+            count(self.bytes_in),
+            count(self.bytes_out),
+            count(self.packets_in),
+            count(self.packets_out),
+            count(self.flows_in),
+            count(self.flows_out),
+            count(self.in_degree.into()),
+            count(self.out_degree.into()),
+            count(self.distinct_peers.into()),
+            count(self.retransmits),
+            count(self.drops_total()),
+            r,
+            d,
+            p50,
+            p99,
+            s99,
+        ]
+    }
+}

@@ -1,0 +1,123 @@
+//! The values and weights of the feature collection.
+
+use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
+use serde::{Deserialize, Serialize};
+
+/// Direction of traffic relative to the keyed node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Direction {
+    /// The peer sent to the node.
+    In,
+    /// The node sent to the peer.
+    Out,
+}
+
+/// What an update to a node's features is about. The weight ([`FeatureDiff`]) carries
+/// the numbers; the value says which numbers they are.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FeatureVal {
+    /// Traffic totals and retransmits; the weight carries the sums.
+    Totals,
+    /// Presence of a peer in one direction; the weight's `count` counts flushes.
+    Peer(u64, Direction),
+    /// Drops with this reason; the weight's `count` counts them.
+    Drop(String),
+    /// RTT samples in this sketch bucket ([`crate::sketch`]); `count` counts them.
+    Rtt(i32),
+    /// System-call latency samples in this sketch bucket; `count` counts them.
+    Syscall(i32),
+    /// Samples of this `NodeMetric` series: `count` samples summing to `sum` micro-units.
+    Metric(String),
+}
+
+/// The weight of a feature update: an Abelian group, so windows can retract. Every
+/// field is an integer, so an insert and its retraction cancel exactly.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct FeatureDiff {
+    /// Peer presence, drops, sketch samples or metric samples (see [`FeatureVal`]).
+    pub count: i64,
+    /// Bytes received.
+    pub bytes_in: i64,
+    /// Bytes sent.
+    pub bytes_out: i64,
+    /// Packets received.
+    pub packets_in: i64,
+    /// Packets sent.
+    pub packets_out: i64,
+    /// Flows received.
+    pub flows_in: i64,
+    /// Flows sent.
+    pub flows_out: i64,
+    /// TCP retransmits.
+    pub retransmits: i64,
+    /// Sum of metric samples in micro-units ([`quantize_metric`]).
+    pub sum: i128,
+}
+
+impl FeatureDiff {
+    /// A weight that only counts.
+    pub fn count(n: i64) -> Self {
+        Self {
+            count: n,
+            ..Default::default()
+        }
+    }
+}
+
+/// Micro-units per unit of a metric sample.
+pub const METRIC_SCALE: f64 = 1e6;
+
+/// A metric sample as an integer number of micro-units, so sums retract exactly, or
+/// `None` for NaN and infinities. Values beyond ±1.7e32 saturate.
+pub fn quantize_metric(value: f64) -> Option<i128> {
+    value
+        .is_finite()
+        .then(|| (value * METRIC_SCALE).round() as i128)
+}
+
+/// The mean of `count` quantized samples summing to `sum`.
+pub fn metric_mean(sum: i128, count: u64) -> f64 {
+    sum as f64 / METRIC_SCALE / count as f64
+}
+
+impl IsZero for FeatureDiff {
+    fn is_zero(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+impl Semigroup for FeatureDiff {
+    fn plus_equals(&mut self, rhs: &Self) {
+        self.count += rhs.count;
+        self.bytes_in += rhs.bytes_in;
+        self.bytes_out += rhs.bytes_out;
+        self.packets_in += rhs.packets_in;
+        self.packets_out += rhs.packets_out;
+        self.flows_in += rhs.flows_in;
+        self.flows_out += rhs.flows_out;
+        self.retransmits += rhs.retransmits;
+        self.sum += rhs.sum;
+    }
+}
+
+impl Monoid for FeatureDiff {
+    fn zero() -> Self {
+        Self::default()
+    }
+}
+
+impl Abelian for FeatureDiff {
+    fn negate(&mut self) {
+        self.count = -self.count;
+        self.bytes_in = -self.bytes_in;
+        self.bytes_out = -self.bytes_out;
+        self.packets_in = -self.packets_in;
+        self.packets_out = -self.packets_out;
+        self.flows_in = -self.flows_in;
+        self.flows_out = -self.flows_out;
+        self.retransmits = -self.retransmits;
+        self.sum = -self.sum;
+    }
+}

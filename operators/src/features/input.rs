@@ -1,0 +1,194 @@
+//! Feeding events into the feature dataflow with event-time progress.
+
+use differential_dataflow::input::InputSession;
+use meshflow_schemas::{NodeMetric, SyscallLatency, TcpEvent, TcpEventKind, TimestampNs};
+
+use super::combiner::FeatureCombiner;
+use super::diff::{FeatureDiff, FeatureVal, quantize_metric};
+use crate::sketch::bucket_of;
+use crate::window::WindowSpec;
+
+/// The drop reason recorded for a drop event that carries none (the kernel's name
+/// for an unspecified reason).
+pub const UNKNOWN_DROP_REASON: &str = "NOT_SPECIFIED";
+
+/// An event that arrived after its windows were already closed, or before 1970.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Late {
+    /// The event's time.
+    pub time: TimestampNs,
+}
+
+/// Why a non-flow record was not admitted.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Refused {
+    /// Its windows are closed (or it is before 1970).
+    Late(Late),
+    /// The record itself is bad; the text says what and where.
+    Invalid(String),
+}
+
+/// What [`FeatureInput::add_records`] refused.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Refusals {
+    /// Records whose windows had closed.
+    pub late: u64,
+    /// Bad records (e.g. a NaN metric value).
+    pub invalid: u64,
+    /// The first bad record's description, if any.
+    pub first_invalid: Option<String>,
+}
+
+/// The input session type of the feature dataflow.
+pub type FeatureSession = InputSession<u64, (u64, FeatureVal), FeatureDiff>;
+
+/// One worker's entry point into the feature dataflow: combines events, tracks the
+/// watermark, and advances the differential input so windows close.
+pub struct FeatureInput {
+    spec: WindowSpec,
+    combiner: FeatureCombiner,
+    session: FeatureSession,
+}
+
+impl FeatureInput {
+    /// Wraps a differential input session (already attached to a dataflow).
+    pub fn new(session: FeatureSession, spec: WindowSpec) -> Self {
+        Self {
+            spec,
+            combiner: FeatureCombiner::new(spec),
+            session,
+        }
+    }
+
+    /// The epoch of an event at `time`, or `Late` if its windows have closed.
+    fn epoch(&self, time: TimestampNs) -> Result<u64, Late> {
+        let epoch = self.spec.epoch_of(time).ok_or(Late { time })?;
+        if self.spec.first_window(epoch) < *self.session.time() {
+            return Err(Late { time });
+        }
+        Ok(epoch)
+    }
+
+    /// Adds a flow whose event time is `last_seen`. A flow older than the current
+    /// watermark is refused: its windows are closed and their rows already out.
+    pub fn add_flow(
+        &mut self,
+        last_seen: TimestampNs,
+        src: u64,
+        dst: u64,
+        bytes: u64,
+        packets: u64,
+    ) -> Result<(), Late> {
+        let epoch = self.epoch(last_seen)?;
+        self.combiner.add_flow(epoch, src, dst, bytes, packets);
+        Ok(())
+    }
+
+    /// Adds a metric sample; NaN and infinite values are refused as invalid.
+    pub fn add_metric(&mut self, m: &NodeMetric) -> Result<(), Refused> {
+        let epoch = self.epoch(m.time).map_err(Refused::Late)?;
+        let sum = quantize_metric(m.value).ok_or_else(|| {
+            Refused::Invalid(format!(
+                "node_metrics: node {} metric `{}` at {} ns has value {}, which is not finite",
+                m.node, m.metric, m.time.0, m.value
+            ))
+        })?;
+        let diff = FeatureDiff {
+            count: 1,
+            sum,
+            ..Default::default()
+        };
+        self.combiner
+            .add(epoch, m.node, FeatureVal::Metric(m.metric.clone()), diff);
+        Ok(())
+    }
+
+    /// Adds a TCP event: a retransmit or a drop (by reason) of `node`, and its
+    /// smoothed RTT as a sample when it carries one.
+    pub fn add_tcp(&mut self, t: &TcpEvent) -> Result<(), Refused> {
+        let epoch = self.epoch(t.time).map_err(Refused::Late)?;
+        match t.kind {
+            TcpEventKind::Retransmit => {
+                let diff = FeatureDiff {
+                    retransmits: 1,
+                    ..Default::default()
+                };
+                self.combiner.add(epoch, t.node, FeatureVal::Totals, diff);
+            }
+            TcpEventKind::Drop => {
+                let reason = t.drop_reason.as_deref().unwrap_or(UNKNOWN_DROP_REASON);
+                let val = FeatureVal::Drop(reason.to_string());
+                self.combiner.add(epoch, t.node, val, FeatureDiff::count(1));
+            }
+            TcpEventKind::StateChange => {}
+        }
+        if let Some(srtt) = t.srtt_us.filter(|&s| s > 0) {
+            let val = FeatureVal::Rtt(bucket_of(f64::from(srtt)));
+            self.combiner.add(epoch, t.node, val, FeatureDiff::count(1));
+        }
+        Ok(())
+    }
+
+    /// Adds a system-call latency sample (kept in nanoseconds in the sketch).
+    pub fn add_syscall(&mut self, s: &SyscallLatency) -> Result<(), Refused> {
+        let epoch = self.epoch(s.time).map_err(Refused::Late)?;
+        let val = FeatureVal::Syscall(bucket_of(s.latency_ns as f64));
+        self.combiner.add(epoch, s.node, val, FeatureDiff::count(1));
+        Ok(())
+    }
+
+    /// Adds every metric, TCP event and system call, counting what was refused.
+    pub fn add_records(
+        &mut self,
+        metrics: &[NodeMetric],
+        tcp: &[TcpEvent],
+        syscalls: &[SyscallLatency],
+    ) -> Refusals {
+        let mut refusals = Refusals::default();
+        let mut tally = |result: Result<(), Refused>| match result {
+            Ok(()) => {}
+            Err(Refused::Late(_)) => refusals.late += 1,
+            Err(Refused::Invalid(what)) => {
+                refusals.invalid += 1;
+                refusals.first_invalid.get_or_insert(what);
+            }
+        };
+        for m in metrics {
+            tally(self.add_metric(m));
+        }
+        for t in tcp {
+            tally(self.add_tcp(t));
+        }
+        for s in syscalls {
+            tally(self.add_syscall(s));
+        }
+        refusals
+    }
+
+    /// Declares that no event with an epoch below `epoch` will follow: windows that
+    /// end at or before it can close.
+    pub fn advance_to_epoch(&mut self, epoch: u64) {
+        let time = self.spec.first_window(epoch);
+        if time <= *self.session.time() {
+            return;
+        }
+        let session = &mut self.session;
+        self.combiner
+            .flush(time, |key, t, diff| session.update_at(key, t, diff));
+        session.advance_to(time);
+        session.flush();
+    }
+
+    /// The current input time (window end) in epochs.
+    pub fn time(&self) -> u64 {
+        *self.session.time()
+    }
+
+    /// Sends everything still pending and closes the input, so every window closes.
+    pub fn close(mut self) {
+        let session = &mut self.session;
+        self.combiner
+            .flush(u64::MAX, |key, t, diff| session.update_at(key, t, diff));
+        session.flush();
+    }
+}

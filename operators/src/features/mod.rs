@@ -1,0 +1,187 @@
+//! Per-node features over sliding windows, with neighbourhood aggregates and
+//! connected components.
+//!
+//! Events (flows, TCP events, system-call latencies, metric samples) are first folded
+//! by a worker-local [`FeatureCombiner`] into updates per node and window: traffic
+//! totals, peer presence `(peer, direction)`, drops per reason, sketch buckets of RTT
+//! and system-call latency ([`crate::sketch`]), and per-series metric sums. Each enters
+//! at its first window and is retracted when the window slides past; the combiner nets
+//! an entry against a pending retraction of the same key, so a steady edge costs
+//! nothing once its window is full. Then, in differential dataflow:
+//!
+//! 1. a `reduce` keyed by node folds a node's updates into its [`NodeBase`] and lists
+//!    its neighbours (the window's edges);
+//! 2. joins with the edges give the 1-hop and 2-hop aggregates ([`graph`]);
+//! 3. label propagation over the edges gives connected components;
+//! 4. a last `reduce` per node assembles the row, and [`emit_windows`] writes one
+//!    [`NodeFeatures`] per node for every closed window.
+//!
+//! Work is per node (and per edge) and window, never per event.
+
+mod base;
+mod combiner;
+mod diff;
+pub mod graph;
+mod input;
+
+pub use base::{BaseValues, NodeBase, NodeOut, Num};
+pub use combiner::FeatureCombiner;
+pub use diff::{Direction, FeatureDiff, FeatureVal, METRIC_SCALE, metric_mean, quantize_metric};
+pub use input::{FeatureInput, FeatureSession, Late, Refusals, Refused, UNKNOWN_DROP_REASON};
+
+use differential_dataflow::VecCollection;
+use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs};
+use serde::{Deserialize, Serialize};
+use timely::dataflow::Stream;
+
+use crate::emit::emit_windows;
+use crate::window::WindowSpec;
+use graph::Agg;
+
+/// The collection the combiner feeds: `(node, value)` with a [`FeatureDiff`] weight.
+pub type FeatureUpdates<'s> = VecCollection<'s, u64, (u64, FeatureVal), FeatureDiff>;
+
+/// Everything known about one node in one window, as collection data.
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct NodeRow {
+    /// The node's own features.
+    pub base: NodeBase,
+    /// 1-hop aggregates; `None` without neighbours.
+    pub one_hop: Option<Agg>,
+    /// 2-hop aggregates; `None` without neighbours.
+    pub two_hop: Option<Agg>,
+    /// Smallest node id of the node's connected component.
+    pub component: u64,
+    /// Connected components in the window.
+    pub components: u64,
+}
+
+impl NodeRow {
+    /// The output row of `node` for window `w`.
+    pub fn to_features(&self, spec: WindowSpec, w: u64, node: u64) -> NodeFeatures {
+        let mut row = NodeFeatures::empty(spec.window_start(w), spec.window_end(w), node);
+        self.base.fill(&mut row);
+        let get = |agg: &Option<Agg>, mean: bool, i: usize| {
+            agg.and_then(|a| if mean { a.mean[i] } else { a.max[i] })
+                .map(Num::get)
+        };
+        for i in 0..BASE_FEATURE_COUNT {
+            row.set_aggregates(
+                i,
+                [
+                    get(&self.one_hop, true, i),
+                    get(&self.one_hop, false, i),
+                    get(&self.two_hop, true, i),
+                    get(&self.two_hop, false, i),
+                ],
+            );
+        }
+        row.component = self.component;
+        row.components = self.components;
+        row
+    }
+}
+
+/// A part of a node's row, as the assembling `reduce` receives it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+enum Part {
+    Base(NodeBase),
+    OneHop(Agg),
+    TwoHop(Agg),
+    Component(u64),
+    Components(u64),
+}
+
+/// Maintains [`NodeRow`] per node for every window from combiner updates: the
+/// collection's contents at time `W` are window `W`'s rows.
+pub fn node_rows<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u64, NodeRow), isize> {
+    let per_node = updates.reduce_named("NodeBase", |_node, input, output| {
+        let mut neighbours = Vec::new();
+        let base = NodeBase::fold(input, &mut neighbours);
+        output.push((NodeOut::Present, 1));
+        output.push((NodeOut::Base(base), 1));
+        output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
+    });
+    let nodes = per_node
+        .clone()
+        .flat_map(|(n, o)| matches!(o, NodeOut::Present).then_some(n));
+    let base = per_node.clone().flat_map(|(n, o)| match o {
+        NodeOut::Base(b) => Some((n, b)),
+        _ => None,
+    });
+    let edges = per_node.flat_map(|(n, o)| match o {
+        NodeOut::Neighbour(p) => Some((n, p)),
+        _ => None,
+    });
+    let values = base.clone().map(|(n, b)| (n, b.values()));
+    let (one_hop, two_hop) = graph::neighbourhood(edges.clone(), values);
+    let (labels, counts) = graph::components(nodes, edges);
+    base.map(|(n, b)| (n, Part::Base(b)))
+        .concat(one_hop.map(|(n, a)| (n, Part::OneHop(a))))
+        .concat(two_hop.map(|(n, a)| (n, Part::TwoHop(a))))
+        .concat(labels.map(|(n, l)| (n, Part::Component(l))))
+        .concat(counts.map(|(n, c)| (n, Part::Components(c))))
+        .reduce_named("NodeRow", |node, input, output| {
+            let mut row = NodeRow {
+                component: *node,
+                components: 1,
+                ..Default::default()
+            };
+            let mut has_base = false;
+            for (part, _) in input {
+                match part {
+                    Part::Base(b) => {
+                        row.base = b.clone();
+                        has_base = true;
+                    }
+                    Part::OneHop(a) => row.one_hop = Some(*a),
+                    Part::TwoHop(a) => row.two_hop = Some(*a),
+                    Part::Component(c) => row.component = *c,
+                    Part::Components(c) => row.components = *c,
+                }
+            }
+            if has_base {
+                output.push((row, 1));
+            }
+        })
+}
+
+/// The `node_features` rows of every closed window, from combiner updates.
+pub fn node_features<'s>(
+    updates: FeatureUpdates<'s>,
+    spec: WindowSpec,
+) -> Stream<'s, u64, Vec<NodeFeatures>> {
+    emit_windows(
+        node_rows(updates),
+        spec,
+        move |w, node: &u64, row: &NodeRow| row.to_features(spec, w, *node),
+    )
+}
+
+/// Watches the `components` column of successive windows (rows in window order, as
+/// one worker emits them) and reports when it rises: the mesh partitioned.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionWatch {
+    last: Option<(TimestampNs, u64)>,
+}
+
+impl PartitionWatch {
+    /// Observes a row; returns `(before, now)` at the first row of a window that has
+    /// more components than the window before it.
+    pub fn observe(&mut self, row: &NodeFeatures) -> Option<(u64, u64)> {
+        match self.last {
+            Some((w, _)) if w == row.window_end => None,
+            previous => {
+                self.last = Some((row.window_end, row.components));
+                previous
+                    .filter(|&(_, before)| row.components > before)
+                    .map(|(_, before)| (before, row.components))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod batch;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,349 @@
+//! The incrementally maintained rows equal a plain batch recomputation of each window.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use differential_dataflow::input::InputSession;
+use meshflow_schemas::{
+    FEATURE_NAMES, Ip16, NodeFeatures, NodeMetric, SyscallLatency, TcpEvent, TcpEventKind,
+    TimestampNs,
+};
+use proptest::prelude::*;
+use timely::dataflow::operators::{Inspect, Probe};
+
+use super::batch::{Event, batch};
+use super::*;
+use crate::window::WindowSpec;
+
+const EPOCH_NS: i64 = 1_000;
+
+fn at(epoch: u64) -> TimestampNs {
+    TimestampNs(epoch as i64 * EPOCH_NS + 7)
+}
+
+fn tcp(
+    epoch: u64,
+    node: u64,
+    kind: TcpEventKind,
+    reason: Option<String>,
+    srtt: Option<u32>,
+) -> TcpEvent {
+    TcpEvent {
+        time: at(epoch),
+        node,
+        peer_node: None,
+        kind,
+        src_ip: Ip16::default(),
+        dst_ip: Ip16::default(),
+        src_port: 0,
+        dst_port: 0,
+        drop_reason: reason,
+        old_state: None,
+        new_state: None,
+        srtt_us: srtt,
+    }
+}
+
+/// Feeds one event into the input.
+fn give(input: &mut FeatureInput, epoch: u64, event: &Event) {
+    let refused = match event {
+        Event::Flow(src, dst, bytes, packets) => input
+            .add_flow(at(epoch), *src, *dst, *bytes, *packets)
+            .map_err(Refused::Late),
+        Event::Tcp(node, kind, reason, srtt) => {
+            input.add_tcp(&tcp(epoch, *node, *kind, reason.clone(), *srtt))
+        }
+        Event::Syscall(node, ns) => input.add_syscall(&SyscallLatency {
+            time: at(epoch),
+            node: *node,
+            pid: 1,
+            syscall: "sendto".into(),
+            latency_ns: *ns,
+        }),
+        Event::Metric(node, name, value) => input.add_metric(&NodeMetric {
+            time: at(epoch),
+            node: *node,
+            metric: name.clone(),
+            value: *value,
+        }),
+    };
+    refused.expect("sorted input is never late");
+}
+
+/// Runs the dataflow on `workers` threads, each feeding its share of `events` (sorted by epoch).
+fn incremental(events: &[(u64, Event)], spec: WindowSpec, workers: usize) -> Vec<NodeFeatures> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let events = Arc::new(events.to_vec());
+    let sink = out.clone();
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let sink = sink.clone();
+        let mut session = InputSession::new();
+        let probe = worker.dataflow::<u64, _, _>(|scope| {
+            node_features(session.to_collection(scope), spec)
+                .inspect(move |row| sink.lock().unwrap().push(row.clone()))
+                .probe()
+                .0
+        });
+        let mut input = FeatureInput::new(session, spec);
+        for (i, (epoch, event)) in events.iter().enumerate() {
+            input.advance_to_epoch(*epoch);
+            if i % peers == index {
+                give(&mut input, *epoch, event);
+            }
+            worker.step();
+        }
+        input.close();
+        worker.step_while(|| !probe.done());
+    })
+    .unwrap();
+    let mut rows = out.lock().unwrap().clone();
+    rows.sort_by_key(|r| (r.window_end, r.node));
+    rows
+}
+
+/// Asserts equal rows: exactly, except the neighbour means, which sum floats in a
+/// different order (relative tolerance 1e-9).
+fn assert_rows_match(got: &[NodeFeatures], want: &[NodeFeatures]) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.len(), want.len(), "row count");
+    for (g, w) in got.iter().zip(want) {
+        let (gv, wv) = (g.feature_values(), w.feature_values());
+        for (i, name) in FEATURE_NAMES.iter().enumerate() {
+            let close = match (gv[i], wv[i]) {
+                (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * a.abs().max(b.abs()).max(1.0),
+                (a, b) => a == b,
+            };
+            prop_assert!(
+                close,
+                "window {:?} node {} {}: got {:?} want {:?}",
+                w.window_end,
+                w.node,
+                name,
+                gv[i],
+                wv[i]
+            );
+        }
+        let strip = |r: &NodeFeatures| {
+            let mut r = r.clone();
+            for i in 0..meshflow_schemas::BASE_FEATURE_COUNT {
+                r.set_aggregates(i, [None; 4]);
+            }
+            r
+        };
+        prop_assert_eq!(strip(g), strip(w));
+    }
+    Ok(())
+}
+
+fn event_strategy(nodes: u64) -> impl Strategy<Value = Event> {
+    let reason = prop::option::of(prop::sample::select(vec![
+        "TCP_CSUM".to_string(),
+        "QDISC_DROP".into(),
+    ]));
+    prop_oneof![
+        6 => (0..nodes, 0..nodes, 0u64..5_000, 1u64..20).prop_map(|(s, d, b, p)| Event::Flow(s, d, b, p)),
+        1 => (0..nodes).prop_map(|n| Event::Tcp(n, TcpEventKind::Retransmit, None, None)),
+        1 => (0..nodes, reason).prop_map(|(n, r)| Event::Tcp(n, TcpEventKind::Drop, r, None)),
+        1 => (0..nodes, prop::option::of(0u32..50_000)).prop_map(|(n, s)| Event::Tcp(n, TcpEventKind::StateChange, None, s)),
+        1 => (0..nodes, 0u64..2_000_000).prop_map(|(n, ns)| Event::Syscall(n, ns)),
+        1 => (0..nodes, prop::sample::select(vec!["cpu_load".to_string(), "rtt_ms".into()]), -5.0f64..500.0)
+            .prop_map(|(n, m, v)| Event::Metric(n, m, v)),
+    ]
+}
+
+fn events_strategy() -> impl Strategy<Value = Vec<(u64, Event)>> {
+    prop::collection::vec((0u64..24, event_strategy(7)), 0..70).prop_map(|mut e| {
+        e.sort_by_key(|x| x.0);
+        e
+    })
+}
+
+fn spec_strategy() -> impl Strategy<Value = WindowSpec> {
+    (1i64..4, 1i64..4).prop_map(|(slide, mult)| {
+        WindowSpec::new(EPOCH_NS, slide * mult * EPOCH_NS, slide * EPOCH_NS).unwrap()
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(40))]
+
+    #[test]
+    fn features_equal_batch_recomputation_on_one_and_two_workers(events in events_strategy(), spec in spec_strategy()) {
+        let expected = batch(&events, spec);
+        assert_rows_match(&incremental(&events, spec, 1), &expected)?;
+        assert_rows_match(&incremental(&events, spec, 2), &expected)?;
+    }
+}
+
+/// A window with a known answer, to pin the definitions (not only agreement).
+#[test]
+fn a_path_and_an_island_have_known_features() {
+    // Window of 2 epochs; path 1 - 2 - 3 and the isolated edge 7 - 8, all at epoch 0.
+    let spec = WindowSpec::new(EPOCH_NS, 2 * EPOCH_NS, EPOCH_NS).unwrap();
+    let events = vec![
+        (0, Event::Flow(1, 2, 100, 1)),
+        (0, Event::Flow(2, 3, 300, 3)),
+        (0, Event::Flow(7, 8, 10, 1)),
+        (0, Event::Tcp(2, TcpEventKind::Retransmit, None, None)),
+        (0, Event::Tcp(2, TcpEventKind::Drop, None, None)),
+        (
+            0,
+            Event::Tcp(3, TcpEventKind::StateChange, None, Some(1_000)),
+        ),
+        (0, Event::Metric(9, "cpu_load".into(), 0.25)),
+        (0, Event::Metric(9, "cpu_load".into(), 0.75)),
+    ];
+    let rows = incremental(&events, spec, 2);
+    let first: BTreeMap<u64, &NodeFeatures> = rows
+        .iter()
+        .filter(|r| r.window_end == TimestampNs(EPOCH_NS))
+        .map(|r| (r.node, r))
+        .collect();
+    assert_eq!(
+        first.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 3, 7, 8, 9]
+    );
+    let (n1, n2, n3) = (first[&1], first[&2], first[&3]);
+    assert_eq!(
+        (n2.bytes_in, n2.bytes_out, n2.distinct_peers),
+        (100, 300, 2)
+    );
+    assert_eq!((n2.retransmits, n2.drops), (1, 1));
+    assert_eq!(n2.retransmit_rate, Some(1.0 / 3.0));
+    assert_eq!(n2.drop_rate, Some(1.0 / 4.0));
+    assert_eq!(n2.drop_reasons, vec![UNKNOWN_DROP_REASON.to_string()]);
+    assert!((n3.rtt_p50_us.unwrap() - 1_000.0).abs() <= 10.0);
+    assert_eq!(n1.rtt_p50_us, None);
+    // bytes_out: node 1 sent 100, node 2 sent 300, node 3 sent 0.
+    assert_eq!(n2.bytes_out_n1_mean, Some(50.0));
+    assert_eq!(n2.bytes_out_n1_max, Some(100.0));
+    // Node 1's only neighbour is 2: 1-hop = 300; 2-hop = mean of 2's 1-hop mean (50).
+    assert_eq!(n1.bytes_out_n1_mean, Some(300.0));
+    assert_eq!(n1.bytes_out_n2_mean, Some(50.0));
+    assert_eq!(n1.bytes_out_n2_max, Some(100.0));
+    // Node 2: 2-hop walks reach 2 (via 1 and via 3): mean of (300, 300), max 300.
+    assert_eq!(n2.bytes_out_n2_mean, Some(300.0));
+    // RTT exists only at 3: node 2's 1-hop mean is 3's value; node 1's is null.
+    assert_eq!(n2.rtt_p50_us_n1_mean, n3.rtt_p50_us);
+    assert_eq!(n1.rtt_p50_us_n1_mean, None);
+    // Components: {1,2,3}, {7,8}, {9}.
+    assert_eq!((n1.component, n2.component, n3.component), (1, 1, 1));
+    assert_eq!((first[&8].component, first[&9].component), (7, 9));
+    assert!(first.values().all(|r| r.components == 3));
+    assert_eq!(first[&9].metric_names, vec!["cpu_load".to_string()]);
+    assert_eq!(first[&9].metric_means, vec![0.5]);
+    assert_eq!(first[&9].metric_samples, vec![2]);
+    assert_eq!(first[&9].bytes_out_n1_mean, None);
+}
+
+#[test]
+fn steady_edges_stop_producing_updates_once_the_window_is_full() {
+    let spec = WindowSpec::new(1, 4, 1).unwrap();
+    let mut combiner = FeatureCombiner::new(spec);
+    let mut per_time = BTreeMap::<u64, usize>::new();
+    for epoch in 0..20 {
+        combiner.add_flow(epoch, 1, 2, 100, 1);
+        combiner.flush(epoch + 1, |_, t, _| *per_time.entry(t).or_default() += 1);
+    }
+    // Early on: totals and presence for both ends (4 updates); once the window is
+    // full, presence nets to zero and only the two totals remain (bytes are steady too).
+    assert_eq!(per_time[&1], 4);
+    assert!(per_time.range(6..20).all(|(_, &n)| n == 0), "{per_time:?}");
+}
+
+#[test]
+fn late_and_invalid_records_are_refused() {
+    let spec = WindowSpec::new(EPOCH_NS, 2 * EPOCH_NS, EPOCH_NS).unwrap();
+    timely::execute_directly(move |worker| {
+        let mut session = InputSession::new();
+        worker.dataflow::<u64, _, _>(|scope| {
+            node_features(session.to_collection(scope), spec);
+        });
+        let mut input = FeatureInput::new(session, spec);
+        input.advance_to_epoch(10);
+        assert!(
+            input
+                .add_flow(TimestampNs(10 * EPOCH_NS), 1, 2, 1, 1)
+                .is_ok()
+        );
+        let late = TimestampNs(3 * EPOCH_NS);
+        assert_eq!(input.add_flow(late, 1, 2, 1, 1), Err(Late { time: late }));
+        assert!(input.add_flow(TimestampNs(-5), 1, 2, 1, 1).is_err());
+        let metric = |time, value| NodeMetric {
+            time,
+            node: 4,
+            metric: "cpu_load".into(),
+            value,
+        };
+        let refused = input.add_records(
+            &[
+                metric(TimestampNs(10 * EPOCH_NS), 0.5),
+                metric(TimestampNs(10 * EPOCH_NS), f64::NAN),
+                metric(late, 0.5),
+            ],
+            &[tcp(3, 4, TcpEventKind::Retransmit, None, None)],
+            &[],
+        );
+        assert_eq!((refused.late, refused.invalid), (2, 1));
+        let what = refused.first_invalid.unwrap();
+        assert!(
+            what.contains("node 4") && what.contains("cpu_load") && what.contains("NaN"),
+            "{what}"
+        );
+        input.close();
+    });
+}
+
+#[test]
+fn base_values_of_the_operator_and_the_row_agree() {
+    let mut neighbours = Vec::new();
+    let diff = FeatureDiff {
+        bytes_in: 10,
+        packets_in: 2,
+        packets_out: 4,
+        retransmits: 1,
+        ..Default::default()
+    };
+    let drop = FeatureVal::Drop("X".into());
+    let rtt = FeatureVal::Rtt(crate::sketch::bucket_of(250.0));
+    let sys = FeatureVal::Syscall(crate::sketch::bucket_of(3_000.0));
+    let peer = FeatureVal::Peer(5, Direction::In);
+    let input = [
+        (&FeatureVal::Totals, diff),
+        (&peer, FeatureDiff::count(1)),
+        (&drop, FeatureDiff::count(3)),
+        (&rtt, FeatureDiff::count(2)),
+        (&sys, FeatureDiff::count(1)),
+    ];
+    let base = NodeBase::fold(&input, &mut neighbours);
+    assert_eq!(neighbours, vec![5]);
+    let mut row = NodeFeatures::empty(TimestampNs(0), TimestampNs(1), 1);
+    base.fill(&mut row);
+    assert_eq!(base.values().map(|v| v.map(Num::get)), row.base_values());
+    assert_eq!(row.drop_rate, Some(0.5));
+    assert!((row.syscall_p99_us.unwrap() - 3.0).abs() < 0.03);
+}
+
+#[test]
+fn a_rise_in_components_is_reported_once_per_window() {
+    let row = |w: i64, node: u64, components: u64| NodeFeatures {
+        components,
+        ..NodeFeatures::empty(TimestampNs(w - 10), TimestampNs(w), node)
+    };
+    let mut watch = PartitionWatch::default();
+    let seen: Vec<_> = [
+        row(1, 1, 1),
+        row(1, 2, 1),
+        row(2, 1, 3),
+        row(2, 2, 3),
+        row(3, 1, 2),
+        row(4, 1, 4),
+    ]
+    .iter()
+    .map(|r| watch.observe(r))
+    .collect();
+    assert_eq!(
+        seen,
+        vec![None, None, Some((1, 3)), None, None, Some((2, 4))]
+    );
+}
