@@ -8,11 +8,15 @@
 //! `meshflow-bench ebpf-cost` prints the kernel-measured cost per packet of the XDP and
 //! TC programs; `meshflow-bench ebpf-ingest` floods an eBPF source and accounts for
 //! every event (see `benchmarks/README.md`). Both need root.
+//!
+//! `meshflow-bench kafka` measures the Kafka sink's throughput with transactions on
+//! and off, against a local tansu broker it starts (or `--brokers`).
 
 mod ebpf_cost;
 mod ebpf_ingest;
 mod flood;
 mod frames;
+mod kafka;
 mod netns;
 mod output;
 
@@ -55,6 +59,8 @@ enum Bench {
     },
     /// Kernel ring buffer → dataflow ingest rate under a flood, loss accounted.
     EbpfIngest(ebpf_ingest::IngestArgs),
+    /// Kafka sink throughput (records/s, MB/s), transactions on and off.
+    Kafka(kafka::KafkaArgs),
 }
 
 /// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
@@ -135,6 +141,7 @@ fn main() -> anyhow::Result<()> {
     match Bench::parse() {
         Bench::EbpfCost { repeat, runs } => ebpf_cost::run(repeat, runs),
         Bench::EbpfIngest(args) => ebpf_ingest::run(&args),
+        Bench::Kafka(args) => kafka::run(&args),
         Bench::Replay {
             nodes,
             duration,
