@@ -75,7 +75,10 @@ pub fn run(args: &KafkaArgs) -> anyhow::Result<()> {
         let topic = cfg.topic(NodeFeatures::TABLE);
         create_topics(
             &cfg,
-            &[(topic, args.partitions), (cfg.progress_topic.clone(), 1)],
+            &[
+                (topic, args.partitions),
+                (cfg.progress_topic(NodeFeatures::TABLE), 1),
+            ],
         )?;
         let counters = Arc::new(Counters::default());
         let mut producer = WindowProducer::open(&cfg, NodeFeatures::TABLE, 0, 1, counters.clone())?;

@@ -1,6 +1,6 @@
 """Compares what meshflow committed to Kafka with its Parquet output of the same run.
 
-usage: kafka_check.py BROKER OUT_DIR TOPIC_PREFIX PROGRESS_TOPIC TABLE...
+usage: kafka_check.py BROKER OUT_DIR TOPIC_PREFIX PROGRESS_PREFIX TABLE...
 
 Kafka is read twice by kafka_read.py: with the control-marker reader (the
 read_committed rule applied from the log itself) and with librdkafka's
@@ -37,18 +37,22 @@ def project(row, keys):
 
 
 def main():
-    broker, out, prefix, progress_topic = sys.argv[1:5]
+    broker, out, prefix, progress_prefix = sys.argv[1:5]
     tables = sys.argv[5:]
     result = {}
     topics = [prefix + t for t in tables]
-    marked = {t: kafka_read.read_markers(broker, t) for t in topics + [progress_topic]}
+    progress_topics = [f"{progress_prefix}.{t}" for t in tables]
+    marked = {t: kafka_read.read_markers(broker, t) for t in topics + progress_topics}
     lib = {t: kafka_read.read_committed(broker, t) for t in topics}
-    progress = [r[3] for r in marked[progress_topic]["records"]]
+    progress = [r[3] for t in progress_topics for r in marked[t]["records"]]
+    progress_stats = collections.Counter()
+    for t in progress_topics:
+        progress_stats.update(marked[t]["stats"])
     per_writer = collections.Counter((p["writer"], p["window"]) for p in progress)
     result["progress"] = {
         "records": len(progress),
         "duplicated_windows": sum(1 for n in per_writer.values() if n > 1),
-        "stats": marked[progress_topic]["stats"],
+        "stats": dict(progress_stats),
     }
     for table, topic in zip(tables, topics):
         records = marked[topic]["records"]

@@ -119,18 +119,25 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         && k.create_topics
         && first_process
     {
-        let mut topics = vec![(k.topic(NodeFeatures::TABLE), k.partitions)];
+        let peers = cfg.job.workers
+            * match cluster {
+                Cluster::Local => 1,
+                Cluster::Multi { hosts, .. } => hosts.len(),
+            };
+        let mut tables = vec![NodeFeatures::TABLE];
         if k.inputs {
-            for table in [
+            tables.extend([
                 FlowRecord::TABLE,
                 NodeMetric::TABLE,
                 TcpEvent::TABLE,
                 SyscallLatency::TABLE,
-            ] {
-                topics.push((k.topic(table), k.partitions));
-            }
+            ]);
         }
-        topics.push((k.progress_topic.clone(), 1));
+        let mut topics = Vec::new();
+        for table in tables {
+            topics.push((k.topic(table), k.partitions));
+            topics.push((k.progress_topic(table), peers as i32));
+        }
         meshflow_sinks::kafka::create_topics(k, &topics)?;
     }
     let kafka_report = Arc::new(KafkaReport::default());

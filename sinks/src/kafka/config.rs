@@ -28,9 +28,12 @@ pub struct KafkaSinkConfig {
     /// Prefix of the transactional ids: `<transactional_id>-<table>-<worker>`. Two jobs
     /// writing the same topics concurrently must use different prefixes.
     pub transactional_id: String,
-    /// The topic of progress records (one per committed window, per worker and table).
+    /// Prefix of the progress topics: table `T`'s progress records (one per committed
+    /// window and worker) go to `<progress_topic>.T`, partition = worker index, so the
+    /// topic has one partition per worker of the job.
     pub progress_topic: String,
-    /// Create missing topics (data topics with `partitions`, the progress topic with one).
+    /// Create missing topics (data topics with `partitions`, progress topics with one
+    /// partition per worker).
     pub create_topics: bool,
     /// Partitions of data topics the sink creates.
     pub partitions: i32,
@@ -82,6 +85,11 @@ impl KafkaSinkConfig {
             .get(table)
             .cloned()
             .unwrap_or_else(|| format!("{}{table}", self.topic_prefix))
+    }
+
+    /// The progress topic of `table`.
+    pub fn progress_topic(&self, table: &str) -> String {
+        format!("{}.{table}", self.progress_topic)
     }
 
     /// The transactional id of one worker's writer of `table`.

@@ -122,6 +122,7 @@ pub struct WindowProducer {
     deliveries: Arc<Deliveries>,
     table: String,
     topic: String,
+    progress_topic: String,
     writer: String,
     worker: usize,
     peers: usize,
@@ -186,9 +187,18 @@ pub fn create_topics(
     Ok(())
 }
 
-/// The newest window committed by `writer`, read from the progress topic with
-/// `read_committed` isolation (transactions still open are not visible).
-pub fn last_committed(cfg: &KafkaSinkConfig, writer: &str) -> Result<Option<u64>, KafkaSinkError> {
+/// The newest window committed by worker `worker`'s writer of `table`, read from its
+/// own partition (`worker`) of the table's progress topic with `read_committed`
+/// isolation. A transaction still open in that partition can only be this writer's
+/// own (from a previous instance): it is not visible, and fencing aborts it. (With one
+/// shared partition, another writer's open transaction would hide records committed
+/// after it.)
+pub fn last_committed(
+    cfg: &KafkaSinkConfig,
+    table: &str,
+    worker: usize,
+) -> Result<Option<u64>, KafkaSinkError> {
+    let writer = cfg.transactional_id(table, worker);
     let consumer: BaseConsumer<TracingContext> = client_config(&cfg.brokers, &cfg.properties)
         .set("group.id", format!("{writer}-progress-reader"))
         .set("enable.auto.commit", "false")
@@ -196,26 +206,35 @@ pub fn last_committed(cfg: &KafkaSinkConfig, writer: &str) -> Result<Option<u64>
         .set("isolation.level", "read_committed")
         .create_with_context(TracingContext)
         .map_err(|e| KafkaSinkError::kafka("creating the progress reader", e))?;
-    let topic = &cfg.progress_topic;
+    let topic = &cfg.progress_topic(table);
     let metadata = consumer
         .fetch_metadata(Some(topic), cfg.timeout.0)
         .map_err(|e| KafkaSinkError::kafka("reading progress topic metadata", e))?;
-    let partitions: Vec<i32> = metadata
+    let partitions = metadata
         .topics()
         .iter()
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    if partitions.is_empty() {
+        .filter(|t| t.error().is_none())
+        .map(|t| t.partitions().len())
+        .sum::<usize>();
+    if partitions == 0 {
         return Ok(None);
     }
-    let mut tpl = TopicPartitionList::new();
-    for p in &partitions {
-        tpl.add_partition_offset(topic, *p, Offset::Beginning)
-            .map_err(|e| KafkaSinkError::kafka("assigning progress partitions", e))?;
+    if partitions <= worker {
+        return Err(KafkaSinkError::Broker {
+            action: format!("reading progress topic `{topic}`"),
+            message: format!(
+                "it has {partitions} partitions, one per worker of the job that created it; \
+                 worker {worker} has none (the worker count must not change between runs)"
+            ),
+        });
     }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, worker as i32, Offset::Beginning)
+        .map_err(|e| KafkaSinkError::kafka("assigning the progress partition", e))?;
     consumer
         .assign(&tpl)
-        .map_err(|e| KafkaSinkError::kafka("assigning progress partitions", e))?;
+        .map_err(|e| KafkaSinkError::kafka("assigning the progress partition", e))?;
+    let partitions = [worker as i32];
     let mut at_end = std::collections::BTreeSet::new();
     let mut newest = None;
     let deadline = Instant::now() + cfg.timeout.0;
@@ -263,7 +282,7 @@ impl WindowProducer {
         counters: Arc<Counters>,
     ) -> Result<Self, KafkaSinkError> {
         let writer = cfg.transactional_id(table, worker);
-        let committed = last_committed(cfg, &writer)?;
+        let committed = last_committed(cfg, table, worker)?;
         let (producer, deliveries) = Self::producer(cfg, &writer)?;
         Ok(Self {
             cfg: cfg.clone(),
@@ -271,6 +290,7 @@ impl WindowProducer {
             deliveries,
             table: table.into(),
             topic: cfg.topic(table),
+            progress_topic: cfg.progress_topic(table),
             writer,
             worker,
             peers,
@@ -378,7 +398,7 @@ impl WindowProducer {
                         // Whether the failed transaction committed is unknown: read the
                         // progress records again (before fencing, which aborts it if open).
                         let reopen = || -> Result<_, KafkaSinkError> {
-                            let committed = last_committed(&self.cfg, &self.writer)?;
+                            let committed = last_committed(&self.cfg, &self.table, self.worker)?;
                             let (producer, deliveries) = Self::producer(&self.cfg, &self.writer)?;
                             Ok((committed, producer, deliveries))
                         };
@@ -413,6 +433,9 @@ impl WindowProducer {
         let mut record = BaseRecord::with_opaque_to(topic, index)
             .key(key)
             .payload(value);
+        if topic == self.progress_topic {
+            record = record.partition(self.worker as i32);
+        }
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
@@ -433,7 +456,7 @@ impl WindowProducer {
                 self.send(&self.topic, key, value, i)?;
             }
             self.send(
-                &self.cfg.progress_topic,
+                &self.progress_topic,
                 self.writer.as_bytes(),
                 progress,
                 usize::MAX,
@@ -496,7 +519,7 @@ impl WindowProducer {
             match rows.get(i) {
                 Some((key, value)) => self.send(&self.topic, key, value, i)?,
                 None => self.send(
-                    &self.cfg.progress_topic,
+                    &self.progress_topic,
                     self.writer.as_bytes(),
                     progress,
                     rows.len(),

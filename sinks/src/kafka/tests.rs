@@ -123,7 +123,8 @@ fn write_and_restart(transactions: bool) {
     let tansu = Tansu::start(Storage::Memory);
     let cfg = config(tansu.brokers(), transactions);
     let topic = cfg.topic(NodeFeatures::TABLE);
-    create_topics(&cfg, &[(topic.clone(), 3), (cfg.progress_topic.clone(), 1)]).unwrap();
+    let progress_topic = cfg.progress_topic(NodeFeatures::TABLE);
+    create_topics(&cfg, &[(topic.clone(), 3), (progress_topic.clone(), 2)]).unwrap();
     let counters = Counters::shared();
     let mut p = WindowProducer::open(&cfg, NodeFeatures::TABLE, 0, 1, counters.clone()).unwrap();
     assert_eq!(p.committed(), None);
@@ -167,7 +168,7 @@ fn write_and_restart(transactions: bool) {
     sort(&mut got);
     sort(&mut expected);
     assert_eq!(got, expected);
-    let progress: Vec<ProgressRecord> = read_all(&tansu.brokers(), &cfg.progress_topic)
+    let progress: Vec<ProgressRecord> = read_all(&tansu.brokers(), &progress_topic)
         .into_iter()
         .map(|(_, v)| serde_json::from_slice(&v).unwrap())
         .collect();
