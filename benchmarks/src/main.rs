@@ -11,11 +11,14 @@
 //!
 //! `meshflow-bench scan` sets replay against a raw DataFusion scan of the same trace;
 //! `meshflow-bench sql` times typical `meshflow sql` queries over 10M output rows.
+//! `meshflow-bench kafka` measures the Kafka sink's throughput with transactions on
+//! and off, against a local tansu broker it starts (or `--brokers`).
 
 mod ebpf_cost;
 mod ebpf_ingest;
 mod flood;
 mod frames;
+mod kafka;
 mod netns;
 mod output;
 mod scan;
@@ -64,6 +67,8 @@ enum Bench {
     Scan(scan::ScanArgs),
     /// Latency of typical `meshflow sql` queries over 10M rows of output.
     Sql(sql_latency::SqlArgs),
+    /// Kafka sink throughput (records/s, MB/s), transactions on and off.
+    Kafka(kafka::KafkaArgs),
 }
 
 /// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
@@ -155,6 +160,7 @@ fn main() -> anyhow::Result<()> {
         Bench::EbpfIngest(args) => ebpf_ingest::run(&args),
         Bench::Scan(args) => scan::run(&args, &meshflow_bin()?),
         Bench::Sql(args) => sql_latency::run(&args, &meshflow_bin()?),
+        Bench::Kafka(args) => kafka::run(&args),
         Bench::Replay {
             nodes,
             duration,

@@ -2,6 +2,7 @@
 //! and reading its Parquet output with an independent reader (pyarrow).
 
 pub mod netns;
+pub mod tansu;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

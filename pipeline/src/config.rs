@@ -7,8 +7,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use meshflow_schemas::{HumanDuration, TimestampNs};
+use meshflow_sinks::kafka::{KafkaSinkConfig, KafkaSinkError};
 use meshflow_sinks::parquet::ParquetSinkConfig;
 use meshflow_sources::ebpf::EbpfConfig;
+use meshflow_sources::kafka::KafkaSourceConfig;
 use meshflow_sources::replay::TimeRange;
 use meshflow_sources::simulator::SimConfig;
 use serde::{Deserialize, Serialize};
@@ -88,6 +90,9 @@ pub enum SourceConfig {
     /// Live kernel telemetry from this host's eBPF programs (needs root or CAP_BPF,
     /// CAP_NET_ADMIN and CAP_PERFMON).
     Ebpf(EbpfConfig),
+    /// Events from Kafka topics in the Kafka sink's JSON encoding; partitions are
+    /// spread over workers and offsets committed once their windows are written.
+    Kafka(KafkaSourceConfig),
 }
 
 /// `type = "replay"`: a trace folder to replay.
@@ -239,6 +244,9 @@ impl<'de> Deserialize<'de> for EventTime {
 pub struct SinksSection {
     /// The Parquet sink.
     pub parquet: ParquetSinkConfig,
+    /// The Kafka sink, when configured (`[sinks.kafka]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaSinkConfig>,
 }
 
 /// An invalid configuration.
@@ -351,11 +359,29 @@ impl JobConfig {
                     })?
                 }
                 SourceConfig::Replay(replay) => replay.validate(&format!("sources.{name}"))?,
+                SourceConfig::Kafka(kafka) => {
+                    kafka.validate().map_err(|e| ConfigError::Invalid {
+                        key: format!("sources.{name}.{}", e.key),
+                        reason: e.reason,
+                    })?
+                }
                 SourceConfig::Ebpf(ebpf) => ebpf.validate().map_err(|e| ConfigError::Invalid {
                     key: format!("sources.{name}.{}", e.key),
                     reason: e.reason,
                 })?,
             }
+        }
+        if let Some(kafka) = &self.sinks.kafka {
+            kafka.validate().map_err(|e| match e {
+                KafkaSinkError::Config { key, reason } => ConfigError::Invalid {
+                    key: format!("sinks.kafka.{key}"),
+                    reason,
+                },
+                other => ConfigError::Invalid {
+                    key: "sinks.kafka".into(),
+                    reason: other.to_string(),
+                },
+            })?;
         }
         self.sinks.parquet.validate().map_err(|e| match e {
             meshflow_sinks::parquet::SinkError::Config { key, reason } => ConfigError::Invalid {

@@ -176,6 +176,13 @@ pub fn summary_text(s: &Summary) -> String {
             s.out.join(table).display()
         );
     }
+    for (topic, c) in &s.kafka {
+        let _ = writeln!(
+            out,
+            "  kafka: {topic} {} records committed, {} skipped as already committed, {} failed attempts retried",
+            c.sent, c.dropped, c.errored
+        );
+    }
     if !s.skipped.is_empty() {
         let _ = writeln!(out, "  skipped {} bad file(s):", s.skipped.len());
         for f in &s.skipped {

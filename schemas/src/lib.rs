@@ -7,6 +7,9 @@
 //! record batches. Event time is [`TimestampNs`], stored as `TIMESTAMP(ns, UTC)`;
 //! money is integer base units.
 //!
+//! [`json`] is the one JSON encoding of these records (used by the Kafka sink and
+//! source): one flat object per record, tagged with its table and schema version.
+//!
 //! It also holds the small shared vocabulary of the job: [`HumanDuration`] for
 //! configuration and [`Counters`] that every component keeps.
 //!
@@ -17,6 +20,7 @@ pub mod duration;
 pub mod field;
 pub mod inputs;
 pub mod ip;
+pub mod json;
 pub mod node_features;
 pub mod outputs;
 pub mod record;

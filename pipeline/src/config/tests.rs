@@ -17,6 +17,53 @@ fn the_example_documents_the_defaults_and_validates() {
     );
 }
 
+/// The commented block of the example that starts at `header`, uncommented, without
+/// its sub-tables (examples of non-default values).
+fn commented_block(header: &str) -> String {
+    let text = example();
+    let start = text.find(header).expect("block in the example");
+    text[start..]
+        .lines()
+        .take_while(|l| l.starts_with('#'))
+        .map(|l| l.trim_start_matches('#').trim_start())
+        .take_while(|l| *l == header.trim_start_matches("# ") || !l.starts_with('['))
+        .map(|l| l.split(" # ").next().unwrap_or(l).trim_end().to_string() + "\n")
+        .collect()
+}
+
+#[test]
+fn the_commented_kafka_sections_of_the_example_are_the_defaults() {
+    let sink = JobConfig::parse(&commented_block("# [sinks.kafka]")).unwrap();
+    assert_eq!(
+        sink.sinks.kafka,
+        Some(meshflow_sinks::kafka::KafkaSinkConfig::default())
+    );
+    let source = JobConfig::parse(&commented_block("# [sources.bus]")).unwrap();
+    let SourceConfig::Kafka(k) = &source.sources["bus"] else {
+        panic!("not a Kafka source: {source:?}")
+    };
+    let expected = meshflow_sources::kafka::KafkaSourceConfig {
+        topics: vec!["meshflow.flows".into()],
+        ..Default::default()
+    };
+    assert_eq!(k, &expected);
+    let mut cfg = source.clone();
+    cfg.sinks.kafka = sink.sinks.kafka.clone();
+    cfg.validate().unwrap();
+    let mut bad = cfg.clone();
+    if let Some(k) = bad.sinks.kafka.as_mut() {
+        k.partitions = 0;
+    }
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.starts_with("sinks.kafka.partitions"), "{e}");
+    let mut bad = cfg;
+    if let Some(SourceConfig::Kafka(k)) = bad.sources.get_mut("bus") {
+        k.topics.clear();
+    }
+    let e = bad.validate().unwrap_err().to_string();
+    assert!(e.starts_with("sources.bus.topics"), "{e}");
+}
+
 #[test]
 fn unknown_keys_are_rejected_with_their_name() {
     for (text, key) in [
@@ -24,7 +71,12 @@ fn unknown_keys_are_rejected_with_their_name() {
         ("[window]\nlenght = \"10s\"\n", "lenght"),
         ("[sources.a]\ntype = \"simulator\"\nnodez = 3\n", "nodez"),
         ("[sinks.parquet]\nrow_groups = 3\n", "row_groups"),
-        ("[sinks.kafka]\n", "kafka"),
+        ("[sinks.kafka]\nbrokerz = \"x\"\n", "brokerz"),
+        ("[sinks.kafkaa]\n", "kafkaa"),
+        (
+            "[sources.k]\ntype = \"kafka\"\ntopics = [\"t\"]\ntopic = \"t\"\n",
+            "topic",
+        ),
     ] {
         let err = JobConfig::parse(text).unwrap_err();
         assert!(

@@ -1,8 +1,10 @@
 //! Running a job: sources → timely/differential dataflow → Parquet.
 
+mod kafka;
 mod sources;
 mod writer;
 
+pub use kafka::{KafkaReport, write_kafka};
 pub use sources::{SharedSource, SourceError, WorkerSource};
 pub use writer::{WriteReport, write_parquet};
 
@@ -18,7 +20,8 @@ use meshflow_schemas::{
     ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
     TcpEvent, TimestampNs,
 };
-use meshflow_sinks::parquet::prepare_table_dir;
+use meshflow_sinks::kafka::KafkaSinkConfig;
+use meshflow_sinks::parquet::{ParquetSinkConfig, prepare_table_dir};
 use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::EbpfSource;
 use meshflow_sources::replay::{SkippedFile, TimeRange, TracePlan};
@@ -56,6 +59,10 @@ pub struct Summary {
     pub windows: u64,
     /// Rows written, per table.
     pub rows: Vec<(&'static str, u64)>,
+    /// Kafka sink counters per topic (empty without `[sinks.kafka]`): records
+    /// received, committed (sent), skipped as committed by an earlier run (dropped),
+    /// failed attempts (errored).
+    pub kafka: Vec<(String, CounterSnapshot)>,
     /// Files (or row groups) skipped as bad.
     pub skipped: Vec<SkippedFile>,
     /// Wall-clock duration.
@@ -116,6 +123,34 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         })
     };
     let dir = table_dir(NodeFeatures::TABLE)?;
+    let kafka_sink = cfg.sinks.kafka.clone();
+    let kafka_inputs = kafka_sink.as_ref().is_some_and(|k| k.inputs);
+    if let Some(k) = &kafka_sink
+        && k.create_topics
+        && first_process
+    {
+        let peers = cfg.job.workers
+            * match cluster {
+                Cluster::Local => 1,
+                Cluster::Multi { hosts, .. } => hosts.len(),
+            };
+        let mut tables = vec![NodeFeatures::TABLE];
+        if k.inputs {
+            tables.extend([
+                FlowRecord::TABLE,
+                NodeMetric::TABLE,
+                TcpEvent::TABLE,
+                SyscallLatency::TABLE,
+            ]);
+        }
+        let mut topics = Vec::new();
+        for table in tables {
+            topics.push((k.topic(table), k.partitions));
+            topics.push((k.progress_topic(table), peers as i32));
+        }
+        meshflow_sinks::kafka::create_topics(k, &topics)?;
+    }
+    let kafka_report = Arc::new(KafkaReport::default());
     let input_dirs = if sink.inputs {
         Some([
             table_dir(FlowRecord::TABLE)?,
@@ -179,6 +214,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     speed: replay.speed,
                 }
             }
+            SourceConfig::Kafka(kafka) => SharedSource::Kafka {
+                name: name.clone(),
+                cfg: kafka.clone(),
+                spec,
+            },
             SourceConfig::Ebpf(ebpf) => {
                 let source = EbpfSource::start(ebpf)
                     .map_err(|e| anyhow::anyhow!("source `{name}` (eBPF) cannot start: {e}"))?;
@@ -212,6 +252,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         },
     };
 
+    let w_kafka = kafka_report.clone();
     let (w_shared, w_counters, w_skipped, w_report, w_abort, w_error, w_progress) = (
         shared.clone(),
         source_counters.clone(),
@@ -231,6 +272,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             w_progress.rows.clone(),
         );
         let input_dirs = input_dirs.clone();
+        let kafka_sink = kafka_sink.clone();
+        let w_kafka = w_kafka.clone();
         let (probe, mut raw) = worker.dataflow::<u64, _, _>(|scope| {
             let mut watch = PartitionWatch::default();
             let features = node_features(session.to_collection(scope), spec).inspect(move |row| {
@@ -244,6 +287,18 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 }
             });
             let (probe, features) = features.probe();
+            if let Some(k) = &kafka_sink {
+                write_kafka(
+                    features.clone(),
+                    k.clone(),
+                    index,
+                    peers,
+                    w_kafka.clone(),
+                    report.clone(),
+                    |r: &NodeFeatures| r.node,
+                )
+                .probe_with(&probe);
+            }
             write_parquet(
                 features,
                 dir,
@@ -252,44 +307,26 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 report.clone(),
                 |r: &NodeFeatures, buckets| ((r.node % u64::from(buckets)) as u32, r.node),
             );
-            let raw = input_dirs.map(|[flows_dir, metrics_dir, tcp_dir, sys_dir]| {
+            let raw = (input_dirs.is_some() || kafka_inputs).then(|| {
                 let [f_rows, m_rows, t_rows, s_rows] = w_progress.input_rows.clone();
+                let dirs = input_dirs.clone().map(|d| d.map(Some));
+                let [f_dir, m_dir, t_dir, s_dir] = dirs.unwrap_or_default();
+                let out = RawOutputs {
+                    kafka: kafka_sink.as_ref().filter(|k| k.inputs),
+                    parquet: &sink,
+                    worker: (index, peers),
+                    kafka_report: &w_kafka,
+                    report: &report,
+                    probe: &probe,
+                };
                 let (flows, stream) = RawInput::<FlowRecord>::new(scope, spec);
-                write_parquet(
-                    stream.probe_with(&probe),
-                    flows_dir,
-                    sink.clone(),
-                    f_rows,
-                    report.clone(),
-                    |r: &FlowRecord, b| ((r.src_node % u64::from(b)) as u32, r.src_node),
-                );
+                out.write(stream, f_dir, f_rows, |r: &FlowRecord| r.src_node);
                 let (metrics, stream) = RawInput::<NodeMetric>::new(scope, spec);
-                write_parquet(
-                    stream.probe_with(&probe),
-                    metrics_dir,
-                    sink.clone(),
-                    m_rows,
-                    report.clone(),
-                    |r: &NodeMetric, b| ((r.node % u64::from(b)) as u32, r.node),
-                );
+                out.write(stream, m_dir, m_rows, |r: &NodeMetric| r.node);
                 let (tcp, stream) = RawInput::<TcpEvent>::new(scope, spec);
-                write_parquet(
-                    stream.probe_with(&probe),
-                    tcp_dir,
-                    sink.clone(),
-                    t_rows,
-                    report.clone(),
-                    |r: &TcpEvent, b| ((r.node % u64::from(b)) as u32, r.node),
-                );
+                out.write(stream, t_dir, t_rows, |r: &TcpEvent| r.node);
                 let (syscalls, stream) = RawInput::<SyscallLatency>::new(scope, spec);
-                write_parquet(
-                    stream.probe_with(&probe),
-                    sys_dir,
-                    sink.clone(),
-                    s_rows,
-                    report.clone(),
-                    |r: &SyscallLatency, b| ((r.node % u64::from(b)) as u32, r.node),
-                );
+                out.write(stream, s_dir, s_rows, |r: &SyscallLatency| r.node);
                 RawInputs {
                     flows,
                     metrics,
@@ -406,12 +443,17 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             while probe.less_than(&input.time().saturating_sub(max_lag)) {
                 worker.step();
             }
-            if index == 0 {
-                probe.with_frontier(|f| {
-                    if let Some(t) = f.first() {
-                        w_progress.watermark.fetch_max(*t, Ordering::Relaxed);
-                    }
-                });
+            let written = probe.with_frontier(|f| f.first().copied());
+            if index == 0
+                && let Some(t) = written
+            {
+                w_progress.watermark.fetch_max(t, Ordering::Relaxed);
+            }
+            for reader in &mut readers {
+                if let Err(e) = reader.commit_through(written, false) {
+                    w_error.lock().expect("lock").get_or_insert(e.to_string());
+                    w_abort.store(true, Ordering::Relaxed);
+                }
             }
             emitted(&mut closing);
             if !active {
@@ -425,6 +467,13 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         while !probe.done() {
             worker.step();
             emitted(&mut closing);
+        }
+        if !w_abort.load(Ordering::Relaxed) && w_report.error.lock().expect("lock").is_none() {
+            for reader in &mut readers {
+                if let Err(e) = reader.commit_through(None, true) {
+                    w_error.lock().expect("lock").get_or_insert(e.to_string());
+                }
+            }
         }
     })
     .map_err(anyhow::Error::msg)?;
@@ -467,6 +516,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     .flatten(),
             )
             .collect(),
+        kafka: kafka_report.snapshot(),
         skipped,
         elapsed: started.elapsed(),
         emit_latency: EmitLatency::of(&progress.emit_latency.lock().expect("lock")),
@@ -504,6 +554,55 @@ impl EmitLatency {
             p50: at(0.5),
             p99: at(0.99),
             max: sorted[sorted.len() - 1],
+        }
+    }
+}
+
+/// Where one worker writes the raw input tables.
+struct RawOutputs<'a> {
+    kafka: Option<&'a KafkaSinkConfig>,
+    parquet: &'a ParquetSinkConfig,
+    worker: (usize, usize),
+    kafka_report: &'a Arc<KafkaReport>,
+    report: &'a Arc<WriteReport>,
+    probe: &'a timely::dataflow::ProbeHandle<u64>,
+}
+
+impl RawOutputs<'_> {
+    /// Writes one raw table to Kafka (when configured for inputs) and to Parquet
+    /// (when `dir` is set), keyed and bucketed by `node`.
+    fn write<'s, R>(
+        &self,
+        stream: timely::dataflow::Stream<'s, u64, Vec<R>>,
+        dir: Option<PathBuf>,
+        rows: Arc<Counters>,
+        node: fn(&R) -> u64,
+    ) where
+        R: ArrowRecord + serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
+    {
+        let stream = stream.probe_with(self.probe);
+        if let Some(k) = self.kafka {
+            let (worker, peers) = self.worker;
+            write_kafka(
+                stream.clone(),
+                k.clone(),
+                worker,
+                peers,
+                self.kafka_report.clone(),
+                self.report.clone(),
+                node,
+            )
+            .probe_with(self.probe);
+        }
+        if let Some(dir) = dir {
+            write_parquet(
+                stream,
+                dir,
+                self.parquet.clone(),
+                rows,
+                self.report.clone(),
+                move |r: &R, buckets| ((node(r) % u64::from(buckets)) as u32, node(r)),
+            );
         }
     }
 }

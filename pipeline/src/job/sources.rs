@@ -7,6 +7,7 @@ use meshflow_operators::window::WindowSpec;
 use meshflow_schemas::{Counters, TimestampNs};
 use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::{EbpfError, EbpfSource};
+use meshflow_sources::kafka::{KafkaSource, KafkaSourceConfig, KafkaSourceError};
 use meshflow_sources::replay::{ReplayError, SkippedFile, TracePlan, TraceReader};
 use meshflow_sources::simulator::{SimPartition, Simulator, Tick};
 
@@ -40,6 +41,15 @@ pub enum SharedSource {
         /// The running source, until a worker takes it.
         source: Mutex<Option<EbpfSource>>,
     },
+    /// Kafka topics; each worker reads the partitions `p % peers == index`.
+    Kafka {
+        /// The source's name in the config.
+        name: String,
+        /// The source's configuration.
+        cfg: KafkaSourceConfig,
+        /// The window geometry, to know when records' windows are closed.
+        spec: WindowSpec,
+    },
 }
 
 impl SharedSource {
@@ -48,7 +58,8 @@ impl SharedSource {
         match self {
             SharedSource::Simulator { name, .. }
             | SharedSource::Replay { name, .. }
-            | SharedSource::Ebpf { name, .. } => name,
+            | SharedSource::Ebpf { name, .. }
+            | SharedSource::Kafka { name, .. } => name,
         }
     }
 }
@@ -62,6 +73,9 @@ pub enum SourceError {
     /// The eBPF reader failed.
     #[error(transparent)]
     Ebpf(#[from] EbpfError),
+    /// The Kafka consumer failed.
+    #[error(transparent)]
+    Kafka(#[from] KafkaSourceError),
 }
 
 /// One worker's reader of one source.
@@ -92,6 +106,19 @@ pub enum WorkerSource {
     Ebpf {
         /// The running source.
         source: Option<EbpfSource>,
+    },
+    /// This worker's Kafka partitions, connected on the first read.
+    Kafka {
+        /// The configuration.
+        cfg: KafkaSourceConfig,
+        /// The window geometry.
+        spec: WindowSpec,
+        /// This worker's index and the worker count.
+        worker: (usize, usize),
+        /// The consumer, once connected.
+        source: Option<Box<KafkaSource>>,
+        /// Stopped (Ctrl-C) before or after connecting: read nothing more.
+        stopped: bool,
     },
 }
 
@@ -129,6 +156,13 @@ impl WorkerSource {
             },
             SharedSource::Ebpf { source, .. } => WorkerSource::Ebpf {
                 source: source.lock().expect("eBPF source lock").take(),
+            },
+            SharedSource::Kafka { cfg, spec, .. } => WorkerSource::Kafka {
+                cfg: cfg.clone(),
+                spec: *spec,
+                worker: (index, peers),
+                source: None,
+                stopped: false,
             },
         }
     }
@@ -181,6 +215,34 @@ impl WorkerSource {
                 }
                 Ok(more)
             }
+            WorkerSource::Kafka {
+                cfg,
+                spec,
+                worker,
+                source,
+                stopped,
+            } => {
+                if *stopped && source.is_none() {
+                    return Ok(false);
+                }
+                let src = match source {
+                    Some(src) => src,
+                    None => {
+                        let spec = *spec;
+                        let retire = Box::new(move |t: TimestampNs| {
+                            spec.retire(spec.first_window(spec.epoch_of(t).unwrap_or(0)))
+                        });
+                        let opened = KafkaSource::open(cfg, worker.0, worker.1, retire)?;
+                        tracing::info!(
+                            "Kafka source worker {}: partitions {}",
+                            worker.0,
+                            opened.assigned().join(", ")
+                        );
+                        source.insert(Box::new(opened))
+                    }
+                };
+                Ok(src.poll(out, counters, Duration::from_millis(10))?)
+            }
         }
     }
 
@@ -195,7 +257,27 @@ impl WorkerSource {
                     src.stop();
                 }
             }
+            WorkerSource::Kafka {
+                source, stopped, ..
+            } => {
+                *stopped = true;
+                if let Some(src) = source {
+                    src.stop();
+                }
+            }
         }
+    }
+
+    /// Tells the source that every window before `frontier` (all, when `None`) is
+    /// written, so it may commit what it read for them; `sync` waits for the broker.
+    pub fn commit_through(&mut self, frontier: Option<u64>, sync: bool) -> Result<(), SourceError> {
+        if let WorkerSource::Kafka {
+            source: Some(src), ..
+        } = self
+        {
+            src.commit_through(frontier, sync)?;
+        }
+        Ok(())
     }
 
     /// The epoch below which this source will produce nothing more, or `None` once
@@ -206,6 +288,25 @@ impl WorkerSource {
                 None
             }
             WorkerSource::Replay { reader, .. } if reader.is_done() => None,
+            WorkerSource::Kafka {
+                source: None,
+                stopped: true,
+                ..
+            } => None,
+            WorkerSource::Kafka { source: None, .. } => Some(0),
+            WorkerSource::Kafka {
+                source: Some(src), ..
+            } => {
+                if src.is_finished() {
+                    return None;
+                }
+                Some(
+                    src.watermark()
+                        .and_then(|t| spec.epoch_of(t))
+                        .unwrap_or(0)
+                        .saturating_sub(lateness),
+                )
+            }
             WorkerSource::Ebpf { source: Some(src) } => Some(
                 spec.epoch_of(src.watermark())
                     .unwrap_or(0)

@@ -24,15 +24,16 @@ pub struct WriteReport {
 /// Routes rows to the worker that owns their bucket and writes each complete window,
 /// sorted by `sort_key`, into that bucket's files. Which worker writes a bucket does
 /// not change the files, so output is identical for any worker count.
-pub fn write_parquet<'s, R>(
+pub fn write_parquet<'s, R, F>(
     rows: Stream<'s, u64, Vec<R>>,
     dir: PathBuf,
     cfg: ParquetSinkConfig,
     counters: Arc<Counters>,
     report: Arc<WriteReport>,
-    bucket_and_key: fn(&R, u32) -> (u32, u64),
+    bucket_and_key: F,
 ) where
     R: ArrowRecord + Serialize + DeserializeOwned + Send + Sync,
+    F: Fn(&R, u32) -> (u32, u64) + Copy + 'static,
 {
     let buckets = cfg.buckets;
     let route = Exchange::new(move |r: &R| u64::from(bucket_and_key(r, buckets).0));
