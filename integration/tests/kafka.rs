@@ -209,7 +209,28 @@ fn meshflow_killed_mid_window_and_restarted_commits_every_window_once() {
     // Transactions stay open 700 ms of every second: the kill lands inside some.
     let delay = [(COMMIT_DELAY_ENV, "700")];
     let mut job = Job::start(d, &delay);
-    std::thread::sleep(Duration::from_secs(9));
+    // Kill only once windows are being committed (a loaded machine starts slowly).
+    let committed = python_json(
+        r#"
+import json, sys, time
+import confluent_kafka as ck
+c = ck.Consumer({"bootstrap.servers": sys.argv[1], "group.id": "wait"})
+deadline, n = time.time() + 90, 0
+while time.time() < deadline and n < 6:
+    try:
+        n = sum(c.get_watermark_offsets(ck.TopicPartition("meshflow.progress.node_features", p), timeout=5)[1] for p in (0, 1))
+    except ck.KafkaException:
+        pass
+    time.sleep(0.2)
+print(json.dumps({"offsets": n}))
+"#,
+        &[Path::new(&tansu.brokers())],
+    );
+    assert!(
+        u(&committed["offsets"]) >= 6,
+        "no window committed: {committed}"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
     job.0.kill().unwrap();
     let (ok, _, _) = job.finish(Duration::from_secs(10));
     assert!(!ok, "SIGKILL ends the job");
