@@ -8,13 +8,19 @@
 //! `meshflow-bench ebpf-cost` prints the kernel-measured cost per packet of the XDP and
 //! TC programs; `meshflow-bench ebpf-ingest` floods an eBPF source and accounts for
 //! every event (see `benchmarks/README.md`). Both need root.
+//!
+//! `meshflow-bench nab` runs meshflow's threshold learner over the Numenta Anomaly
+//! Benchmark and scores it with NAB's profiles; `meshflow-bench quality` measures
+//! `anomaly_scores` against the simulator's ground truth per fault kind.
 
 mod ebpf_cost;
 mod ebpf_ingest;
 mod flood;
 mod frames;
+mod nab_cmd;
 mod netns;
 mod output;
+mod quality_cmd;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -55,6 +61,10 @@ enum Bench {
     },
     /// Kernel ring buffer → dataflow ingest rate under a flood, loss accounted.
     EbpfIngest(ebpf_ingest::IngestArgs),
+    /// meshflow's threshold learner on the NAB corpus, scored like NAB.
+    Nab(nab_cmd::NabArgs),
+    /// Anomaly detection quality against the simulator's ground truth, per fault kind.
+    Quality(quality_cmd::QualityArgs),
 }
 
 /// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
@@ -135,6 +145,8 @@ fn main() -> anyhow::Result<()> {
     match Bench::parse() {
         Bench::EbpfCost { repeat, runs } => ebpf_cost::run(repeat, runs),
         Bench::EbpfIngest(args) => ebpf_ingest::run(&args),
+        Bench::Nab(args) => nab_cmd::run(&args),
+        Bench::Quality(args) => quality_cmd::run(&args),
         Bench::Replay {
             nodes,
             duration,

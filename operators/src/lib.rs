@@ -9,9 +9,12 @@
 //!   and out, in/out degree, distinct peers), written as `node_features`.
 //! - [`raw`]: raw input records (metrics, TCP events, system calls) as streams that
 //!   close with the windows, for writing them as tables.
+//! - [`anomaly`]: per-node anomaly scores, thresholds, health states and their
+//!   explanation, from the closed windows' features.
 //! - [`emit`]: turns a windowed differential collection into complete rows per
 //!   closed window, once the frontier has passed it.
 
+pub mod anomaly;
 pub mod emit;
 pub mod hash;
 pub mod raw;

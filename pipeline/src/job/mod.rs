@@ -1,4 +1,5 @@
-//! Running a job: sources → timely/differential dataflow → Parquet.
+//! Running a job: sources → timely/differential dataflow → Parquet (`node_features`,
+//! `anomaly_scores`, and optionally the input tables).
 
 mod sources;
 mod writer;
@@ -12,12 +13,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
+use meshflow_operators::anomaly::anomaly_scores;
 use meshflow_operators::emit::emit_windows;
 use meshflow_operators::raw::RawInput;
 use meshflow_operators::traffic::{NodeTraffic, TrafficInput, node_traffic};
 use meshflow_schemas::{
-    ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
-    TcpEvent, node_label,
+    AnomalyScore, ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric,
+    SyscallLatency, TcpEvent, node_label,
 };
 use meshflow_sinks::parquet::prepare_table_dir;
 use meshflow_sources::SourceBatch;
@@ -78,6 +80,11 @@ pub struct Progress {
     pub late: Counters,
     /// Rows written to `node_features`.
     pub rows: Arc<Counters>,
+    /// Rows written to `anomaly_scores`.
+    pub anomaly_rows: Arc<Counters>,
+    /// The anomaly scorer: feature rows received, scores sent, rows dropped while a
+    /// node warms up, model fits that failed.
+    pub anomaly: Arc<Counters>,
     /// Rows written to the input tables (`flows`, `node_metrics`, `tcp_events`,
     /// `syscall_latency`), when `sinks.parquet.inputs` is set.
     pub input_rows: [Arc<Counters>; 4],
@@ -106,6 +113,12 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         })
     };
     let dir = table_dir(NodeFeatures::TABLE)?;
+    let anomaly = cfg.anomaly.clone();
+    let anomaly_dir = if anomaly.enabled {
+        Some(table_dir(AnomalyScore::TABLE)?)
+    } else {
+        None
+    };
     let input_dirs = if sink.inputs {
         Some([
             table_dir(FlowRecord::TABLE)?,
@@ -199,6 +212,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             w_progress.rows.clone(),
         );
         let input_dirs = input_dirs.clone();
+        let (anomaly, anomaly_dir) = (anomaly.clone(), anomaly_dir.clone());
         let (probe, mut raw) = worker.dataflow::<u64, _, _>(|scope| {
             let traffic = node_traffic(session.to_collection(scope));
             let features = emit_windows(traffic, spec, move |w, node: &u64, t: &NodeTraffic| {
@@ -219,6 +233,17 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 }
             });
             let (probe, features) = features.probe();
+            if let Some(anomaly_dir) = anomaly_dir {
+                let scores = anomaly_scores(features.clone(), anomaly, w_progress.anomaly.clone());
+                write_parquet(
+                    scores.probe_with(&probe),
+                    anomaly_dir,
+                    sink.clone(),
+                    w_progress.anomaly_rows.clone(),
+                    report.clone(),
+                    |r: &AnomalyScore, b| ((r.node % u64::from(b)) as u32, r.node),
+                );
+            }
             write_parquet(
                 features,
                 dir,
@@ -378,6 +403,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         late: progress.late.snapshot().dropped,
         windows: report.windows.lock().expect("lock").len() as u64,
         rows: std::iter::once((NodeFeatures::TABLE, progress.rows.snapshot().sent))
+            .chain(
+                cfg.anomaly
+                    .enabled
+                    .then(|| (AnomalyScore::TABLE, progress.anomaly_rows.snapshot().sent)),
+            )
             .chain(
                 cfg.sinks
                     .parquet
