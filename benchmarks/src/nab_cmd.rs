@@ -32,8 +32,9 @@ pub struct NabArgs {
     /// Values seen before scoring starts.
     #[arg(long, default_value_t = 100)]
     warmup: usize,
-    /// Points after a flag whose score is held at 0 (comma-separated: one row each).
-    #[arg(long, default_value = "0")]
+    /// Points after a flag whose score is held at 0 (comma-separated: one row each;
+    /// 150 scored best, see benchmarks/README.md).
+    #[arg(long, default_value = "0,150")]
     suppress: String,
     /// Skip the windowedGaussian baseline.
     #[arg(long)]
