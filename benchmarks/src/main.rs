@@ -13,14 +13,20 @@
 //! `meshflow-bench sql` times typical `meshflow sql` queries over 10M output rows.
 //! `meshflow-bench kafka` measures the Kafka sink's throughput with transactions on
 //! and off, against a local tansu broker it starts (or `--brokers`).
+//!
+//! `meshflow-bench nab` runs meshflow's threshold learner over the Numenta Anomaly
+//! Benchmark and scores it with NAB's profiles; `meshflow-bench quality` measures
+//! `anomaly_scores` against the simulator's ground truth per fault kind.
 
 mod ebpf_cost;
 mod ebpf_ingest;
 mod flood;
 mod frames;
 mod kafka;
+mod nab_cmd;
 mod netns;
 mod output;
+mod quality_cmd;
 mod scan;
 mod sql_latency;
 
@@ -69,6 +75,10 @@ enum Bench {
     Sql(sql_latency::SqlArgs),
     /// Kafka sink throughput (records/s, MB/s), transactions on and off.
     Kafka(kafka::KafkaArgs),
+    /// meshflow's threshold learner on the NAB corpus, scored like NAB.
+    Nab(nab_cmd::NabArgs),
+    /// Anomaly detection quality against the simulator's ground truth, per fault kind.
+    Quality(quality_cmd::QualityArgs),
 }
 
 /// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
@@ -161,6 +171,8 @@ fn main() -> anyhow::Result<()> {
         Bench::Scan(args) => scan::run(&args, &meshflow_bin()?),
         Bench::Sql(args) => sql_latency::run(&args, &meshflow_bin()?),
         Bench::Kafka(args) => kafka::run(&args),
+        Bench::Nab(args) => nab_cmd::run(&args),
+        Bench::Quality(args) => quality_cmd::run(&args),
         Bench::Replay {
             nodes,
             duration,

@@ -82,6 +82,10 @@ fn write_output(out: &Path, rows: u64, nodes: u64) -> anyhow::Result<()> {
                     "retransmit_rate".into(),
                 ],
                 top_deviations: vec![score, score / 2.0, score / 3.0],
+                score_trend: "stable".into(),
+                top_values: vec![r as f64, 1.0, 0.5],
+                top_thresholds: vec![1e6, 2.0, 0.1],
+                top_trends: vec!["stable".into(), "increasing".into(), "stable".into()],
             });
         }
         for (writer, rows) in writers.iter_mut().zip(window_rows.iter_mut()) {

@@ -236,7 +236,7 @@ fn sql_formats_prompt_errors_and_partition_pruning() {
         false,
     );
     assert!(
-        stderr(&out).contains("available tables: node_features"),
+        stderr(&out).contains("available tables: anomaly_scores, node_features"),
         "{}",
         stderr(&out)
     );
@@ -245,7 +245,10 @@ fn sql_formats_prompt_errors_and_partition_pruning() {
     let script = "\\d\n\\d node_features\nSELECT count(*)\n  AS n FROM node_features;\nSELECT nope FROM node_features;\nSELECT 6 * 7 AS answer;\n\\q\nSELECT 'not run';\n";
     let out = meshflow_with_stdin(d, &["sql", "--out", "out", "--format", "csv"], script, true);
     let (text, errors) = (stdout(&out), stderr(&out));
-    assert!(text.starts_with("table\nnode_features\n"), "{text}");
+    assert!(
+        text.starts_with("table\nanomaly_scores\nnode_features\n"),
+        "{text}"
+    );
     assert!(
         text.contains("window_end,") && text.contains("date,Utf8,no,partition"),
         "{text}"

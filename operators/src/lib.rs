@@ -11,9 +11,12 @@
 //! - [`sketch`]: the mergeable quantile sketch behind the RTT and latency quantiles.
 //! - [`raw`]: raw input records (metrics, TCP events, system calls) as streams that
 //!   close with the windows, for writing them as tables.
+//! - [`anomaly`]: per-node anomaly scores, thresholds, health states and their
+//!   explanation, from the closed windows' features.
 //! - [`emit`]: turns a windowed differential collection into complete rows per
 //!   closed window, once the frontier has passed it.
 
+pub mod anomaly;
 pub mod emit;
 pub mod features;
 pub mod hash;

@@ -1,4 +1,5 @@
-//! The job configuration (`meshflow.toml`): sources, window, sinks and workers.
+//! The job configuration (`meshflow.toml`): sources, window, sinks, workers and
+//! anomaly scoring.
 //!
 //! Every table rejects unknown keys, and [`JobConfig::validate`] names the key and
 //! the reason for any invalid value. `meshflow.example.toml` documents every option.
@@ -6,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use meshflow_operators::anomaly::AnomalyConfig;
 use meshflow_schemas::{HumanDuration, TimestampNs};
 use meshflow_sinks::kafka::{KafkaSinkConfig, KafkaSinkError};
 use meshflow_sinks::parquet::ParquetSinkConfig;
@@ -27,6 +29,8 @@ pub struct JobConfig {
     pub sources: BTreeMap<String, SourceConfig>,
     /// Sinks.
     pub sinks: SinksSection,
+    /// Anomaly scoring (`anomaly_scores`).
+    pub anomaly: AnomalyConfig,
 }
 
 /// `[job]`: workers, epochs and lateness.
@@ -383,6 +387,10 @@ impl JobConfig {
                 },
             })?;
         }
+        self.anomaly.validate().map_err(|e| ConfigError::Invalid {
+            key: format!("anomaly.{}", e.key),
+            reason: e.reason,
+        })?;
         self.sinks.parquet.validate().map_err(|e| match e {
             meshflow_sinks::parquet::SinkError::Config { key, reason } => ConfigError::Invalid {
                 key: format!("sinks.parquet.{key}"),

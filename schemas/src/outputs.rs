@@ -19,7 +19,9 @@ string_enum! {
 
 record! {
     /// Anomaly score of one node in one window, with the reason it was flagged.
-    table = "anomaly_scores", version = 1, time = window_end;
+    ///
+    /// Version 2 adds `score_trend`, `top_values`, `top_thresholds` and `top_trends`.
+    table = "anomaly_scores", version = 2, time = window_end;
     pub struct AnomalyScore {
         /// End of the scored window.
         pub window_end: TimestampNs,
@@ -27,7 +29,8 @@ record! {
         pub node: u64,
         /// Readable node name.
         pub node_label: String,
-        /// Model score (higher is more anomalous).
+        /// Model score (higher is more anomalous), calibrated on the model's training
+        /// windows: 0 is their median score, 1 their 99th percentile.
         pub score: f64,
         /// Learned threshold the score was compared with.
         pub threshold: f64,
@@ -35,12 +38,22 @@ record! {
         pub is_anomaly: bool,
         /// Health state after this window.
         pub state: HealthState,
-        /// Threshold strategy (`percentile`, `sigma`, `iqr`) and model that produced it.
+        /// Threshold strategy (`percentile`, `sigma`, `iqr`) and model, e.g. `percentile/gmm`.
         pub strategy: String,
+        /// Trend of the node's recent scores: `increasing`, `decreasing` or `stable`.
+        pub score_trend: String,
         /// The most deviating features, most deviating first.
         pub top_features: Vec<String>,
-        /// Their robust standardised deviations, aligned with `top_features`.
+        /// Their robust standardised deviations (median/MAD of the node's own
+        /// history), aligned with `top_features`.
         pub top_deviations: Vec<f64>,
+        /// Their values in this window.
+        pub top_values: Vec<f64>,
+        /// Their learned thresholds on the side of the deviation (upper when above
+        /// the median, lower when below), in the feature's own units.
+        pub top_thresholds: Vec<f64>,
+        /// Their recent trends: `increasing`, `decreasing` or `stable`.
+        pub top_trends: Vec<String>,
     }
 }
 

@@ -108,13 +108,14 @@ fn anomaly() -> impl Strategy<Value = AnomalyScore> {
         (
             prop::sample::select(HealthState::ALL),
             ".*",
-            prop::collection::vec((".*", any::<f64>()), 0..4),
+            ".*",
+            prop::collection::vec((".*", any::<f64>(), any::<f64>(), any::<f64>(), ".*"), 0..4),
         ),
     )
         .prop_map(
             |(
                 (window_end, node, node_label, score, threshold, is_anomaly),
-                (state, strategy, top),
+                (state, strategy, score_trend, top),
             )| AnomalyScore {
                 window_end,
                 node,
@@ -124,8 +125,12 @@ fn anomaly() -> impl Strategy<Value = AnomalyScore> {
                 is_anomaly,
                 state,
                 strategy,
+                score_trend,
                 top_features: top.iter().map(|t| t.0.clone()).collect(),
                 top_deviations: top.iter().map(|t| t.1).collect(),
+                top_values: top.iter().map(|t| t.2).collect(),
+                top_thresholds: top.iter().map(|t| t.3).collect(),
+                top_trends: top.iter().map(|t| t.4.clone()).collect(),
             },
         )
 }

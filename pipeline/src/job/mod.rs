@@ -1,4 +1,5 @@
-//! Running a job: sources → timely/differential dataflow → Parquet.
+//! Running a job: sources → timely/differential dataflow → Parquet (`node_features`,
+//! `anomaly_scores`, and optionally the input tables).
 
 mod kafka;
 mod sources;
@@ -14,11 +15,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
+use meshflow_operators::anomaly::anomaly_scores;
 use meshflow_operators::features::{FeatureInput, PartitionWatch, node_features};
 use meshflow_operators::raw::RawInput;
 use meshflow_schemas::{
-    ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
-    TcpEvent, TimestampNs,
+    AnomalyScore, ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric,
+    SyscallLatency, TcpEvent, TimestampNs,
 };
 use meshflow_sinks::kafka::KafkaSinkConfig;
 use meshflow_sinks::parquet::{ParquetSinkConfig, prepare_table_dir};
@@ -92,6 +94,11 @@ pub struct Progress {
     pub overlap: Counters,
     /// Rows written to `node_features`.
     pub rows: Arc<Counters>,
+    /// Rows written to `anomaly_scores`.
+    pub anomaly_rows: Arc<Counters>,
+    /// The anomaly scorer: feature rows received, scores sent, rows dropped while a
+    /// node warms up, model fits that failed.
+    pub anomaly: Arc<Counters>,
     /// Rows written to the input tables (`flows`, `node_metrics`, `tcp_events`,
     /// `syscall_latency`), when `sinks.parquet.inputs` is set.
     pub input_rows: [Arc<Counters>; 4],
@@ -123,6 +130,12 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         })
     };
     let dir = table_dir(NodeFeatures::TABLE)?;
+    let anomaly = cfg.anomaly.clone();
+    let anomaly_dir = if anomaly.enabled {
+        Some(table_dir(AnomalyScore::TABLE)?)
+    } else {
+        None
+    };
     let kafka_sink = cfg.sinks.kafka.clone();
     let kafka_inputs = kafka_sink.as_ref().is_some_and(|k| k.inputs);
     if let Some(k) = &kafka_sink
@@ -135,6 +148,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 Cluster::Multi { hosts, .. } => hosts.len(),
             };
         let mut tables = vec![NodeFeatures::TABLE];
+        if anomaly.enabled {
+            tables.push(AnomalyScore::TABLE);
+        }
         if k.inputs {
             tables.extend([
                 FlowRecord::TABLE,
@@ -274,6 +290,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         let input_dirs = input_dirs.clone();
         let kafka_sink = kafka_sink.clone();
         let w_kafka = w_kafka.clone();
+        let (anomaly, anomaly_dir) = (anomaly.clone(), anomaly_dir.clone());
         let (probe, mut raw) = worker.dataflow::<u64, _, _>(|scope| {
             let mut watch = PartitionWatch::default();
             let features = node_features(session.to_collection(scope), spec).inspect(move |row| {
@@ -298,6 +315,30 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     |r: &NodeFeatures| r.node,
                 )
                 .probe_with(&probe);
+            }
+            if let Some(anomaly_dir) = anomaly_dir {
+                let scores = anomaly_scores(features.clone(), anomaly, w_progress.anomaly.clone());
+                let scores = scores.probe_with(&probe);
+                if let Some(k) = &kafka_sink {
+                    write_kafka(
+                        scores.clone(),
+                        k.clone(),
+                        index,
+                        peers,
+                        w_kafka.clone(),
+                        report.clone(),
+                        |r: &AnomalyScore| r.node,
+                    )
+                    .probe_with(&probe);
+                }
+                write_parquet(
+                    scores,
+                    anomaly_dir,
+                    sink.clone(),
+                    w_progress.anomaly_rows.clone(),
+                    report.clone(),
+                    |r: &AnomalyScore, b| ((r.node % u64::from(b)) as u32, r.node),
+                );
             }
             write_parquet(
                 features,
@@ -498,6 +539,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         handoff: handoff.map(|at| (at, progress.overlap.snapshot().dropped)),
         windows: report.windows.lock().expect("lock").len() as u64,
         rows: std::iter::once((NodeFeatures::TABLE, progress.rows.snapshot().sent))
+            .chain(
+                cfg.anomaly
+                    .enabled
+                    .then(|| (AnomalyScore::TABLE, progress.anomaly_rows.snapshot().sent)),
+            )
             .chain(
                 cfg.sinks
                     .parquet

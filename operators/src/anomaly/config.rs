@@ -1,0 +1,174 @@
+//! `[anomaly]`: the anomaly scorer's settings.
+
+use serde::{Deserialize, Serialize};
+
+use super::health::Hysteresis;
+use super::model::ModelKind;
+use super::threshold::{ThresholdParams, ThresholdStrategy};
+
+/// Settings of the anomaly scorer; every field has a default.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AnomalyConfig {
+    /// Whether to score at all (and write `anomaly_scores`).
+    pub enabled: bool,
+    /// The model: `gmm`, `kmeans`, `pca` or `robust` (no fitting).
+    pub model: ModelKind,
+    /// Mixture components (gmm), centres (kmeans) or kept dimensions (pca).
+    pub components: usize,
+    /// Windows a node is observed before it is scored, and windows a worker sees
+    /// before its first model fit.
+    pub warmup_windows: u32,
+    /// The worker refits its model every this many windows, on a background thread.
+    pub refit_every: u32,
+    /// Most recent normal feature vectors a worker keeps to fit on.
+    pub training_rows: usize,
+    /// Capacity of every history ring buffer (per node: each feature and the score).
+    pub history: usize,
+    /// Threshold strategy for the score: `percentile`, `sigma` or `iqr`.
+    pub threshold: ThresholdStrategy,
+    /// Percentile for `threshold = "percentile"`.
+    pub percentile: f64,
+    /// k for `threshold = "sigma"` (mean + k·σ).
+    pub sigma_k: f64,
+    /// k for `threshold = "iqr"` (Q3 + k·IQR).
+    pub iqr_k: f64,
+    /// The threshold never drops below this score (1 = the 99th percentile of the
+    /// model's training scores), so a node that has only ever been quiet is not
+    /// flagged for noise.
+    pub min_threshold: f64,
+    /// Windows over which trends are classified.
+    pub trend_windows: usize,
+    /// Features listed in each row's explanation.
+    pub top_k: usize,
+    /// Consecutive anomalous windows: HEALTHY/RECOVERING → DEGRADED.
+    pub degrade_after: u32,
+    /// Consecutive anomalous windows: DEGRADED → CRITICAL.
+    pub critical_after: u32,
+    /// Consecutive normal windows: DEGRADED/CRITICAL → RECOVERING.
+    pub recover_after: u32,
+    /// Consecutive normal windows: RECOVERING → HEALTHY.
+    pub healthy_after: u32,
+}
+
+impl Default for AnomalyConfig {
+    fn default() -> Self {
+        let h = Hysteresis::default();
+        let t = ThresholdParams::default();
+        Self {
+            enabled: true,
+            model: ModelKind::Gmm,
+            components: 4,
+            warmup_windows: 60,
+            refit_every: 120,
+            training_rows: 5000,
+            history: 10_000,
+            threshold: t.strategy,
+            percentile: t.percentile,
+            sigma_k: t.sigma_k,
+            iqr_k: t.iqr_k,
+            min_threshold: 2.0,
+            trend_windows: 30,
+            top_k: 3,
+            degrade_after: h.degrade_after,
+            critical_after: h.critical_after,
+            recover_after: h.recover_after,
+            healthy_after: h.healthy_after,
+        }
+    }
+}
+
+/// An invalid `[anomaly]` value: the key and why.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{key} {reason}")]
+pub struct AnomalyConfigError {
+    /// The key within `[anomaly]`.
+    pub key: &'static str,
+    /// Why it is invalid.
+    pub reason: String,
+}
+
+impl AnomalyConfig {
+    /// The threshold strategy with its parameters.
+    pub fn threshold_params(&self) -> ThresholdParams {
+        ThresholdParams {
+            strategy: self.threshold,
+            percentile: self.percentile,
+            sigma_k: self.sigma_k,
+            iqr_k: self.iqr_k,
+        }
+    }
+
+    /// The health hysteresis.
+    pub fn hysteresis(&self) -> Hysteresis {
+        Hysteresis {
+            degrade_after: self.degrade_after,
+            critical_after: self.critical_after,
+            recover_after: self.recover_after,
+            healthy_after: self.healthy_after,
+        }
+    }
+
+    /// Checks every value.
+    pub fn validate(&self) -> Result<(), AnomalyConfigError> {
+        let err = |key, reason: String| Err(AnomalyConfigError { key, reason });
+        let positive = [
+            ("components", self.components as u64),
+            ("warmup_windows", u64::from(self.warmup_windows)),
+            ("refit_every", u64::from(self.refit_every)),
+            ("training_rows", self.training_rows as u64),
+            ("history", self.history as u64),
+            ("degrade_after", u64::from(self.degrade_after)),
+            ("critical_after", u64::from(self.critical_after)),
+            ("recover_after", u64::from(self.recover_after)),
+            ("healthy_after", u64::from(self.healthy_after)),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                return err(key, "must be at least 1".into());
+            }
+        }
+        if !(self.percentile > 50.0 && self.percentile <= 100.0) {
+            return err(
+                "percentile",
+                format!("is {}; it must be in (50, 100]", self.percentile),
+            );
+        }
+        for (key, v) in [
+            ("sigma_k", self.sigma_k),
+            ("iqr_k", self.iqr_k),
+            ("min_threshold", self.min_threshold),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return err(key, format!("is {v}; it must be a number ≥ 0"));
+            }
+        }
+        if self.trend_windows < 3 {
+            return err(
+                "trend_windows",
+                format!("is {}; it must be at least 3", self.trend_windows),
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_bad_values_name_their_key() {
+        assert_eq!(AnomalyConfig::default().validate(), Ok(()));
+        let bad = AnomalyConfig {
+            percentile: 40.0,
+            ..AnomalyConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "percentile");
+        let bad = AnomalyConfig {
+            refit_every: 0,
+            ..AnomalyConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "refit_every");
+    }
+}

@@ -1,0 +1,99 @@
+//! A bounded ring buffer: the history every learner keeps.
+
+/// A FIFO of at most `capacity` values; pushing onto a full buffer drops the oldest.
+#[derive(Clone, Debug)]
+pub struct RingBuffer<T> {
+    items: Vec<T>,
+    head: usize,
+    capacity: usize,
+}
+
+impl<T> RingBuffer<T> {
+    /// An empty buffer holding at most `capacity` (at least 1) values.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            items: Vec::new(),
+            head: 0,
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Maximum number of values kept.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// Number of values kept.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether nothing is kept.
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Appends `value`, dropping the oldest when full.
+    pub fn push(&mut self, value: T) {
+        if self.items.len() < self.capacity {
+            self.items.push(value);
+        } else {
+            self.items[self.head] = value;
+            self.head = (self.head + 1) % self.capacity;
+        }
+    }
+
+    /// Values, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
+        let (newer, older) = self.items.split_at(self.head);
+        older.iter().chain(newer.iter())
+    }
+
+    /// The newest `n` values (fewer if fewer are kept), oldest first.
+    pub fn latest(&self, n: usize) -> impl Iterator<Item = &T> + '_ {
+        self.iter().skip(self.len().saturating_sub(n))
+    }
+
+    /// Removes every value.
+    pub fn clear(&mut self) {
+        self.items.clear();
+        self.head = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn bounded_and_keeps_the_newest(
+            capacity in 1usize..50,
+            values in prop::collection::vec(any::<i32>(), 0..200),
+        ) {
+            let mut ring = RingBuffer::new(capacity);
+            for (i, v) in values.iter().enumerate() {
+                ring.push(*v);
+                prop_assert!(ring.len() <= capacity);
+                prop_assert_eq!(ring.len(), (i + 1).min(capacity));
+            }
+            let expected: Vec<i32> =
+                values[values.len().saturating_sub(capacity)..].to_vec();
+            let got: Vec<i32> = ring.iter().copied().collect();
+            prop_assert_eq!(&got, &expected);
+            let last3: Vec<i32> = ring.latest(3).copied().collect();
+            prop_assert_eq!(&last3[..], &expected[expected.len().saturating_sub(3)..]);
+        }
+    }
+
+    #[test]
+    fn zero_capacity_means_one() {
+        let mut ring = RingBuffer::new(0);
+        ring.push(1);
+        ring.push(2);
+        assert_eq!(ring.iter().copied().collect::<Vec<_>>(), vec![2]);
+        ring.clear();
+        assert!(ring.is_empty());
+    }
+}

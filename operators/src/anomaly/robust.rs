@@ -1,0 +1,133 @@
+//! Robust statistics: quantiles and median/MAD standardisation.
+
+/// The `p`-quantile (`0 ≤ p ≤ 1`) of `values` by linear interpolation between
+/// closest ranks (numpy's default). Reorders `values`; `None` when empty.
+pub fn quantile(values: &mut [f64], p: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let p = p.clamp(0.0, 1.0);
+    let rank = p * (values.len() - 1) as f64;
+    let lo = rank.floor() as usize;
+    let frac = rank - lo as f64;
+    let (_, &mut lo_value, upper) = values.select_nth_unstable_by(lo, f64::total_cmp);
+    if frac == 0.0 || upper.is_empty() {
+        return Some(lo_value);
+    }
+    let hi_value = upper.iter().copied().fold(f64::INFINITY, f64::min);
+    Some(lo_value + frac * (hi_value - lo_value))
+}
+
+/// Scale of the normal distribution's MAD: `MAD × 1.4826 ≈ σ` for normal data.
+pub const MAD_TO_SIGMA: f64 = 1.482_602_218_505_602;
+
+/// Robust location and scale of a sample.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RobustStats {
+    /// Median.
+    pub median: f64,
+    /// Scale: MAD × 1.4826; when the MAD is 0 (over half the values equal) the IQR /
+    /// 1.349; when that is 0 too, the mean absolute deviation from the median ×
+    /// 1.2533; never below `1e-3 × |median|` nor `1e-9`.
+    pub scale: f64,
+}
+
+impl RobustStats {
+    /// Statistics of `values` (reordered); `None` when empty.
+    pub fn of(values: &mut [f64]) -> Option<Self> {
+        let median = quantile(values, 0.5)?;
+        let q1 = quantile(values, 0.25)?;
+        let q3 = quantile(values, 0.75)?;
+        for v in values.iter_mut() {
+            *v = (*v - median).abs();
+        }
+        let mean_abs = values.iter().sum::<f64>() / values.len() as f64 * 1.2533;
+        let mad = quantile(values, 0.5)? * MAD_TO_SIGMA;
+        let iqr = (q3 - q1) / 1.349;
+        let floor = (1e-3 * median.abs()).max(1e-9);
+        let scale = if mad > 0.0 {
+            mad
+        } else if iqr > 0.0 {
+            iqr
+        } else {
+            mean_abs
+        };
+        Some(Self {
+            median,
+            scale: scale.max(floor),
+        })
+    }
+
+    /// `(x − median) / scale`, clamped to `±MAX_DEVIATION`.
+    pub fn standardise(&self, x: f64) -> f64 {
+        ((x - self.median) / self.scale).clamp(-MAX_DEVIATION, MAX_DEVIATION)
+    }
+}
+
+/// Standardised deviations are clamped to this magnitude, so one constant feature
+/// that suddenly moves cannot produce an infinite score.
+pub const MAX_DEVIATION: f64 = 1000.0;
+
+/// How often cached statistics over a history of `len` values are recomputed: after
+/// `len / 256 + 1` new values, so a 10 000-point history is re-sorted every 40
+/// values and statistics lag the newest values by under 0.4 % of the history.
+pub fn refresh_interval(len: usize) -> usize {
+    len / 256 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sorted_quantile(values: &[f64], p: f64) -> f64 {
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let rank = p * (v.len() - 1) as f64;
+        let lo = rank.floor() as usize;
+        let hi = rank.ceil() as usize;
+        v[lo] + (rank - lo as f64) * (v[hi] - v[lo])
+    }
+
+    proptest! {
+        #[test]
+        fn quantile_matches_sort_reference(
+            values in prop::collection::vec(-1e6f64..1e6, 1..300),
+            p in 0.0f64..=1.0,
+        ) {
+            let expected = sorted_quantile(&values, p);
+            let got = quantile(&mut values.clone(), p).unwrap();
+            prop_assert!((got - expected).abs() <= 1e-9 * (1.0 + expected.abs()), "{got} vs {expected}");
+        }
+    }
+
+    #[test]
+    fn median_and_mad_of_a_known_sample() {
+        let mut v = vec![1.0, 2.0, 3.0, 4.0, 100.0];
+        let s = RobustStats::of(&mut v).unwrap();
+        assert_eq!(s.median, 3.0);
+        // |x − 3| = 2, 1, 0, 1, 97 → MAD 1.
+        assert!((s.scale - MAD_TO_SIGMA).abs() < 1e-12);
+        assert!((s.standardise(3.0 + MAD_TO_SIGMA * 2.0) - 2.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn constant_sample_has_a_positive_scale_and_clamped_deviation() {
+        let s = RobustStats::of(&mut [0.0; 10]).unwrap();
+        assert!(s.scale > 0.0);
+        assert_eq!(s.standardise(5.0), MAX_DEVIATION);
+        assert_eq!(s.standardise(-5.0), -MAX_DEVIATION);
+        assert_eq!(s.standardise(0.0), 0.0);
+        assert!(RobustStats::of(&mut []).is_none());
+    }
+
+    #[test]
+    fn mostly_equal_values_fall_back_to_the_mean_absolute_deviation() {
+        let mut v = vec![4.0; 9];
+        v.push(5.0);
+        let s = RobustStats::of(&mut v).unwrap();
+        assert_eq!(s.median, 4.0);
+        // MAD and IQR are 0; the mean absolute deviation is 0.1.
+        assert!((s.scale - 0.12533).abs() < 1e-9, "{s:?}");
+    }
+}

@@ -1,0 +1,238 @@
+//! One worker's anomaly scorer: per-node state and the worker's model, fed one
+//! closed window at a time. The timely operator ([`super::operator`]) routes each
+//! node to one worker and calls [`WorkerScorer::process_window`] in time order.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
+
+use meshflow_schemas::{AnomalyScore, Counters, NodeFeatures};
+
+use super::config::AnomalyConfig;
+use super::explain::top_k;
+use super::health::{Health, Hysteresis};
+use super::model::{MIN_TRAINING_ROWS, Model, ModelError, squash};
+use super::ring::RingBuffer;
+use super::threshold::{ThresholdLearner, ThresholdParams};
+use super::vector::{MIN_SCALE, feature_vector};
+
+/// Windows of a node's own history before its deviations count (before that they
+/// are 0): a median/MAD over fewer values means little.
+pub const MIN_NODE_HISTORY: usize = 10;
+
+/// Scores a node needs before its learned threshold is used (before that the
+/// threshold is `min_threshold`).
+pub const MIN_SCORE_HISTORY: usize = 10;
+
+/// Everything kept about one node.
+#[derive(Clone, Debug)]
+struct NodeState {
+    features: Vec<ThresholdLearner>,
+    scores: ThresholdLearner,
+    health: Health,
+    windows: u64,
+}
+
+/// A fit running on a background thread, swapped in at window `swap_at`.
+struct PendingFit {
+    result: Receiver<Result<Model, ModelError>>,
+    swap_at: u64,
+}
+
+/// One worker's scorer.
+pub struct WorkerScorer {
+    cfg: AnomalyConfig,
+    params: ThresholdParams,
+    hysteresis: Hysteresis,
+    nodes: BTreeMap<u64, NodeState>,
+    training: RingBuffer<Vec<f64>>,
+    model: Option<Model>,
+    pending: Option<PendingFit>,
+    windows: u64,
+    last_fit: Option<u64>,
+    counters: Arc<Counters>,
+}
+
+impl WorkerScorer {
+    /// A scorer with no history.
+    pub fn new(cfg: AnomalyConfig, counters: Arc<Counters>) -> Self {
+        Self {
+            params: cfg.threshold_params(),
+            hysteresis: cfg.hysteresis(),
+            training: RingBuffer::new(cfg.training_rows),
+            nodes: BTreeMap::new(),
+            model: None,
+            pending: None,
+            windows: 0,
+            last_fit: None,
+            counters,
+            cfg,
+        }
+    }
+
+    /// Starts a fit when one is due, and swaps in a finished one when its window has
+    /// come. The first fit is waited for at once (nothing can be scored before it);
+    /// a refit started at window `w` is swapped in at `w + refit_every / 2` (waiting
+    /// only if it has not finished by then), so results depend only on the input.
+    fn maintain_model(&mut self) {
+        let due = match self.last_fit {
+            None => {
+                self.windows >= u64::from(self.cfg.warmup_windows)
+                    && self.training.len() >= MIN_TRAINING_ROWS
+            }
+            Some(last) => self.windows - last >= u64::from(self.cfg.refit_every),
+        };
+        if due && self.pending.is_none() {
+            let rows: Vec<Vec<f64>> = self.training.iter().cloned().collect();
+            let (kind, components) = (self.cfg.model, self.cfg.components);
+            let (tx, rx) = channel();
+            let spawned = std::thread::Builder::new()
+                .name("meshflow-anomaly-fit".into())
+                .spawn(move || {
+                    // The receiver may be gone if the job ended: nothing to do then.
+                    let _ = tx.send(Model::fit(kind, components, &rows));
+                });
+            match spawned {
+                Ok(_) => {
+                    let delay = if self.model.is_none() {
+                        0
+                    } else {
+                        u64::from(self.cfg.refit_every / 2).max(1)
+                    };
+                    self.pending = Some(PendingFit {
+                        result: rx,
+                        swap_at: self.windows + delay,
+                    });
+                }
+                Err(_) => self.counters.add_errored(1),
+            }
+            self.last_fit = Some(self.windows);
+        }
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| self.windows >= p.swap_at)
+        {
+            let pending = self.pending.take().expect("checked above");
+            match pending.result.recv() {
+                Ok(Ok(model)) => self.model = Some(model),
+                // A failed fit keeps the previous model; the error is counted.
+                Ok(Err(_)) | Err(_) => self.counters.add_errored(1),
+            }
+        }
+    }
+
+    /// Scores the rows of one closed window (any order; processed by node). Returns
+    /// one [`AnomalyScore`] per node that is past its warm-up, in node order.
+    pub fn process_window(&mut self, rows: &mut [NodeFeatures]) -> Vec<AnomalyScore> {
+        rows.sort_by_key(|r| r.node);
+        self.counters.add_received(rows.len() as u64);
+        self.windows += 1;
+        self.maintain_model();
+        let mut out = Vec::new();
+        for row in rows.iter() {
+            let vector = feature_vector(row);
+            let (params, history) = (self.params, self.cfg.history);
+            let state = self.nodes.entry(row.node).or_insert_with(|| NodeState {
+                features: (0..vector.len())
+                    .map(|_| ThresholdLearner::new(params, history))
+                    .collect(),
+                scores: ThresholdLearner::new(params, history),
+                health: Health::default(),
+                windows: 0,
+            });
+            state.windows += 1;
+            let deviations: Vec<f64> = state
+                .features
+                .iter_mut()
+                .zip(&vector)
+                .map(|(learner, (_, v))| {
+                    if learner.len() >= MIN_NODE_HISTORY {
+                        learner.deviation_with_floor(*v, MIN_SCALE)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let x: Vec<f64> = deviations.iter().map(|z| squash(*z)).collect();
+            let scored = match &self.model {
+                Some(model) if state.windows > u64::from(self.cfg.warmup_windows) => {
+                    Some(model.score(&x))
+                }
+                _ => None,
+            };
+            let top = top_k(&deviations, self.cfg.top_k);
+            let top_thresholds: Vec<f64> = top
+                .iter()
+                .map(|&i| {
+                    state.features[i].bounds().map_or(f64::NAN, |b| {
+                        if deviations[i] >= 0.0 {
+                            b.upper
+                        } else {
+                            b.lower
+                        }
+                    })
+                })
+                .collect();
+            for (learner, (_, v)) in state.features.iter_mut().zip(&vector) {
+                learner.push(*v);
+            }
+            let Some(score) = scored else {
+                if state.windows >= MIN_NODE_HISTORY as u64 {
+                    self.training.push(x);
+                }
+                self.counters.add_dropped(1);
+                continue;
+            };
+            let learned = if state.scores.len() >= MIN_SCORE_HISTORY {
+                state.scores.bounds().map_or(f64::NEG_INFINITY, |b| b.upper)
+            } else {
+                f64::NEG_INFINITY
+            };
+            let threshold = learned.max(self.cfg.min_threshold);
+            let is_anomaly = score > threshold;
+            let health = state.health.observe(is_anomaly, &self.hysteresis);
+            // Only normal windows teach the score threshold and the model: a fault
+            // must not raise the bar it is measured against. A lasting change of
+            // behaviour still becomes normal, through the feature histories.
+            if !is_anomaly {
+                state.scores.push(score);
+                self.training.push(x);
+            }
+            let trend_windows = self.cfg.trend_windows;
+            out.push(AnomalyScore {
+                window_end: row.window_end,
+                node: row.node,
+                node_label: row.node_label.clone(),
+                score,
+                threshold,
+                is_anomaly,
+                state: health,
+                strategy: format!(
+                    "{}/{}",
+                    self.params.strategy.as_str(),
+                    self.cfg.model.as_str()
+                ),
+                score_trend: state.scores.trend(trend_windows).as_str().to_string(),
+                top_features: top.iter().map(|&i| vector[i].0.to_string()).collect(),
+                top_deviations: top.iter().map(|&i| deviations[i]).collect(),
+                top_values: top.iter().map(|&i| vector[i].1).collect(),
+                top_thresholds,
+                top_trends: top
+                    .iter()
+                    .map(|&i| state.features[i].trend(trend_windows).as_str().to_string())
+                    .collect(),
+            });
+        }
+        self.counters.add_sent(out.len() as u64);
+        out
+    }
+
+    /// Whether a model has been fitted and swapped in.
+    pub fn has_model(&self) -> bool {
+        self.model.is_some()
+    }
+}
+
+#[cfg(test)]
+mod tests;

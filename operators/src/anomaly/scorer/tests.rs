@@ -1,0 +1,214 @@
+//! The scorer on synthetic windows, and the timely operator against a plain batch
+//! recomputation on 1 and 2 workers.
+
+use std::sync::{Arc, Mutex};
+
+use meshflow_schemas::{HealthState, TimestampNs};
+use proptest::prelude::*;
+use timely::dataflow::operators::vec::Input as _;
+use timely::dataflow::operators::{Inspect, Probe};
+
+use super::*;
+use crate::anomaly::model::ModelKind;
+use crate::anomaly::operator::anomaly_scores;
+
+/// A node's window with traffic `base` scaled per feature by a little deterministic noise.
+fn row(window: u64, node: u64, base: f64, noise: u64) -> NodeFeatures {
+    let jitter = |salt: u64| {
+        let h = (window * 31 + node * 17 + salt * 7 + noise).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        1.0 + ((h >> 40) % 200) as f64 / 1000.0 - 0.1
+    };
+    let v = |salt: u64, scale: f64| (base * scale * jitter(salt)).round() as u64;
+    NodeFeatures {
+        bytes_in: v(1, 1000.0),
+        bytes_out: v(2, 1000.0),
+        packets_in: v(3, 10.0),
+        packets_out: v(4, 10.0),
+        flows_in: v(5, 1.0),
+        flows_out: v(6, 1.0),
+        in_degree: 4 + (jitter(7) > 1.05) as u32,
+        out_degree: 4 + (jitter(8) > 1.05) as u32,
+        distinct_peers: 5,
+        ..NodeFeatures::empty(
+            TimestampNs((window as i64 - 10) * 1_000_000_000),
+            TimestampNs(window as i64 * 1_000_000_000),
+            node,
+        )
+    }
+}
+
+fn cfg(model: ModelKind) -> AnomalyConfig {
+    AnomalyConfig {
+        model,
+        components: 2,
+        warmup_windows: 30,
+        refit_every: 40,
+        ..AnomalyConfig::default()
+    }
+}
+
+#[test]
+fn a_flooding_node_is_flagged_explained_and_recovers() {
+    for model in [
+        ModelKind::Gmm,
+        ModelKind::Kmeans,
+        ModelKind::Pca,
+        ModelKind::Robust,
+    ] {
+        let counters = Counters::shared();
+        let mut scorer = WorkerScorer::new(cfg(model), counters.clone());
+        let mut flagged = Vec::new();
+        let mut states = Vec::new();
+        for w in 0..220u64 {
+            let mut rows: Vec<NodeFeatures> = (0..8).map(|n| row(w, n, 50.0, 0)).collect();
+            if (150..170).contains(&w) {
+                rows[3].bytes_out *= 20;
+                rows[3].packets_out *= 20;
+            }
+            for s in scorer.process_window(&mut rows) {
+                if s.is_anomaly {
+                    flagged.push((w, s.node));
+                }
+                if s.node == 3 {
+                    states.push((w, s.state));
+                    if w == 155 {
+                        assert!(
+                            s.top_features[..2].contains(&"bytes_out".to_string()),
+                            "{model:?}: {s:?}"
+                        );
+                        assert!(s.top_deviations[0] > 10.0, "{model:?}: {s:?}");
+                        assert_eq!(s.top_features.len(), 3);
+                        assert!(s.top_values[0] > s.top_thresholds[0], "{model:?}: {s:?}");
+                        assert!(s.strategy.ends_with(model.as_str()));
+                    }
+                }
+            }
+        }
+        assert!(scorer.has_model());
+        let hits = flagged
+            .iter()
+            .filter(|(w, n)| *n == 3 && (150..170).contains(w))
+            .count();
+        let false_alarms = flagged.len() - hits;
+        assert!(hits >= 18, "{model:?}: {hits} of 20 fault windows flagged");
+        // The mixture's likelihood has heavier tails on these near-discrete
+        // features (degrees of 4 or 5): it raises about 1 % false alarms here,
+        // the others none (see benchmarks/README.md for the measured comparison).
+        let allowed = if model == ModelKind::Gmm { 20 } else { 3 };
+        assert!(
+            false_alarms <= allowed,
+            "{model:?}: {false_alarms} false alarms: {flagged:?}"
+        );
+        let at = |w: u64| states.iter().find(|s| s.0 == w).map(|s| s.1);
+        assert_eq!(at(149), Some(HealthState::Healthy), "{model:?}");
+        assert_eq!(at(165), Some(HealthState::Critical), "{model:?}");
+        assert_eq!(at(219), Some(HealthState::Healthy), "{model:?}");
+        let c = counters.snapshot();
+        assert_eq!(c.received, 220 * 8);
+        assert_eq!(c.received, c.sent + c.dropped);
+    }
+}
+
+/// Every window's rows: `(window, node, base level)`.
+type Trace = Vec<(u64, u64, u32)>;
+
+fn windows_of(input: &Trace) -> BTreeMap<u64, Vec<NodeFeatures>> {
+    let mut out: BTreeMap<u64, Vec<NodeFeatures>> = BTreeMap::new();
+    for &(w, n, base) in input {
+        out.entry(w)
+            .or_default()
+            .push(row(w, n, f64::from(base), u64::from(base)));
+    }
+    out
+}
+
+fn batch(input: &Trace, cfg: &AnomalyConfig, workers: u64) -> Vec<AnomalyScore> {
+    let mut out = Vec::new();
+    for worker in 0..workers {
+        let mut scorer = WorkerScorer::new(cfg.clone(), Counters::shared());
+        for rows in windows_of(input).into_values() {
+            let mut mine: Vec<NodeFeatures> = rows
+                .into_iter()
+                .filter(|r| r.node % workers == worker)
+                .collect();
+            if !mine.is_empty() {
+                out.extend(scorer.process_window(&mut mine));
+            }
+        }
+    }
+    out.sort_by_key(|s| (s.window_end, s.node));
+    out
+}
+
+fn incremental(input: &Trace, cfg: &AnomalyConfig, workers: usize) -> Vec<AnomalyScore> {
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let sink = out.clone();
+    let windows = Arc::new(windows_of(input));
+    let cfg = cfg.clone();
+    timely::execute(timely::Config::process(workers), move |worker| {
+        let (index, peers) = (worker.index(), worker.peers());
+        let sink = sink.clone();
+        let cfg = cfg.clone();
+        let (mut handle, probe) = worker.dataflow::<u64, _, _>(|scope| {
+            let (handle, stream) = scope.new_input::<NodeFeatures>();
+            let scores = anomaly_scores(stream, cfg, Counters::shared());
+            let probe = scores
+                .inspect(move |s| sink.lock().unwrap().push(s.clone()))
+                .probe()
+                .0;
+            (handle, probe)
+        });
+        for (&w, rows) in windows.iter() {
+            handle.advance_to(w);
+            // Rows are spread over the workers' inputs regardless of node.
+            for (i, r) in rows.iter().enumerate() {
+                if i % peers == index {
+                    handle.send(r.clone());
+                }
+            }
+            worker.step();
+        }
+        handle.close();
+        worker.step_while(|| !probe.done());
+    })
+    .unwrap();
+    let mut rows = out.lock().unwrap().clone();
+    rows.sort_by_key(|s| (s.window_end, s.node));
+    rows
+}
+
+/// Random inputs: up to 6 nodes over up to 90 windows, some windows or nodes
+/// missing, levels that change now and then.
+fn input() -> impl Strategy<Value = Trace> {
+    prop::collection::vec((0u64..6, 1u32..200, 0u8..10), 40..90).prop_map(|steps| {
+        let mut rows = Vec::new();
+        for (w, (nodes, level, skip)) in steps.into_iter().enumerate() {
+            for n in 0..=nodes {
+                if skip != 0 || n % 2 == 0 {
+                    rows.push((w as u64 + 1, n, level + n as u32));
+                }
+            }
+        }
+        rows
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn operator_equals_batch_on_1_and_2_workers(input in input()) {
+        let cfg = AnomalyConfig {
+            model: ModelKind::Kmeans,
+            components: 2,
+            warmup_windows: 15,
+            refit_every: 10,
+            ..AnomalyConfig::default()
+        };
+        for workers in [1usize, 2] {
+            let expected = batch(&input, &cfg, workers as u64);
+            let got = incremental(&input, &cfg, workers);
+            prop_assert_eq!(got, expected, "{} workers", workers);
+        }
+    }
+}
