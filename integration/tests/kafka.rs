@@ -329,9 +329,11 @@ import pyarrow.dataset as ds
 def rows(p):
     t = ds.dataset(p, format="parquet", partitioning="hive").to_table()
     cols = [c for c in t.column_names if c not in ("date", "hour")]
-    return sorted(map(tuple, zip(*[t.column(c).cast("int64").to_pylist() if "timestamp" in str(t.column(c).type) else t.column(c).to_pylist() for c in cols])))
+    vals = [t.column(c).cast("int64").to_pylist() if "timestamp" in str(t.column(c).type) else t.column(c).to_pylist() for c in cols]
+    # List columns become tuples (hashable); nulls sort by their text.
+    return sorted((tuple(tuple(v) if isinstance(v, list) else v for v in r) for r in zip(*vals)), key=repr)
 a, b = rows(sys.argv[1]), rows(sys.argv[2])
-diff = sorted(set(a) ^ set(b))[:6]
+diff = sorted(set(a) ^ set(b), key=repr)[:6]
 print(json.dumps({"first": len(a), "again": len(b), "equal": a == b, "diff": [str(d) for d in diff]}))
 "#,
         &[
