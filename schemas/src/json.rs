@@ -154,11 +154,16 @@ mod tests {
             decode::<FlowRecord>(&out),
             Err(JsonError::WrongTable { .. })
         ));
-        let v2 = String::from_utf8(out.clone())
-            .unwrap()
-            .replace("\"_version\":1", "\"_version\":2");
-        let e = decode::<NodeFeatures>(v2.as_bytes()).unwrap_err();
-        assert!(e.to_string().contains("version 2"), "{e}");
+        let newer = String::from_utf8(out.clone()).unwrap().replace(
+            &format!("\"_version\":{}", NodeFeatures::VERSION),
+            &format!("\"_version\":{}", NodeFeatures::VERSION + 1),
+        );
+        let e = decode::<NodeFeatures>(newer.as_bytes()).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains(&format!("version {}", NodeFeatures::VERSION + 1)),
+            "{e}"
+        );
         let bad = String::from_utf8(out)
             .unwrap()
             .replace("\"node\":7", "\"node\":\"seven\"");
