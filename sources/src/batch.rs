@@ -46,13 +46,14 @@ impl SourceBatch {
     /// both column-wise and as a record counts once).
     pub fn retain_from(&mut self, time: TimestampNs) -> usize {
         let before = self.len();
-        let keep: Vec<usize> = (0..self.flows.len())
-            .filter(|&i| self.flows.last_seen[i] >= time)
-            .collect();
-        if keep.len() < self.flows.len() {
+        // Live batches after the hand-off rarely hold an earlier flow: rebuild the
+        // columns only when one does.
+        if self.flows.last_seen.iter().any(|t| *t < time) {
             let mut kept = FlowColumns::default();
-            for i in keep {
-                kept.extend_from(&self.flows, i..i + 1);
+            for i in 0..self.flows.len() {
+                if self.flows.last_seen[i] >= time {
+                    kept.extend_from(&self.flows, i..i + 1);
+                }
             }
             self.flows = kept;
         }

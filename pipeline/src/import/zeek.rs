@@ -41,11 +41,12 @@ pub fn import(files: &[PathBuf], out: &Path) -> Result<ImportReport, ImportError
     let dir = prepare_table_dir(out, FlowRecord::TABLE, sink.mode)?;
     let mut writer = TableWriter::<FlowRecord>::new(dir, 0, &sink, Counters::shared())
         .with_extra_columns(extras.names.clone());
-    for (row, values) in &rows {
-        writer.write_with_extras(row.clone(), values)?;
+    let written = rows.len() as u64;
+    for (row, values) in rows {
+        writer.write_with_extras(row, &values)?;
     }
     writer.finish()?;
-    report.rows.push((FlowRecord::TABLE, rows.len() as u64));
+    report.rows.push((FlowRecord::TABLE, written));
     Ok(report)
 }
 
