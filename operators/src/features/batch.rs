@@ -21,6 +21,8 @@ pub enum Event {
     Syscall(u64, u64),
     /// A metric sample: node, name, value.
     Metric(u64, String, f64),
+    /// A given topology's link holding in this epoch: src, dst (peers, no traffic).
+    Link(u64, u64),
 }
 
 #[derive(Default)]
@@ -100,6 +102,11 @@ fn window(events: &[(u64, Event)], spec: WindowSpec, w: u64) -> Vec<NodeFeatures
                     a.rtt.add(f64::from(s));
                 }
             }
+            Event::Link(src, dst) if src != dst => {
+                acc(&mut nodes, spec, w, *src).outs.insert(*dst);
+                acc(&mut nodes, spec, w, *dst).ins.insert(*src);
+            }
+            Event::Link(..) => {}
             Event::Syscall(node, ns) => acc(&mut nodes, spec, w, *node).syscalls.add(*ns as f64),
             Event::Metric(node, name, value) => {
                 let a = acc(&mut nodes, spec, w, *node);

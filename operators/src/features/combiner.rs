@@ -65,21 +65,18 @@ impl FeatureCombiner {
             &received,
         );
 
-        if src != dst {
-            for key in [
-                (src, FeatureVal::Peer(dst, Direction::Out)),
-                (dst, FeatureVal::Peer(src, Direction::In)),
-            ] {
-                let entry = bucket.entry(key).or_default();
-                if entry.inserted.count == 0 {
-                    add(entry, &FeatureDiff::count(1));
-                }
-            }
-        }
+        peers(bucket, src, dst);
+    }
+
+    /// Adds the link `src -> dst` at `epoch` without traffic: a given topology's edge,
+    /// counted in degrees and neighbourhoods like a flow's.
+    pub fn add_link(&mut self, epoch: u64, src: u64, dst: u64) {
+        peers(self.bucket(epoch), src, dst);
     }
 
     /// Adds `diff` to `node`'s `val` at `epoch` (any value but [`FeatureVal::Peer`],
-    /// whose presence only [`FeatureCombiner::add_flow`] maintains).
+    /// whose presence only [`FeatureCombiner::add_flow`] and
+    /// [`FeatureCombiner::add_link`] maintain).
     pub fn add(&mut self, epoch: u64, node: u64, val: FeatureVal, diff: FeatureDiff) {
         debug_assert!(!matches!(val, FeatureVal::Peer(..)));
         add(self.bucket(epoch).entry((node, val)).or_default(), &diff);
@@ -127,6 +124,22 @@ impl FeatureCombiner {
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+}
+
+/// Marks `src` and `dst` as peers in `bucket`, once per key (a self-loop is no peer).
+fn peers(bucket: &mut FxHashMap<(u64, FeatureVal), Pending>, src: u64, dst: u64) {
+    if src == dst {
+        return;
+    }
+    for key in [
+        (src, FeatureVal::Peer(dst, Direction::Out)),
+        (dst, FeatureVal::Peer(src, Direction::In)),
+    ] {
+        let entry = bucket.entry(key).or_default();
+        if entry.inserted.count == 0 {
+            add(entry, &FeatureDiff::count(1));
+        }
     }
 }
 

@@ -39,6 +39,18 @@ pub struct Refusals {
     pub first_invalid: Option<String>,
 }
 
+/// A link of a given topology (`meshflow import metrics --edges`): it joins `src` and
+/// `dst` in every window from `from_epoch` on, as a flow without traffic would.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Link {
+    /// The first epoch the link holds in.
+    pub from_epoch: u64,
+    /// One end (its out-degree counts the link).
+    pub src: u64,
+    /// The other end (its in-degree counts the link).
+    pub dst: u64,
+}
+
 /// The input session type of the feature dataflow.
 pub type FeatureSession = InputSession<u64, (u64, FeatureVal), FeatureDiff>;
 
@@ -48,6 +60,11 @@ pub struct FeatureInput {
     spec: WindowSpec,
     combiner: FeatureCombiner,
     session: FeatureSession,
+    links: Vec<Link>,
+    /// Links hold in epochs before this one.
+    links_until: u64,
+    /// The first epoch whose links are not yet added.
+    links_next: u64,
 }
 
 impl FeatureInput {
@@ -57,7 +74,35 @@ impl FeatureInput {
             spec,
             combiner: FeatureCombiner::new(spec),
             session,
+            links: Vec::new(),
+            links_until: 0,
+            links_next: 0,
         }
+    }
+
+    /// Gives this worker its share of a topology's links, each holding from its
+    /// `from_epoch` up to (not including) epoch `until`, so nodes that only report
+    /// metrics still have degrees, neighbourhoods and components. Call it before the
+    /// first [`FeatureInput::advance_to_epoch`]. The epochs are global (from the
+    /// trace, not from this worker's events), so any split of the links over workers
+    /// gives the same windows.
+    pub fn set_links(&mut self, mut links: Vec<Link>, until: u64) {
+        links.sort_unstable();
+        self.links_next = links.first().map_or(0, |l| l.from_epoch);
+        self.links = links;
+        self.links_until = until;
+    }
+
+    /// Adds the links of every epoch before `epoch` not yet added.
+    fn add_links_before(&mut self, epoch: u64) {
+        let end = epoch.min(self.links_until);
+        for e in self.links_next..end {
+            // Sorted by `from_epoch`: the links that hold at `e` are a prefix.
+            for l in self.links.iter().take_while(|l| l.from_epoch <= e) {
+                self.combiner.add_link(e, l.src, l.dst);
+            }
+        }
+        self.links_next = self.links_next.max(end);
     }
 
     /// The epoch of an event at `time`, or `Late` if its windows have closed.
@@ -172,6 +217,7 @@ impl FeatureInput {
         if time <= *self.session.time() {
             return;
         }
+        self.add_links_before(epoch);
         let session = &mut self.session;
         self.combiner
             .flush(time, |key, t, diff| session.update_at(key, t, diff));
@@ -186,6 +232,7 @@ impl FeatureInput {
 
     /// Sends everything still pending and closes the input, so every window closes.
     pub fn close(mut self) {
+        self.add_links_before(u64::MAX);
         let session = &mut self.session;
         self.combiner
             .flush(u64::MAX, |key, t, diff| session.update_at(key, t, diff));

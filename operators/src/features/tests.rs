@@ -66,14 +66,28 @@ fn give(input: &mut FeatureInput, epoch: u64, event: &Event) {
             metric: name.clone(),
             value: *value,
         }),
+        Event::Link(..) => unreachable!("links are given with `FeatureInput::set_links`"),
     };
     refused.expect("sorted input is never late");
 }
 
 /// Runs the dataflow on `workers` threads, each feeding its share of `events` (sorted by epoch).
 fn incremental(events: &[(u64, Event)], spec: WindowSpec, workers: usize) -> Vec<NodeFeatures> {
+    incremental_with_links(events, &[], 0, spec, workers)
+}
+
+/// [`incremental`] with a given topology: `links` hold before epoch `until`, and each
+/// worker gets a share of them.
+fn incremental_with_links(
+    events: &[(u64, Event)],
+    links: &[Link],
+    until: u64,
+    spec: WindowSpec,
+    workers: usize,
+) -> Vec<NodeFeatures> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let events = Arc::new(events.to_vec());
+    let links = Arc::new(links.to_vec());
     let sink = out.clone();
     timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
@@ -86,6 +100,8 @@ fn incremental(events: &[(u64, Event)], spec: WindowSpec, workers: usize) -> Vec
                 .0
         });
         let mut input = FeatureInput::new(session, spec);
+        let share = links.iter().enumerate().filter(|(i, _)| i % peers == index);
+        input.set_links(share.map(|(_, l)| *l).collect(), until);
         for (i, (epoch, event)) in events.iter().enumerate() {
             input.advance_to_epoch(*epoch);
             if i % peers == index {
@@ -172,6 +188,28 @@ proptest! {
         let expected = batch(&events, spec);
         assert_rows_match(&incremental(&events, spec, 1), &expected)?;
         assert_rows_match(&incremental(&events, spec, 2), &expected)?;
+    }
+
+    #[test]
+    fn features_with_given_links_equal_batch_recomputation_on_one_and_two_workers(
+        events in events_strategy(),
+        links in prop::collection::vec((0u64..24, 0u64..9, 0u64..9), 0..8),
+        until in 0u64..30,
+        spec in spec_strategy(),
+    ) {
+        let links: Vec<Link> = links
+            .into_iter()
+            .map(|(from_epoch, src, dst)| Link { from_epoch, src, dst })
+            .collect();
+        // The batch definition: a link is an event in every epoch it holds in.
+        let mut all = events.clone();
+        for l in &links {
+            all.extend((l.from_epoch..until).map(|e| (e, Event::Link(l.src, l.dst))));
+        }
+        all.sort_by_key(|x| x.0);
+        let expected = batch(&all, spec);
+        assert_rows_match(&incremental_with_links(&events, &links, until, spec, 1), &expected)?;
+        assert_rows_match(&incremental_with_links(&events, &links, until, spec, 2), &expected)?;
     }
 }
 

@@ -379,6 +379,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         });
 
         let mut input = FeatureInput::new(session, spec);
+        let (links, until) = sources::worker_links(&w_shared, &spec, index, peers);
+        input.set_links(links, until);
         let mut readers: Vec<WorkerSource> = w_shared
             .iter()
             .map(|s| WorkerSource::new(s, index, peers, w_skipped.clone()))

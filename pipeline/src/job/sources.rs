@@ -3,6 +3,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use meshflow_operators::features::Link;
 use meshflow_operators::window::WindowSpec;
 use meshflow_schemas::{Counters, TimestampNs};
 use meshflow_sources::SourceBatch;
@@ -50,6 +51,56 @@ pub enum SharedSource {
         /// The window geometry, to know when records' windows are closed.
         spec: WindowSpec,
     },
+}
+
+/// This worker's share of the given topologies of the replayed traces, and the epoch
+/// before which they hold: each link from its `valid_from` (or the replayed range's
+/// start) to the epoch after the last trace's last event (or its `--to`). Links are
+/// dealt round-robin in a fixed order, so the windows do not depend on the split.
+pub fn worker_links(
+    shared: &[SharedSource],
+    spec: &WindowSpec,
+    index: usize,
+    peers: usize,
+) -> (Vec<Link>, u64) {
+    let mut links = Vec::new();
+    let mut until = 0;
+    for source in shared {
+        let SharedSource::Replay { plan, .. } = source else {
+            continue;
+        };
+        if plan.links.is_empty() {
+            continue;
+        }
+        let range = plan.flows.range;
+        let end = match (plan.end(), range.to) {
+            (Some(end), Some(to)) => Some(end.min(TimestampNs(to.0 - 1))),
+            (end, None) => end,
+            (None, to) => to.map(|t| TimestampNs(t.0 - 1)),
+        };
+        let Some(end) = end.and_then(|e| spec.epoch_of(e)) else {
+            continue;
+        };
+        until = until.max(end + 1);
+        let start = [plan.start(), range.from]
+            .into_iter()
+            .flatten()
+            .filter_map(|t| spec.epoch_of(t))
+            .max()
+            .unwrap_or(0);
+        links.extend(plan.links.iter().map(|l| Link {
+            from_epoch: spec.epoch_of(l.valid_from).unwrap_or(0).max(start),
+            src: l.src_node,
+            dst: l.dst_node,
+        }));
+    }
+    let share = links
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| i % peers == index)
+        .map(|(_, l)| l)
+        .collect();
+    (share, until)
 }
 
 impl SharedSource {

@@ -5,14 +5,17 @@ use std::sync::Mutex;
 
 use meshflow_schemas::{
     ArrowRecord, Counters, FlowRecord, NodeMetric, SyscallLatency, TcpEvent, TimestampNs,
+    TopologyEdge,
 };
 
-use super::{FLOW_COLUMNS, ReplayError, ReplayPlan, ReplayWorker, SkippedFile, TimeRange};
+use super::{
+    FLOW_COLUMNS, ReplayError, ReplayPlan, ReplayRows, ReplayWorker, SkippedFile, TimeRange,
+};
 use crate::SourceBatch;
 
 /// The plans of a trace's input tables: `flows` (only the columns the dataflow
 /// reads), `node_metrics`, `tcp_events` and `syscall_latency`. A table the trace
-/// lacks has an empty plan.
+/// lacks has an empty plan. A given topology (`edges`, small) is read whole here.
 #[derive(Clone, Debug, Default)]
 pub struct TracePlan {
     /// Flow records.
@@ -23,6 +26,9 @@ pub struct TracePlan {
     pub tcp: ReplayPlan,
     /// System-call latency samples.
     pub syscalls: ReplayPlan,
+    /// The trace's given topology (`meshflow import metrics --edges`), sorted; empty
+    /// when the trace has none (its topology then comes from its flows).
+    pub links: Vec<TopologyEdge>,
 }
 
 impl TracePlan {
@@ -57,6 +63,7 @@ impl TracePlan {
                 SyscallLatency::schema(),
                 SyscallLatency::TIME_COLUMN,
             )?,
+            links: read_links(trace, skip_bad_files)?,
         };
         let tables = [
             FlowRecord::TABLE,
@@ -108,6 +115,22 @@ impl TracePlan {
     pub fn start(&self) -> Option<TimestampNs> {
         self.all().iter().filter_map(|p| p.start).min()
     }
+}
+
+/// Every link of `trace/edges` (all of them: a link valid before `--from` still holds).
+fn read_links(trace: &Path, skip_bad_files: bool) -> Result<Vec<TopologyEdge>, ReplayError> {
+    let plan = ReplayPlan::new(
+        trace,
+        TopologyEdge::TABLE,
+        &TopologyEdge::schema(),
+        skip_bad_files,
+    )?;
+    let mut links = Vec::new();
+    for unit in &plan.units {
+        Vec::<TopologyEdge>::read_unit(unit, &TimeRange::ALL, &mut links)?;
+    }
+    links.sort_by_key(|l| (l.valid_from, l.src_node, l.dst_node));
+    Ok(links)
 }
 
 /// One worker's share of every table of a trace, merged by event time.
