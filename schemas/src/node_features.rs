@@ -208,110 +208,67 @@ pub const BASE_FEATURE_COUNT: usize = 16;
 /// Number of numeric features: base features and their four neighbourhood aggregates.
 pub const FEATURE_COUNT: usize = 80;
 
-/// Names of the base features, in column order.
-pub const BASE_FEATURES: [&str; BASE_FEATURE_COUNT] = [
-    "bytes_in",
-    "bytes_out",
-    "packets_in",
-    "packets_out",
-    "flows_in",
-    "flows_out",
-    "in_degree",
-    "out_degree",
-    "distinct_peers",
-    "retransmits",
-    "drops",
-    "retransmit_rate",
-    "drop_rate",
-    "rtt_p50_us",
-    "rtt_p99_us",
-    "syscall_p99_us",
-];
+/// Declares the base features once, in column order, each with its four aggregate
+/// fields: the name lists and the by-index accessors all follow from this one list.
+macro_rules! features {
+    ($($base:ident => [$n1_mean:ident, $n1_max:ident, $n2_mean:ident, $n2_max:ident]),* $(,)?) => {
+        /// Names of the base features, in column order.
+        pub const BASE_FEATURES: [&str; BASE_FEATURE_COUNT] = [$(stringify!($base)),*];
 
-/// Names of every numeric feature (base features, then each one's `_n1_mean`,
-/// `_n1_max`, `_n2_mean`, `_n2_max`), aligned with [`NodeFeatures::feature_values`].
-pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
-    "bytes_in",
-    "bytes_out",
-    "packets_in",
-    "packets_out",
-    "flows_in",
-    "flows_out",
-    "in_degree",
-    "out_degree",
-    "distinct_peers",
-    "retransmits",
-    "drops",
-    "retransmit_rate",
-    "drop_rate",
-    "rtt_p50_us",
-    "rtt_p99_us",
-    "syscall_p99_us",
-    "bytes_in_n1_mean",
-    "bytes_in_n1_max",
-    "bytes_in_n2_mean",
-    "bytes_in_n2_max",
-    "bytes_out_n1_mean",
-    "bytes_out_n1_max",
-    "bytes_out_n2_mean",
-    "bytes_out_n2_max",
-    "packets_in_n1_mean",
-    "packets_in_n1_max",
-    "packets_in_n2_mean",
-    "packets_in_n2_max",
-    "packets_out_n1_mean",
-    "packets_out_n1_max",
-    "packets_out_n2_mean",
-    "packets_out_n2_max",
-    "flows_in_n1_mean",
-    "flows_in_n1_max",
-    "flows_in_n2_mean",
-    "flows_in_n2_max",
-    "flows_out_n1_mean",
-    "flows_out_n1_max",
-    "flows_out_n2_mean",
-    "flows_out_n2_max",
-    "in_degree_n1_mean",
-    "in_degree_n1_max",
-    "in_degree_n2_mean",
-    "in_degree_n2_max",
-    "out_degree_n1_mean",
-    "out_degree_n1_max",
-    "out_degree_n2_mean",
-    "out_degree_n2_max",
-    "distinct_peers_n1_mean",
-    "distinct_peers_n1_max",
-    "distinct_peers_n2_mean",
-    "distinct_peers_n2_max",
-    "retransmits_n1_mean",
-    "retransmits_n1_max",
-    "retransmits_n2_mean",
-    "retransmits_n2_max",
-    "drops_n1_mean",
-    "drops_n1_max",
-    "drops_n2_mean",
-    "drops_n2_max",
-    "retransmit_rate_n1_mean",
-    "retransmit_rate_n1_max",
-    "retransmit_rate_n2_mean",
-    "retransmit_rate_n2_max",
-    "drop_rate_n1_mean",
-    "drop_rate_n1_max",
-    "drop_rate_n2_mean",
-    "drop_rate_n2_max",
-    "rtt_p50_us_n1_mean",
-    "rtt_p50_us_n1_max",
-    "rtt_p50_us_n2_mean",
-    "rtt_p50_us_n2_max",
-    "rtt_p99_us_n1_mean",
-    "rtt_p99_us_n1_max",
-    "rtt_p99_us_n2_mean",
-    "rtt_p99_us_n2_max",
-    "syscall_p99_us_n1_mean",
-    "syscall_p99_us_n1_max",
-    "syscall_p99_us_n2_mean",
-    "syscall_p99_us_n2_max",
-];
+        /// Names of every numeric feature (base features, then each one's `_n1_mean`,
+        /// `_n1_max`, `_n2_mean`, `_n2_max`), aligned with [`NodeFeatures::feature_values`].
+        pub const FEATURE_NAMES: [&str; FEATURE_COUNT] = [
+            $(stringify!($base),)*
+            $(stringify!($n1_mean), stringify!($n1_max), stringify!($n2_mean), stringify!($n2_max),)*
+        ];
+
+        impl NodeFeatures {
+            /// Every numeric feature, aligned with [`FEATURE_NAMES`] (null stays `None`).
+            pub fn feature_values(&self) -> [Option<f64>; FEATURE_COUNT] {
+                let mut out = [None; FEATURE_COUNT];
+                out[..BASE_FEATURE_COUNT].copy_from_slice(&self.base_values());
+                let aggregates = [$([self.$n1_mean, self.$n1_max, self.$n2_mean, self.$n2_max]),*];
+                for (chunk, a) in out[BASE_FEATURE_COUNT..].chunks_mut(4).zip(aggregates) {
+                    chunk.copy_from_slice(&a);
+                }
+                out
+            }
+
+            /// Sets the aggregates of base feature `i` (index into [`BASE_FEATURES`]):
+            /// `[n1_mean, n1_max, n2_mean, n2_max]`.
+            pub fn set_aggregates(&mut self, i: usize, values: [Option<f64>; 4]) {
+                let mut k = 0;
+                $(
+                    if i == k {
+                        [self.$n1_mean, self.$n1_max, self.$n2_mean, self.$n2_max] = values;
+                        return;
+                    }
+                    k += 1;
+                )*
+                panic!("base feature index {i} out of range (of {k})");
+            }
+        }
+    };
+}
+
+features! {
+    bytes_in => [bytes_in_n1_mean, bytes_in_n1_max, bytes_in_n2_mean, bytes_in_n2_max],
+    bytes_out => [bytes_out_n1_mean, bytes_out_n1_max, bytes_out_n2_mean, bytes_out_n2_max],
+    packets_in => [packets_in_n1_mean, packets_in_n1_max, packets_in_n2_mean, packets_in_n2_max],
+    packets_out => [packets_out_n1_mean, packets_out_n1_max, packets_out_n2_mean, packets_out_n2_max],
+    flows_in => [flows_in_n1_mean, flows_in_n1_max, flows_in_n2_mean, flows_in_n2_max],
+    flows_out => [flows_out_n1_mean, flows_out_n1_max, flows_out_n2_mean, flows_out_n2_max],
+    in_degree => [in_degree_n1_mean, in_degree_n1_max, in_degree_n2_mean, in_degree_n2_max],
+    out_degree => [out_degree_n1_mean, out_degree_n1_max, out_degree_n2_mean, out_degree_n2_max],
+    distinct_peers => [distinct_peers_n1_mean, distinct_peers_n1_max, distinct_peers_n2_mean, distinct_peers_n2_max],
+    retransmits => [retransmits_n1_mean, retransmits_n1_max, retransmits_n2_mean, retransmits_n2_max],
+    drops => [drops_n1_mean, drops_n1_max, drops_n2_mean, drops_n2_max],
+    retransmit_rate => [retransmit_rate_n1_mean, retransmit_rate_n1_max, retransmit_rate_n2_mean, retransmit_rate_n2_max],
+    drop_rate => [drop_rate_n1_mean, drop_rate_n1_max, drop_rate_n2_mean, drop_rate_n2_max],
+    rtt_p50_us => [rtt_p50_us_n1_mean, rtt_p50_us_n1_max, rtt_p50_us_n2_mean, rtt_p50_us_n2_max],
+    rtt_p99_us => [rtt_p99_us_n1_mean, rtt_p99_us_n1_max, rtt_p99_us_n2_mean, rtt_p99_us_n2_max],
+    syscall_p99_us => [syscall_p99_us_n1_mean, syscall_p99_us_n1_max, syscall_p99_us_n2_mean, syscall_p99_us_n2_max],
+}
 
 impl NodeFeatures {
     /// A row with every feature zero or null and no neighbours, in its own component.
@@ -431,200 +388,6 @@ impl NodeFeatures {
             self.rtt_p99_us,
             self.syscall_p99_us,
         ]
-    }
-
-    /// Every numeric feature, aligned with [`FEATURE_NAMES`] (null stays `None`).
-    pub fn feature_values(&self) -> [Option<f64>; FEATURE_COUNT] {
-        let base = self.base_values();
-        [
-            base[0],
-            base[1],
-            base[2],
-            base[3],
-            base[4],
-            base[5],
-            base[6],
-            base[7],
-            base[8],
-            base[9],
-            base[10],
-            base[11],
-            base[12],
-            base[13],
-            base[14],
-            base[15],
-            self.bytes_in_n1_mean,
-            self.bytes_in_n1_max,
-            self.bytes_in_n2_mean,
-            self.bytes_in_n2_max,
-            self.bytes_out_n1_mean,
-            self.bytes_out_n1_max,
-            self.bytes_out_n2_mean,
-            self.bytes_out_n2_max,
-            self.packets_in_n1_mean,
-            self.packets_in_n1_max,
-            self.packets_in_n2_mean,
-            self.packets_in_n2_max,
-            self.packets_out_n1_mean,
-            self.packets_out_n1_max,
-            self.packets_out_n2_mean,
-            self.packets_out_n2_max,
-            self.flows_in_n1_mean,
-            self.flows_in_n1_max,
-            self.flows_in_n2_mean,
-            self.flows_in_n2_max,
-            self.flows_out_n1_mean,
-            self.flows_out_n1_max,
-            self.flows_out_n2_mean,
-            self.flows_out_n2_max,
-            self.in_degree_n1_mean,
-            self.in_degree_n1_max,
-            self.in_degree_n2_mean,
-            self.in_degree_n2_max,
-            self.out_degree_n1_mean,
-            self.out_degree_n1_max,
-            self.out_degree_n2_mean,
-            self.out_degree_n2_max,
-            self.distinct_peers_n1_mean,
-            self.distinct_peers_n1_max,
-            self.distinct_peers_n2_mean,
-            self.distinct_peers_n2_max,
-            self.retransmits_n1_mean,
-            self.retransmits_n1_max,
-            self.retransmits_n2_mean,
-            self.retransmits_n2_max,
-            self.drops_n1_mean,
-            self.drops_n1_max,
-            self.drops_n2_mean,
-            self.drops_n2_max,
-            self.retransmit_rate_n1_mean,
-            self.retransmit_rate_n1_max,
-            self.retransmit_rate_n2_mean,
-            self.retransmit_rate_n2_max,
-            self.drop_rate_n1_mean,
-            self.drop_rate_n1_max,
-            self.drop_rate_n2_mean,
-            self.drop_rate_n2_max,
-            self.rtt_p50_us_n1_mean,
-            self.rtt_p50_us_n1_max,
-            self.rtt_p50_us_n2_mean,
-            self.rtt_p50_us_n2_max,
-            self.rtt_p99_us_n1_mean,
-            self.rtt_p99_us_n1_max,
-            self.rtt_p99_us_n2_mean,
-            self.rtt_p99_us_n2_max,
-            self.syscall_p99_us_n1_mean,
-            self.syscall_p99_us_n1_max,
-            self.syscall_p99_us_n2_mean,
-            self.syscall_p99_us_n2_max,
-        ]
-    }
-
-    /// Sets the aggregates of base feature `i` (index into [`BASE_FEATURES`]):
-    /// `[n1_mean, n1_max, n2_mean, n2_max]`.
-    pub fn set_aggregates(&mut self, i: usize, values: [Option<f64>; 4]) {
-        let slots = match i {
-            0 => [
-                &mut self.bytes_in_n1_mean,
-                &mut self.bytes_in_n1_max,
-                &mut self.bytes_in_n2_mean,
-                &mut self.bytes_in_n2_max,
-            ],
-            1 => [
-                &mut self.bytes_out_n1_mean,
-                &mut self.bytes_out_n1_max,
-                &mut self.bytes_out_n2_mean,
-                &mut self.bytes_out_n2_max,
-            ],
-            2 => [
-                &mut self.packets_in_n1_mean,
-                &mut self.packets_in_n1_max,
-                &mut self.packets_in_n2_mean,
-                &mut self.packets_in_n2_max,
-            ],
-            3 => [
-                &mut self.packets_out_n1_mean,
-                &mut self.packets_out_n1_max,
-                &mut self.packets_out_n2_mean,
-                &mut self.packets_out_n2_max,
-            ],
-            4 => [
-                &mut self.flows_in_n1_mean,
-                &mut self.flows_in_n1_max,
-                &mut self.flows_in_n2_mean,
-                &mut self.flows_in_n2_max,
-            ],
-            5 => [
-                &mut self.flows_out_n1_mean,
-                &mut self.flows_out_n1_max,
-                &mut self.flows_out_n2_mean,
-                &mut self.flows_out_n2_max,
-            ],
-            6 => [
-                &mut self.in_degree_n1_mean,
-                &mut self.in_degree_n1_max,
-                &mut self.in_degree_n2_mean,
-                &mut self.in_degree_n2_max,
-            ],
-            7 => [
-                &mut self.out_degree_n1_mean,
-                &mut self.out_degree_n1_max,
-                &mut self.out_degree_n2_mean,
-                &mut self.out_degree_n2_max,
-            ],
-            8 => [
-                &mut self.distinct_peers_n1_mean,
-                &mut self.distinct_peers_n1_max,
-                &mut self.distinct_peers_n2_mean,
-                &mut self.distinct_peers_n2_max,
-            ],
-            9 => [
-                &mut self.retransmits_n1_mean,
-                &mut self.retransmits_n1_max,
-                &mut self.retransmits_n2_mean,
-                &mut self.retransmits_n2_max,
-            ],
-            10 => [
-                &mut self.drops_n1_mean,
-                &mut self.drops_n1_max,
-                &mut self.drops_n2_mean,
-                &mut self.drops_n2_max,
-            ],
-            11 => [
-                &mut self.retransmit_rate_n1_mean,
-                &mut self.retransmit_rate_n1_max,
-                &mut self.retransmit_rate_n2_mean,
-                &mut self.retransmit_rate_n2_max,
-            ],
-            12 => [
-                &mut self.drop_rate_n1_mean,
-                &mut self.drop_rate_n1_max,
-                &mut self.drop_rate_n2_mean,
-                &mut self.drop_rate_n2_max,
-            ],
-            13 => [
-                &mut self.rtt_p50_us_n1_mean,
-                &mut self.rtt_p50_us_n1_max,
-                &mut self.rtt_p50_us_n2_mean,
-                &mut self.rtt_p50_us_n2_max,
-            ],
-            14 => [
-                &mut self.rtt_p99_us_n1_mean,
-                &mut self.rtt_p99_us_n1_max,
-                &mut self.rtt_p99_us_n2_mean,
-                &mut self.rtt_p99_us_n2_max,
-            ],
-            15 => [
-                &mut self.syscall_p99_us_n1_mean,
-                &mut self.syscall_p99_us_n1_max,
-                &mut self.syscall_p99_us_n2_mean,
-                &mut self.syscall_p99_us_n2_max,
-            ],
-            _ => panic!("base feature index {i} out of range"),
-        };
-        for (slot, v) in slots.into_iter().zip(values) {
-            *slot = v;
-        }
     }
 
     /// The numeric features that have a value, by name, for anomaly scoring (a null

@@ -430,6 +430,18 @@ fn node_features_round_trip_and_name_every_numeric_column() {
     assert_eq!(at("rtt_p50_us"), Some(250.0));
     assert_eq!(at("drop_rate_n2_max"), Some(0.5));
     assert_eq!(at("rtt_p99_us"), None);
+    // Each base feature's aggregates land in the fields its names say.
+    let mut set = NodeFeatures::empty(TimestampNs(0), TimestampNs(10), 9);
+    for (i, base) in BASE_FEATURES.iter().enumerate() {
+        let v = |k: usize| Some((i * 4 + k) as f64);
+        set.set_aggregates(i, [v(0), v(1), v(2), v(3)]);
+        let values = set.feature_values();
+        let at = |name: String| values[FEATURE_NAMES.iter().position(|n| *n == name).unwrap()];
+        assert_eq!(at(format!("{base}_n1_mean")), v(0), "{base}");
+        assert_eq!(at(format!("{base}_n1_max")), v(1), "{base}");
+        assert_eq!(at(format!("{base}_n2_mean")), v(2), "{base}");
+        assert_eq!(at(format!("{base}_n2_max")), v(3), "{base}");
+    }
     let vector = row.feature_vector();
     assert!(vector.contains(&("drop_rate_n2_max", 0.5)));
     assert!(!vector.iter().any(|(n, _)| *n == "rtt_p99_us"));
