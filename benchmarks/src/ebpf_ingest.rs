@@ -89,25 +89,7 @@ impl Job {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()?;
-        let mut stderr = child.stderr.take().expect("piped stderr");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut text = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                for &b in &buf[..n] {
-                    if b == b'\n' || b == b'\r' {
-                        let _ = tx.send(String::from_utf8_lossy(&text).into_owned());
-                        text.clear();
-                    } else {
-                        text.push(b);
-                    }
-                }
-            }
-        });
+        let rx = meshflow_integration::lines_of(child.stderr.take().expect("piped stderr"));
         Ok(Self {
             child,
             stderr: rx,

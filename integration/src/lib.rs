@@ -73,6 +73,39 @@ pub fn meshflow_with_stdin(cwd: &Path, args: &[&str], stdin: &str, expect_succes
     out
 }
 
+/// Reads `stream` on a thread and sends each line as it comes: lines end in `\n`,
+/// progress-bar updates in `\r`, so both split. The last, unterminated piece is sent
+/// at the end. For watching a running `meshflow`'s stderr.
+pub fn lines_of(
+    mut stream: impl std::io::Read + Send + 'static,
+) -> std::sync::mpsc::Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut pending = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stream.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            for &b in &buf[..n] {
+                if b == b'\n' || b == b'\r' {
+                    if tx
+                        .send(String::from_utf8_lossy(&pending).into_owned())
+                        .is_err()
+                    {
+                        return;
+                    }
+                    pending.clear();
+                } else {
+                    pending.push(b);
+                }
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&pending).into_owned());
+    });
+    rx
+}
+
 /// Runs a Python snippet (with pyarrow) and parses its last stdout line as JSON.
 ///
 /// pyarrow is the independent reader: it shares no code with meshflow. A missing

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use meshflow_integration::netns::{End, Mesh, in_netns, sh};
-use meshflow_integration::{meshflow_bin, python_json};
+use meshflow_integration::{lines_of, meshflow_bin, python_json};
 use serde_json::Value;
 
 const UDP_DATAGRAMS: u64 = 300;
@@ -38,31 +38,7 @@ impl Job {
             .stderr(Stdio::piped())
             .spawn()
             .expect("start meshflow");
-        let (tx, rx) = mpsc::channel();
-        let stderr = child.stderr.take().expect("stderr");
-        std::thread::spawn(move || {
-            // Lines end in \n, progress updates in \r: split on both, as they come.
-            let mut stderr = stderr;
-            let mut pending = Vec::new();
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                for &b in &buf[..n] {
-                    if b == b'\n' || b == b'\r' {
-                        let line = String::from_utf8_lossy(&pending).into_owned();
-                        pending.clear();
-                        if tx.send(line).is_err() {
-                            return;
-                        }
-                    } else {
-                        pending.push(b);
-                    }
-                }
-            }
-            let _ = tx.send(String::from_utf8_lossy(&pending).into_owned());
-        });
+        let rx = lines_of(child.stderr.take().expect("stderr"));
         Self {
             child,
             stderr: rx,
