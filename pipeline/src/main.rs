@@ -131,6 +131,20 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
+    /// Merge each hourly partition's small files into one sorted file, so queries
+    /// over long runs open few files. Safe against crashes; partitions written to
+    /// within `--settle` are left alone.
+    Compact {
+        /// Output folder to compact.
+        #[arg(long, default_value = "meshflow-out")]
+        out: PathBuf,
+        /// Only these tables (repeatable); all by default.
+        #[arg(long = "table", value_name = "TABLE")]
+        tables: Vec<String>,
+        /// How long a partition must have had no new file.
+        #[arg(long, default_value = "10m")]
+        settle: meshflow_schemas::HumanDuration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -445,5 +459,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             format,
             output,
         } => sql(&out, query.as_deref(), format, output.as_deref()),
+        Command::Compact {
+            out,
+            tables,
+            settle,
+        } => {
+            print!("{}", meshflow::compact::compact(&out, &tables, settle.0)?);
+            Ok(())
+        }
     }
 }

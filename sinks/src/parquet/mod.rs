@@ -6,9 +6,11 @@
 //! synced, and renamed when complete, so readers never see a half-written file and
 //! a crash leaves only a hidden temporary file, removed at the next start.
 
+mod compact;
 mod config;
 mod writer;
 
+pub use compact::{CompactReport, compact_table};
 pub use config::{ParquetSinkConfig, WriteMode};
 pub use writer::{TableWriter, prepare_table_dir, write_table};
 

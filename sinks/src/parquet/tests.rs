@@ -207,3 +207,126 @@ fn write_table_sorts_small_tables() {
     let (rows, _) = read_rows(&files(&dir)[0]);
     assert_eq!(rows, vec![metric(T0 + 1, 1), metric(T0 + 2, 2)]);
 }
+
+/// Two buckets over two hours, rolled every minute: 2 partitions of several files.
+fn rolled_output(root: &Path) -> (PathBuf, Vec<NodeMetric>) {
+    let cfg = cfg(root);
+    let dir = prepare_table_dir(root, "node_metrics", cfg.mode).unwrap();
+    let mut all = Vec::new();
+    for bucket in 0..2u32 {
+        let rows: Vec<NodeMetric> = (0..40)
+            .map(|i| {
+                metric(
+                    T0 + i * 180_000_000_000 + i64::from(bucket),
+                    u64::from(bucket) * 10 + i as u64 % 3,
+                )
+            })
+            .collect();
+        all.extend(rows.clone());
+        let mut w = TableWriter::<NodeMetric>::new(dir.clone(), bucket, &cfg, Counters::shared());
+        w.write(rows).unwrap();
+        w.finish().unwrap();
+    }
+    all.sort_by_key(|r| (r.time, r.node));
+    (dir, all)
+}
+
+fn all_rows(dir: &Path) -> Vec<NodeMetric> {
+    let mut rows: Vec<NodeMetric> = files(dir)
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .flat_map(|f| read_rows(f).0)
+        .collect();
+    rows.sort_by_key(|r| (r.time, r.node));
+    rows
+}
+
+#[test]
+fn compaction_leaves_one_time_sorted_file_per_partition_with_the_same_rows() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, want) = rolled_output(tmp.path());
+    let before = files(&dir).len();
+    assert!(before > 4, "{before} files");
+    // Written just now: with a settle time, nothing is touched.
+    let held = compact_table(
+        &dir,
+        "time",
+        std::time::Duration::from_secs(600),
+        &cfg(tmp.path()),
+    )
+    .unwrap();
+    assert_eq!((held.partitions, held.unsettled), (0, 2));
+    assert_eq!(files(&dir).len(), before);
+
+    let report = compact_table(&dir, "time", std::time::Duration::ZERO, &cfg(tmp.path())).unwrap();
+    assert_eq!(report.partitions, 2);
+    assert_eq!(report.files_in as usize, before);
+    assert_eq!(report.rows as usize, want.len());
+    let after = files(&dir);
+    assert_eq!(after.len(), 2, "{after:?}");
+    assert!(
+        after
+            .iter()
+            .all(|f| f.to_string_lossy().ends_with("-compacted.parquet"))
+    );
+    for f in &after {
+        let (rows, _) = read_rows(f);
+        assert!(
+            rows.windows(2).all(|w| w[0].time <= w[1].time),
+            "{} is sorted",
+            f.display()
+        );
+    }
+    assert_eq!(all_rows(&dir), want);
+    // Compacting again changes nothing.
+    let again = compact_table(&dir, "time", std::time::Duration::ZERO, &cfg(tmp.path())).unwrap();
+    assert_eq!(again.partitions, 0);
+    assert_eq!(all_rows(&dir), want);
+}
+
+#[test]
+fn an_interrupted_compaction_is_finished_without_losing_or_doubling_rows() {
+    let zero = std::time::Duration::ZERO;
+    for crash_after_rename in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (dir, want) = rolled_output(tmp.path());
+        let hour0 = dir.join("date=2026-01-01").join("hour=00");
+        let inputs: Vec<PathBuf> = files(&hour0);
+        // Compact a copy of hour 0 elsewhere to get the merged file a crash would leave.
+        let side = tempfile::tempdir().unwrap();
+        let side_hour = side.path().join("t").join("h");
+        fs::create_dir_all(&side_hour).unwrap();
+        for f in &inputs {
+            fs::copy(f, side_hour.join(f.file_name().unwrap())).unwrap();
+        }
+        compact_table(&side.path().join("t"), "time", zero, &cfg(tmp.path())).unwrap();
+        let merged = files(&side_hour).pop().unwrap();
+        let merged_name = merged.file_name().unwrap().to_str().unwrap().to_string();
+        let mut journal = format!(".{merged_name}.tmp\n{merged_name}\n");
+        for f in &inputs {
+            journal.push_str(&format!("{}\n", f.file_name().unwrap().to_str().unwrap()));
+        }
+        fs::write(hour0.join(".compact.journal"), journal).unwrap();
+        if crash_after_rename {
+            // Renamed into place, inputs not yet removed: both visible.
+            fs::copy(&merged, hour0.join(&merged_name)).unwrap();
+        } else {
+            fs::copy(&merged, hour0.join(format!(".{merged_name}.tmp"))).unwrap();
+        }
+        let report = compact_table(&dir, "time", zero, &cfg(tmp.path())).unwrap();
+        assert_eq!(report.recovered, 1);
+        assert_eq!(
+            all_rows(&dir),
+            want,
+            "crash after rename: {crash_after_rename}"
+        );
+        assert!(
+            files(&dir)
+                .iter()
+                .all(|f| !f.to_string_lossy().contains(".compact")
+                    && !f.to_string_lossy().ends_with(".tmp")),
+            "{:?}",
+            files(&dir)
+        );
+    }
+}

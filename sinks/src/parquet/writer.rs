@@ -14,7 +14,11 @@ use meshflow_schemas::{ArrowRecord, Counters, TimestampNs};
 
 use super::{ParquetSinkConfig, SinkError, WriteMode};
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SinkError + 'a {
+/// Maps an I/O error to a [`SinkError`] naming what was done and where.
+pub(super) fn io<'a>(
+    action: &'static str,
+    path: &'a Path,
+) -> impl FnOnce(std::io::Error) -> SinkError + 'a {
     move |source| SinkError::Io {
         action,
         path: path.to_path_buf(),
@@ -76,6 +80,17 @@ fn remove_temporaries(dir: &Path) -> Result<(), SinkError> {
     })
 }
 
+/// The Parquet settings of every file the sink writes: zstd at the configured level,
+/// row groups of `row_group_rows`, page statistics (for pruning).
+pub(super) fn writer_properties(cfg: &ParquetSinkConfig) -> WriterProperties {
+    let level = ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default();
+    WriterProperties::builder()
+        .set_compression(Compression::ZSTD(level))
+        .set_max_row_group_row_count(Some(cfg.row_group_rows))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .build()
+}
+
 struct OpenFile {
     span: i64,
     tmp: PathBuf,
@@ -111,18 +126,12 @@ impl<R: ArrowRecord> TableWriter<R> {
         cfg: &ParquetSinkConfig,
         counters: Arc<Counters>,
     ) -> Self {
-        let level = ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default();
-        let props = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_max_row_group_row_count(Some(cfg.row_group_rows))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .build();
         Self {
             dir,
             bucket,
             roll_ns: cfg.roll_interval.as_nanos_i64(),
             row_group_rows: cfg.row_group_rows,
-            props,
+            props: writer_properties(cfg),
             open: None,
             buffer: Vec::new(),
             extra_names: Vec::new(),

@@ -1,0 +1,239 @@
+//! Compaction: merging a partition's small files into one, crash-safely.
+//!
+//! A long run leaves one file per roll interval and bucket in every hourly partition;
+//! a sparse table (incidents, root causes) ends up as thousands of tiny files, and a
+//! query pays for opening each. Compaction rewrites each settled partition's files as
+//! one file sorted by event time, with the sink's writer settings.
+//!
+//! The steps, each surviving a crash: the merged rows are written to a hidden
+//! temporary file and synced; a hidden journal naming the merged file and the inputs
+//! is written and synced; the merged file is renamed into place; the inputs are
+//! removed; the journal is removed. A journal found at the next compaction finishes
+//! the step it records: with the merged file in place the inputs still present are
+//! removed, else the temporary file is. So a partition never holds its rows twice or
+//! not at all once a compaction has finished, and readers never see a partial file.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::parquet::arrow::ArrowWriter;
+use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+use super::writer::{io, writer_properties};
+use super::{ParquetSinkConfig, SinkError};
+
+/// The hidden journal of a compaction in progress, in the partition's folder.
+const JOURNAL: &str = ".compact.journal";
+
+/// What one compaction did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CompactReport {
+    /// Partitions rewritten as one file.
+    pub partitions: u64,
+    /// Files merged away (the inputs of those partitions).
+    pub files_in: u64,
+    /// Rows rewritten.
+    pub rows: u64,
+    /// Partitions left alone because a file changed within the settle time.
+    pub unsettled: u64,
+    /// Partitions left alone because their files' schemas differ; each named.
+    pub skipped: Vec<(PathBuf, String)>,
+    /// Interrupted compactions found and finished.
+    pub recovered: u64,
+}
+
+/// Compacts every partition of `table_dir` (a table folder of the sink's layout)
+/// whose files are all older than `settle`, sorting rows by `time_column`.
+pub fn compact_table(
+    table_dir: &Path,
+    time_column: &str,
+    settle: Duration,
+    cfg: &ParquetSinkConfig,
+) -> Result<CompactReport, SinkError> {
+    let mut report = CompactReport::default();
+    let mut folders = Vec::new();
+    leaf_folders(table_dir, &mut folders)?;
+    folders.sort();
+    let now = SystemTime::now();
+    for folder in folders {
+        if recover(&folder)? {
+            report.recovered += 1;
+        }
+        let files = parquet_files(&folder)?;
+        if files.len() < 2 {
+            continue;
+        }
+        let newest = files
+            .iter()
+            .filter_map(|f| f.metadata().and_then(|m| m.modified()).ok())
+            .max()
+            .unwrap_or(now);
+        if now.duration_since(newest).unwrap_or_default() < settle {
+            report.unsettled += 1;
+            continue;
+        }
+        match merge(&folder, &files, time_column, cfg)? {
+            Ok(rows) => {
+                report.partitions += 1;
+                report.files_in += files.len() as u64;
+                report.rows += rows;
+            }
+            Err(reason) => report.skipped.push((folder, reason)),
+        }
+    }
+    Ok(report)
+}
+
+/// Folders below `dir` (itself included) that directly hold files.
+fn leaf_folders(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SinkError> {
+    let mut holds_files = false;
+    for entry in fs::read_dir(dir).map_err(io("listing", dir))? {
+        let path = entry.map_err(io("listing", dir))?.path();
+        if path.is_dir() {
+            leaf_folders(&path, out)?;
+        } else {
+            holds_files = true;
+        }
+    }
+    if holds_files {
+        out.push(dir.to_path_buf());
+    }
+    Ok(())
+}
+
+/// The visible `*.parquet` files of `folder`, by name.
+fn parquet_files(folder: &Path) -> Result<Vec<PathBuf>, SinkError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(folder).map_err(io("listing", folder))? {
+        let path = entry.map_err(io("listing", folder))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if path.is_file() && !name.starts_with('.') && name.ends_with(".parquet") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Finishes an interrupted compaction of `folder`, if its journal says there was one.
+fn recover(folder: &Path) -> Result<bool, SinkError> {
+    let journal = folder.join(JOURNAL);
+    let Ok(text) = fs::read_to_string(&journal) else {
+        return Ok(false);
+    };
+    let mut lines = text.lines();
+    let (Some(tmp), Some(merged)) = (lines.next(), lines.next()) else {
+        // The journal itself was cut short: nothing was renamed or removed yet.
+        remove_if_present(&journal)?;
+        return Ok(true);
+    };
+    if folder.join(merged).exists() {
+        // An earlier compacted file may be an input under the merged file's own name.
+        for input in lines.filter(|i| *i != merged) {
+            remove_if_present(&folder.join(input))?;
+        }
+    } else {
+        remove_if_present(&folder.join(tmp))?;
+    }
+    remove_if_present(&journal)?;
+    Ok(true)
+}
+
+fn remove_if_present(path: &Path) -> Result<(), SinkError> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", path)(e)),
+        _ => Ok(()),
+    }
+}
+
+/// Merges `files` of `folder` into one; `Ok(Err(reason))` when they cannot be merged.
+fn merge(
+    folder: &Path,
+    files: &[PathBuf],
+    time_column: &str,
+    cfg: &ParquetSinkConfig,
+) -> Result<Result<u64, String>, SinkError> {
+    let parquet = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SinkError::Parquet { path, source }
+    };
+    let mut batches = Vec::new();
+    for file in files {
+        let reader = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(file).map_err(io("opening", file))?,
+        )
+        .and_then(|b| b.build())
+        .map_err(parquet(file))?;
+        for batch in reader {
+            batches.push(batch.map_err(|e| parquet(file)(e.into()))?);
+        }
+    }
+    let schema = batches[0].schema();
+    if let Some(b) = batches.iter().find(|b| b.schema() != schema) {
+        return Ok(Err(format!(
+            "the files' schemas differ ({} columns against {})",
+            b.num_columns(),
+            schema.fields().len()
+        )));
+    }
+    let Ok(time) = schema.index_of(time_column) else {
+        return Ok(Err(format!("no `{time_column}` column")));
+    };
+    let merged_path = merged_name(files);
+    let all = concat_batches(&schema, &batches).map_err(|e| parquet(&merged_path)(e.into()))?;
+    let order = sort_to_indices(all.column(time), None, None)
+        .map_err(|e| parquet(&merged_path)(e.into()))?;
+    let sorted: RecordBatch =
+        take_record_batch(&all, &order).map_err(|e| parquet(&merged_path)(e.into()))?;
+    let merged_name = merged_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    let tmp = folder.join(format!(".{merged_name}.tmp"));
+    let file = File::create(&tmp).map_err(io("creating", &tmp))?;
+    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(cfg)))
+        .map_err(parquet(&tmp))?;
+    writer.write(&sorted).map_err(parquet(&tmp))?;
+    let file = writer.into_inner().map_err(parquet(&tmp))?;
+    file.sync_all().map_err(io("syncing", &tmp))?;
+    drop(file);
+
+    let journal = folder.join(JOURNAL);
+    let mut text = format!(".{merged_name}.tmp\n{merged_name}\n");
+    for f in files {
+        text.push_str(f.file_name().and_then(|n| n.to_str()).unwrap_or_default());
+        text.push('\n');
+    }
+    let mut j = File::create(&journal).map_err(io("creating", &journal))?;
+    j.write_all(text.as_bytes())
+        .and_then(|()| j.sync_all())
+        .map_err(io("writing", &journal))?;
+    drop(j);
+    let dest = folder.join(merged_name);
+    fs::rename(&tmp, &dest).map_err(io("renaming into place", &dest))?;
+    for f in files {
+        if *f != dest {
+            remove_if_present(f)?;
+        }
+    }
+    remove_if_present(&journal)?;
+    Ok(Ok(sorted.num_rows() as u64))
+}
+
+/// The merged file's name: the first input's span, marked as compacted
+/// (`part-<span>-compacted.parquet`), so it sorts where its rows begin.
+fn merged_name(files: &[PathBuf]) -> PathBuf {
+    let first = files[0]
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("part");
+    let span = first
+        .strip_prefix("part-")
+        .and_then(|rest| rest.split('-').next())
+        .unwrap_or("0");
+    files[0].with_file_name(format!("part-{span}-compacted.parquet"))
+}
