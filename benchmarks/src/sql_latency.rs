@@ -29,6 +29,9 @@ pub struct SqlArgs {
     /// Runs of each query.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Query a copy of the output after `meshflow compact` (one file per hour).
+    #[arg(long)]
+    compacted: bool,
 }
 
 /// 2026-01-01T00:00:00Z.
@@ -130,6 +133,33 @@ pub fn run(args: &SqlArgs, bin: &Path) -> anyhow::Result<()> {
             started.elapsed().as_secs_f64()
         );
     }
+    let out = if args.compacted {
+        let compacted = out.with_file_name(format!(
+            "{}-compacted",
+            out.file_name().and_then(|n| n.to_str()).unwrap_or("out")
+        ));
+        if !compacted.join("COMPACTED").exists() {
+            let _ = std::fs::remove_dir_all(&compacted);
+            let copy = Command::new("cp")
+                .arg("-r")
+                .arg(&out)
+                .arg(&compacted)
+                .status()?;
+            anyhow::ensure!(copy.success(), "copying {} failed", out.display());
+            let started = Instant::now();
+            let run = Command::new(bin)
+                .args(["compact", "--settle", "0s", "--out"])
+                .arg(&compacted)
+                .output()?;
+            anyhow::ensure!(run.status.success(), "meshflow compact failed");
+            eprint!("{}", String::from_utf8_lossy(&run.stdout));
+            eprintln!("compacted in {:.1}s", started.elapsed().as_secs_f64());
+            std::fs::write(compacted.join("COMPACTED"), "")?;
+        }
+        compacted
+    } else {
+        out
+    };
     let windows = args.rows.div_ceil(args.nodes) as i64;
     let last_hour = TimestampNs::from_secs(START + windows + 1 - 3600);
     let queries = [
