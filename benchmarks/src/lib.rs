@@ -1,5 +1,7 @@
-//! Library side of meshflow's benchmarks: the NAB scorer and harness, and the
-//! simulator ground-truth quality measurement, shared by `meshflow-bench` and tests.
+//! Library side of meshflow's benchmarks: the NAB scorer and harness, the simulator
+//! ground-truth quality measurement, and ranking metrics (ROC-AUC, average precision),
+//! shared by `meshflow-bench` and tests.
 
 pub mod nab;
 pub mod quality;
+pub mod ranking;

@@ -16,8 +16,10 @@
 //!
 //! `meshflow-bench nab` runs meshflow's threshold learner over the Numenta Anomaly
 //! Benchmark and scores it with NAB's profiles; `meshflow-bench quality` measures
-//! `anomaly_scores` against the simulator's ground truth per fault kind.
+//! `anomaly_scores` against the simulator's ground truth per fault kind;
+//! `meshflow-bench ctu` against the Stratosphere CTU labels (node ROC-AUC and AP).
 
+mod ctu_cmd;
 mod ebpf_cost;
 mod ebpf_ingest;
 mod flood;
@@ -79,6 +81,9 @@ enum Bench {
     Nab(nab_cmd::NabArgs),
     /// Anomaly detection quality against the simulator's ground truth, per fault kind.
     Quality(quality_cmd::QualityArgs),
+    /// Node ROC-AUC / AP and (node, window) precision / recall on the Stratosphere CTU
+    /// Zeek days, imported and replayed.
+    Ctu(ctu_cmd::CtuArgs),
 }
 
 /// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
@@ -173,6 +178,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Kafka(args) => kafka::run(&args),
         Bench::Nab(args) => nab_cmd::run(&args),
         Bench::Quality(args) => quality_cmd::run(&args),
+        Bench::Ctu(args) => ctu_cmd::run(&args, &meshflow_bin()?),
         Bench::Replay {
             nodes,
             duration,
