@@ -16,7 +16,8 @@
 //!
 //! `meshflow-bench nab` runs meshflow's threshold learner over the Numenta Anomaly
 //! Benchmark and scores it with NAB's profiles; `meshflow-bench quality` measures
-//! `anomaly_scores` against the simulator's ground truth per fault kind.
+//! `anomaly_scores` against the simulator's ground truth per fault kind, and
+//! `meshflow-bench rescore` does the same from stored `node_features`.
 
 mod ebpf_cost;
 mod ebpf_ingest;
@@ -27,6 +28,7 @@ mod nab_cmd;
 mod netns;
 mod output;
 mod quality_cmd;
+mod rescore_cmd;
 mod scan;
 mod sql_latency;
 
@@ -79,6 +81,8 @@ enum Bench {
     Nab(nab_cmd::NabArgs),
     /// Anomaly detection quality against the simulator's ground truth, per fault kind.
     Quality(quality_cmd::QualityArgs),
+    /// Quality of anomaly settings on stored `node_features`, without the feature graph.
+    Rescore(rescore_cmd::RescoreArgs),
 }
 
 /// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
@@ -173,6 +177,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Kafka(args) => kafka::run(&args),
         Bench::Nab(args) => nab_cmd::run(&args),
         Bench::Quality(args) => quality_cmd::run(&args),
+        Bench::Rescore(args) => rescore_cmd::run(&args),
         Bench::Replay {
             nodes,
             duration,
