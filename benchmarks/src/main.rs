@@ -16,8 +16,9 @@
 //!
 //! `meshflow-bench nab` runs meshflow's threshold learner over the Numenta Anomaly
 //! Benchmark and scores it with NAB's profiles; `meshflow-bench quality` measures
-//! `anomaly_scores` against the simulator's ground truth per fault kind;
-//! `meshflow-bench ctu` against the Stratosphere CTU labels (node ROC-AUC and AP).
+//! `anomaly_scores` against the simulator's ground truth per fault kind, and
+//! `meshflow-bench rescore` does the same from stored `node_features`;
+//! `meshflow-bench ctu` measures against the Stratosphere CTU labels (node ROC-AUC, AP).
 
 mod ctu_cmd;
 mod ebpf_cost;
@@ -29,6 +30,7 @@ mod nab_cmd;
 mod netns;
 mod output;
 mod quality_cmd;
+mod rescore_cmd;
 mod scan;
 mod sql_latency;
 
@@ -84,6 +86,8 @@ enum Bench {
     /// Node ROC-AUC / AP and (node, window) precision / recall on the Stratosphere CTU
     /// Zeek days, imported and replayed.
     Ctu(ctu_cmd::CtuArgs),
+    /// Quality of anomaly settings on stored `node_features`, without the feature graph.
+    Rescore(rescore_cmd::RescoreArgs),
 }
 
 /// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
@@ -179,6 +183,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Nab(args) => nab_cmd::run(&args),
         Bench::Quality(args) => quality_cmd::run(&args),
         Bench::Ctu(args) => ctu_cmd::run(&args, &meshflow_bin()?),
+        Bench::Rescore(args) => rescore_cmd::run(&args),
         Bench::Replay {
             nodes,
             duration,

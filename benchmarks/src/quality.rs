@@ -18,7 +18,8 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use meshflow::config::{JobConfig, SourceConfig};
 use meshflow::job::{Cluster, Progress, run};
 use meshflow_operators::anomaly::AnomalyConfig;
-use meshflow_schemas::{AnomalyScore, ArrowRecord, FaultKind, GroundTruth};
+use meshflow_operators::anomaly::scorer::WorkerScorer;
+use meshflow_schemas::{AnomalyScore, ArrowRecord, Counters, FaultKind, GroundTruth, NodeFeatures};
 use meshflow_sources::simulator::{SimConfig, Simulator};
 
 /// Quality of one run.
@@ -203,6 +204,24 @@ pub fn measure(run_cfg: &Run, anomaly: &AnomalyConfig, dir: &Path) -> anyhow::Re
         spec.length as i64 * spec.epoch_ns,
         spec.slide as i64 * spec.epoch_ns,
     ))
+}
+
+/// Scores stored `node_features` rows again, window by window in time order, with
+/// one scorer (what a one-worker job computes): the anomaly settings can then be
+/// compared without running the feature graph again.
+pub fn rescore(mut rows: Vec<NodeFeatures>, anomaly: &AnomalyConfig) -> Vec<AnomalyScore> {
+    rows.sort_by_key(|r| (r.window_end, r.node));
+    let mut scorer = WorkerScorer::new(anomaly.clone(), Counters::shared());
+    let mut out = Vec::new();
+    let mut rest = rows.as_mut_slice();
+    while let Some(first) = rest.first() {
+        let end = first.window_end;
+        let n = rest.partition_point(|r| r.window_end == end);
+        let (window, tail) = rest.split_at_mut(n);
+        out.extend(scorer.process_window(window));
+        rest = tail;
+    }
+    out
 }
 
 /// Nodes in `scores` (for reports).

@@ -34,7 +34,8 @@ pub struct QualityArgs {
     dir: PathBuf,
 }
 
-fn model(name: &str) -> anyhow::Result<ModelKind> {
+/// The model named `name`.
+pub(crate) fn model(name: &str) -> anyhow::Result<ModelKind> {
     Ok(match name.trim() {
         "gmm" => ModelKind::Gmm,
         "kmeans" => ModelKind::Kmeans,
@@ -88,7 +89,8 @@ pub fn run(args: &QualityArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_row(model: &str, kind: &str, q: &Quality) {
+/// Prints one Markdown row of a quality table.
+pub(crate) fn print_row(model: &str, kind: &str, q: &Quality) {
     let found: Vec<u64> = q.delays.iter().flatten().copied().collect();
     let delay = if found.is_empty() {
         "-".to_string()

@@ -279,10 +279,9 @@ fn the_default_run_finishes_with_a_summary_and_sql_reads_it() {
     );
 }
 
-/// `meshflow run` on the simulator writes `anomaly_scores` in which the root nodes of
-/// the overload, flood and cascade faults are flagged, with an explanation, and quiet
-/// nodes rarely are. A degraded link (loss and latency on one edge) is not visible in
-/// today's traffic features (no RTT or retransmit features yet): it is not required.
+/// `meshflow run` on the simulator writes `anomaly_scores` in which the root node of
+/// every fault (degraded link, overload, flood, cascade) is flagged, with an
+/// explanation, and quiet nodes rarely are.
 #[test]
 fn the_simulator_run_flags_the_faulted_nodes() {
     let dir = tempfile::tempdir().unwrap();
@@ -297,9 +296,6 @@ fn the_simulator_run_flags_the_faulted_nodes() {
     let faults = truth["faults"].as_array().unwrap();
     assert_eq!(faults.len(), 4, "{truth}");
     for f in faults {
-        if f["kind"] == "link_degradation" {
-            continue;
-        }
         assert!(
             f["root_flagged_during_fault"].as_u64().unwrap() > 0,
             "fault not flagged: {f} in {truth}"

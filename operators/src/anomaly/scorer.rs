@@ -14,7 +14,7 @@ use super::health::{Health, Hysteresis};
 use super::model::{MIN_TRAINING_ROWS, Model, ModelError, squash};
 use super::ring::RingBuffer;
 use super::threshold::{ThresholdLearner, ThresholdParams};
-use super::vector::{MIN_SCALE, feature_vector};
+use super::vector::{FEATURES, feature_vector};
 
 /// Windows of a node's own history before its deviations count (before that they
 /// are 0): a median/MAD over fewer values means little.
@@ -142,16 +142,18 @@ impl WorkerScorer {
                 windows: 0,
             });
             state.windows += 1;
+            // A missing value (no RTT sample in the window) is no evidence either
+            // way: its deviation is 0 and it is not added to the history.
             let deviations: Vec<f64> = state
                 .features
                 .iter_mut()
                 .zip(&vector)
-                .map(|(learner, (_, v))| {
-                    if learner.len() >= MIN_NODE_HISTORY {
-                        learner.deviation_with_floor(*v, MIN_SCALE)
-                    } else {
-                        0.0
+                .zip(&FEATURES)
+                .map(|((learner, v), (_, _, kind))| match v {
+                    Some(v) if learner.len() >= MIN_NODE_HISTORY => {
+                        learner.deviation_with_floor(*v, kind.min_scale())
                     }
+                    _ => 0.0,
                 })
                 .collect();
             let x: Vec<f64> = deviations.iter().map(|z| squash(*z)).collect();
@@ -174,8 +176,10 @@ impl WorkerScorer {
                     })
                 })
                 .collect();
-            for (learner, (_, v)) in state.features.iter_mut().zip(&vector) {
-                learner.push(*v);
+            for (learner, v) in state.features.iter_mut().zip(&vector) {
+                if let Some(v) = v {
+                    learner.push(*v);
+                }
             }
             let Some(score) = scored else {
                 if state.windows >= MIN_NODE_HISTORY as u64 {
@@ -214,9 +218,9 @@ impl WorkerScorer {
                     self.cfg.model.as_str()
                 ),
                 score_trend: state.scores.trend(trend_windows).as_str().to_string(),
-                top_features: top.iter().map(|&i| vector[i].0.to_string()).collect(),
+                top_features: top.iter().map(|&i| FEATURES[i].0.to_string()).collect(),
                 top_deviations: top.iter().map(|&i| deviations[i]).collect(),
-                top_values: top.iter().map(|&i| vector[i].1).collect(),
+                top_values: top.iter().map(|&i| vector[i].unwrap_or(f64::NAN)).collect(),
                 top_thresholds,
                 top_trends: top
                     .iter()
