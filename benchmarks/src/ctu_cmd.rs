@@ -18,7 +18,7 @@ use anyhow::Context;
 use datafusion::arrow::array::{Array, AsArray};
 use datafusion::arrow::datatypes::{TimestampNanosecondType, UInt64Type};
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use meshflow_benchmarks::quality::read_table;
+use meshflow_benchmarks::quality::{parquet_files, read_table};
 use meshflow_benchmarks::ranking::{average_precision, roc_auc};
 use meshflow_schemas::{AnomalyScore, NodeFeatures};
 
@@ -55,20 +55,8 @@ struct Flow {
 
 /// The flows of a trace with their labels, from the `flows` table the importer wrote.
 fn labelled_flows(trace: &Path) -> anyhow::Result<Vec<Flow>> {
-    let mut files = Vec::new();
-    let mut stack = vec![trace.join("flows")];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))? {
-            let p = e?.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.extension().is_some_and(|x| x == "parquet") {
-                files.push(p);
-            }
-        }
-    }
     let mut flows = Vec::new();
-    for f in files {
+    for f in parquet_files(&trace.join("flows"))? {
         let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(&f)?)?.build()?;
         for batch in reader {
             let batch = batch?;
@@ -77,13 +65,13 @@ fn labelled_flows(trace: &Path) -> anyhow::Result<Vec<Flow>> {
                     .column_by_name(name)
                     .with_context(|| format!("{}: no column `{name}`", f.display()))
             };
-            let src = col("src_node")?.as_primitive::<UInt64Type>().clone();
-            let dst = col("dst_node")?.as_primitive::<UInt64Type>().clone();
+            let src = col("src_node")?.as_primitive::<UInt64Type>();
+            let dst = col("dst_node")?.as_primitive::<UInt64Type>();
             let time = col("last_seen")?
                 .as_primitive::<TimestampNanosecondType>()
                 .clone();
-            let label = col("label")?.as_string::<i32>().clone();
-            let direction = col("direction")?.as_string::<i32>().clone();
+            let label = col("label")?.as_string::<i32>();
+            let direction = col("direction")?.as_string::<i32>();
             for i in 0..batch.num_rows() {
                 let orig = !direction.is_null(i) && direction.value(i) == "orig";
                 let malicious = !label.is_null(i) && label.value(i).contains("Malicious");

@@ -124,10 +124,10 @@ pub fn evaluate(
     q
 }
 
-/// Reads every row of `table` under `out`.
-pub fn read_table<R: ArrowRecord>(out: &Path) -> anyhow::Result<Vec<R>> {
+/// Every `*.parquet` file below `dir`, sorted (none when `dir` does not exist).
+pub fn parquet_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
     let mut files = Vec::new();
-    let mut stack = vec![out.join(R::TABLE)];
+    let mut stack = vec![dir.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
@@ -142,8 +142,13 @@ pub fn read_table<R: ArrowRecord>(out: &Path) -> anyhow::Result<Vec<R>> {
         }
     }
     files.sort();
+    Ok(files)
+}
+
+/// Reads every row of `table` under `out`.
+pub fn read_table<R: ArrowRecord>(out: &Path) -> anyhow::Result<Vec<R>> {
     let mut rows = Vec::new();
-    for f in files {
+    for f in parquet_files(&out.join(R::TABLE))? {
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f)?)
             .with_context(|| format!("opening {}", f.display()))?
             .build()?;

@@ -13,6 +13,7 @@
 //! removed, else the temporary file is. So a partition never holds its rows twice or
 //! not at all once a compaction has finished, and readers never see a partial file.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
-use super::writer::{io, writer_properties};
+use super::writer::{io, walk, writer_properties};
 use super::{ParquetSinkConfig, SinkError};
 
 /// The hidden journal of a compaction in progress, in the partition's folder.
@@ -55,9 +56,12 @@ pub fn compact_table(
     cfg: &ParquetSinkConfig,
 ) -> Result<CompactReport, SinkError> {
     let mut report = CompactReport::default();
-    let mut folders = Vec::new();
-    leaf_folders(table_dir, &mut folders)?;
-    folders.sort();
+    // The folders that directly hold files, in order.
+    let mut folders = BTreeSet::new();
+    walk(table_dir, &mut |file| {
+        folders.extend(file.parent().map(Path::to_path_buf));
+        Ok(())
+    })?;
     let now = SystemTime::now();
     for folder in folders {
         if recover(&folder)? {
@@ -86,23 +90,6 @@ pub fn compact_table(
         }
     }
     Ok(report)
-}
-
-/// Folders below `dir` (itself included) that directly hold files.
-fn leaf_folders(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), SinkError> {
-    let mut holds_files = false;
-    for entry in fs::read_dir(dir).map_err(io("listing", dir))? {
-        let path = entry.map_err(io("listing", dir))?.path();
-        if path.is_dir() {
-            leaf_folders(&path, out)?;
-        } else {
-            holds_files = true;
-        }
-    }
-    if holds_files {
-        out.push(dir.to_path_buf());
-    }
-    Ok(())
 }
 
 /// The visible `*.parquet` files of `folder`, by name.
@@ -213,10 +200,9 @@ fn merge(
         .and_then(|()| j.sync_all())
         .map_err(io("writing", &journal))?;
     drop(j);
-    let dest = folder.join(merged_name);
-    fs::rename(&tmp, &dest).map_err(io("renaming into place", &dest))?;
+    fs::rename(&tmp, &merged_path).map_err(io("renaming into place", &merged_path))?;
     for f in files {
-        if *f != dest {
+        if *f != merged_path {
             remove_if_present(f)?;
         }
     }

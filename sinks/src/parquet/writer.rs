@@ -47,7 +47,8 @@ pub fn prepare_table_dir(root: &Path, table: &str, mode: WriteMode) -> Result<Pa
     Ok(dir)
 }
 
-fn walk(
+/// Calls `visit` with every file below `dir`, at any depth.
+pub(super) fn walk(
     dir: &Path,
     visit: &mut dyn FnMut(&Path) -> Result<(), SinkError>,
 ) -> Result<(), SinkError> {
