@@ -32,6 +32,10 @@ use timely::dataflow::operators::{Inspect, Probe};
 
 use crate::config::{JobConfig, SourceConfig};
 
+/// The longest a source blocks waiting for input while the dataflow has caught up
+/// (it also bounds how late Ctrl-C is noticed).
+const IDLE_WAIT: Duration = Duration::from_millis(5);
+
 /// How this process takes part in the computation.
 #[derive(Clone, Debug, Default)]
 pub enum Cluster {
@@ -388,6 +392,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         let mut batch = SourceBatch::default();
         // Input times not yet passed by the feature output, with when the input passed them.
         let mut closing = std::collections::VecDeque::<(u64, Instant)>::new();
+        // The last input time queued there (a time is measured once, when first passed).
+        let mut last_closed = 0;
         let emitted = |closing: &mut std::collections::VecDeque<(u64, Instant)>| {
             while let Some(&(t, at)) = closing.front() {
                 if probe.less_than(&t) {
@@ -418,6 +424,13 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 w_abort.store(true, Ordering::Relaxed);
                 break;
             }
+            // While the output trails the input, sources do not block: every step of the
+            // dataflow taken now brings a closed window's rows out sooner.
+            let wait = if probe.less_than(&input.time()) {
+                Duration::ZERO
+            } else {
+                IDLE_WAIT
+            };
             let mut active = false;
             for (i, (reader, counters)) in readers.iter_mut().zip(w_counters.iter()).enumerate() {
                 let live = handoff.is_some() && i > 0;
@@ -426,7 +439,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     continue;
                 }
                 batch.clear();
-                match reader.next_batch(&mut batch, counters) {
+                match reader.next_batch(&mut batch, counters, wait) {
                     Ok(more) => active |= more,
                     Err(e) => {
                         w_error.lock().expect("lock").get_or_insert(e.to_string());
@@ -475,8 +488,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 .min()
             {
                 input.advance_to_epoch(watermark);
-                if index == 0 && closing.back().is_none_or(|&(t, _)| t < input.time()) {
-                    closing.push_back((input.time(), Instant::now()));
+                if index == 0 && last_closed < input.time() {
+                    last_closed = input.time();
+                    closing.push_back((last_closed, Instant::now()));
                 }
                 if let Some(raw) = &mut raw {
                     raw.advance_to_epoch(watermark);

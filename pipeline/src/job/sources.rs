@@ -141,8 +141,10 @@ pub enum WorkerSource {
         tick_ns: i64,
         /// Wall-clock pacing: (wall start, simulated start), when real-time.
         pace: Option<(Instant, TimestampNs)>,
-        /// End of the last generated tick, as a watermark.
+        /// End of the last delivered tick, as a watermark.
         watermark: Option<TimestampNs>,
+        /// `tick` is generated but not yet due (real-time pacing).
+        held: bool,
         /// Whether generation is over.
         done: bool,
     },
@@ -188,6 +190,7 @@ impl WorkerSource {
                 tick_ns: sim.tick_ns(),
                 pace: realtime.then(|| (Instant::now(), sim.start_time())),
                 watermark: None,
+                held: false,
                 done: false,
             },
             SharedSource::Replay {
@@ -219,11 +222,14 @@ impl WorkerSource {
     }
 
     /// Appends the next batch of events to `out`; returns `false` once exhausted.
+    /// A source with nothing ready blocks at most `wait` for it (and may then return
+    /// `true` with nothing added), so the worker can step its dataflow meanwhile.
     /// `counters` receives what was read and what had to be skipped.
     pub fn next_batch(
         &mut self,
         out: &mut SourceBatch,
         counters: &Counters,
+        wait: Duration,
     ) -> Result<bool, SourceError> {
         match self {
             WorkerSource::Simulator {
@@ -232,17 +238,28 @@ impl WorkerSource {
                 tick_ns,
                 pace,
                 watermark,
+                held,
                 done,
             } => {
-                if *done || !partition.next_tick(tick) {
-                    *done = true;
+                if *done {
                     return Ok(false);
+                }
+                if !*held {
+                    if !partition.next_tick(tick) {
+                        *done = true;
+                        return Ok(false);
+                    }
+                    *held = true;
                 }
                 let end = TimestampNs(tick.start.0 + *tick_ns);
                 if let Some((wall, sim_start)) = pace {
                     let due = *wall + Duration::from_nanos((end.0 - sim_start.0).max(0) as u64);
-                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()).min(wait));
+                    if Instant::now() < due {
+                        return Ok(true);
+                    }
                 }
+                *held = false;
                 for f in &tick.flows {
                     out.flows.push(f);
                 }
@@ -254,12 +271,12 @@ impl WorkerSource {
                 Ok(true)
             }
             WorkerSource::Replay { reader, skipped } => {
-                Ok(reader.next_batch(out, counters, skipped)?)
+                Ok(reader.next_batch(out, counters, skipped, wait)?)
             }
             WorkerSource::Ebpf { source } => {
                 let Some(src) = source else { return Ok(false) };
                 let before = out.len();
-                let more = src.poll(out, Duration::from_millis(5))?;
+                let more = src.poll(out, wait)?;
                 counters.add_received((out.len() - before) as u64);
                 if !more {
                     *source = None;
@@ -292,7 +309,7 @@ impl WorkerSource {
                         source.insert(Box::new(opened))
                     }
                 };
-                Ok(src.poll(out, counters, Duration::from_millis(10))?)
+                Ok(src.poll(out, counters, wait)?)
             }
         }
     }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::parquet::arrow::ArrowWriter;
@@ -10,6 +10,9 @@ use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties}
 use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, Ip16, TimestampNs};
 
 use super::*;
+
+/// How long a paced read may block.
+const WAIT: Duration = Duration::from_millis(50);
 
 fn secs(s: i64) -> TimestampNs {
     TimestampNs::from_secs(s)
@@ -75,7 +78,10 @@ fn read_all(plan: &ReplayPlan, speed: Option<f64>) -> FlowColumns {
     let mut worker = ReplayWorker::new(plan, 0, 1, false, speed, None);
     let (counters, skipped) = (Counters::default(), Mutex::new(Vec::new()));
     let mut out = FlowColumns::default();
-    while worker.next_batch(&mut out, &counters, &skipped).unwrap() {}
+    while worker
+        .next_batch(&mut out, &counters, &skipped, WAIT)
+        .unwrap()
+    {}
     assert!(worker.is_done());
     assert_eq!(counters.snapshot().received, out.len() as u64);
     out
@@ -245,7 +251,10 @@ fn a_trace_reader_merges_tables_and_never_passes_an_unread_row() {
         let mut batch = crate::SourceBatch::default();
         let (mut flows, mut metrics) = (Vec::new(), Vec::new());
         let mut watermark = TimestampNs(i64::MIN);
-        while reader.next_batch(&mut batch, &counters, &skipped).unwrap() {
+        while reader
+            .next_batch(&mut batch, &counters, &skipped, WAIT)
+            .unwrap()
+        {
             let times = batch
                 .flows
                 .last_seen

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Duration;
 
 use meshflow_schemas::{
     ArrowRecord, Counters, FlowRecord, NodeMetric, SyscallLatency, TcpEvent, TimestampNs,
@@ -179,26 +180,29 @@ impl TraceReader {
     }
 
     /// Appends the next rows of the table furthest behind to `out`; `false` once
-    /// every table is read.
+    /// every table is read. A paced replay blocks at most `wait` for rows to be due.
     pub fn next_batch(
         &mut self,
         out: &mut SourceBatch,
         counters: &Counters,
         skipped: &Mutex<Vec<SkippedFile>>,
+        wait: Duration,
     ) -> Result<bool, ReplayError> {
         loop {
             let Some((table, _)) = self.open_tables().min_by_key(|(_, low)| *low) else {
                 return Ok(false);
             };
             let more = match table {
-                0 => self.flows.next_batch(&mut out.flows, counters, skipped)?,
+                0 => self
+                    .flows
+                    .next_batch(&mut out.flows, counters, skipped, wait)?,
                 1 => self
                     .metrics
-                    .next_batch(&mut out.metrics, counters, skipped)?,
-                2 => self.tcp.next_batch(&mut out.tcp, counters, skipped)?,
+                    .next_batch(&mut out.metrics, counters, skipped, wait)?,
+                2 => self.tcp.next_batch(&mut out.tcp, counters, skipped, wait)?,
                 _ => self
                     .syscalls
-                    .next_batch(&mut out.syscalls, counters, skipped)?,
+                    .next_batch(&mut out.syscalls, counters, skipped, wait)?,
             };
             if more {
                 return Ok(true);

@@ -9,9 +9,6 @@ use meshflow_schemas::{Counters, TimestampNs};
 use super::rows::ReplayRows;
 use super::{FlowColumns, ReplayError, ReplayPlan, ReplayUnit, SkippedFile, TimeRange};
 
-/// The longest a paced read sleeps before handing control back to the worker loop.
-const MAX_SLEEP: Duration = Duration::from_millis(50);
-
 /// Reads one worker's row groups of a [`ReplayPlan`] into `B`: flow columns by
 /// default, or whole records of another table (`Vec<NodeMetric>`, ...).
 #[derive(Debug)]
@@ -85,7 +82,8 @@ impl<B: ReplayRows> ReplayWorker<B> {
     }
 
     /// Appends the next rows to `out`; returns `false` once every row group is read.
-    /// A paced replay may return `true` with nothing added while it waits. Rows read
+    /// A paced replay blocks at most `wait` for rows to be due, and may then return
+    /// `true` with nothing added. Rows read
     /// go to `counters.received`; a bad row group, with `skip_bad_files`, goes to
     /// `counters.errored` and `skipped`, and otherwise fails the replay.
     pub fn next_batch(
@@ -93,6 +91,7 @@ impl<B: ReplayRows> ReplayWorker<B> {
         out: &mut B,
         counters: &Counters,
         skipped: &Mutex<Vec<SkippedFile>>,
+        wait: Duration,
     ) -> Result<bool, ReplayError> {
         if self.done {
             return Ok(false);
@@ -114,7 +113,7 @@ impl<B: ReplayRows> ReplayWorker<B> {
                     return Ok(false);
                 }
             }
-            self.give_due(out);
+            self.give_due(out, wait);
         }
         counters.add_received((out.len() - before) as u64);
         if let Some(max) = (before..out.len()).map(|i| out.time(i)).max() {
@@ -179,8 +178,8 @@ impl<B: ReplayRows> ReplayWorker<B> {
     }
 
     /// Paced replay: moves the pending rows that are due to `out`, first sleeping
-    /// (at most [`MAX_SLEEP`]) if none is.
-    fn give_due(&mut self, out: &mut B) {
+    /// (at most `wait`) if none is.
+    fn give_due(&mut self, out: &mut B, wait: Duration) {
         let Some(pace) = self.pace.as_mut() else {
             return;
         };
@@ -207,7 +206,7 @@ impl<B: ReplayRows> ReplayWorker<B> {
         };
         let mut end = due_end(pace);
         if end == next {
-            std::thread::sleep(pace.wait_for(anchor, first).min(MAX_SLEEP));
+            std::thread::sleep(pace.wait_for(anchor, first).min(wait));
             end = due_end(pace);
         }
         out.extend_from(&self.pending, next..end);
