@@ -148,11 +148,15 @@ pub(crate) fn trace(dir: &Path, nodes: usize, duration: &str) -> anyhow::Result<
     if let Ok(n) = std::fs::read_to_string(&marker) {
         return Ok((path, n.trim().parse()?));
     }
-    let cfg = SimConfig {
+    let mut cfg = SimConfig {
         nodes,
         duration: duration.parse().map_err(anyhow::Error::msg)?,
         ..SimConfig::default()
     };
+    // Faults start after their warm-up (2 min by default); a shorter trace has none.
+    if cfg.duration.0 <= cfg.faults.warmup.0 {
+        cfg.faults.count = 0;
+    }
     let started = Instant::now();
     let counts = meshflow::sim::write_trace(cfg, &path)?;
     eprintln!(
