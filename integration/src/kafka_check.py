@@ -48,7 +48,11 @@ def main():
     progress = [r[3] for t in progress_topics for r in marked[t]["records"]]
     progress_stats = collections.Counter()
     for t in progress_topics:
-        progress_stats.update(marked[t]["stats"])
+        stats = dict(marked[t]["stats"])
+        # A maximum over partitions, not a count: it does not add up over topics.
+        most = max(progress_stats.pop("producers_per_partition", 0), stats.pop("producers_per_partition"))
+        progress_stats.update(stats)
+        progress_stats["producers_per_partition"] = most
     per_writer = collections.Counter((p["writer"], p["window"]) for p in progress)
     result["progress"] = {
         "records": len(progress),

@@ -185,9 +185,10 @@ def batches(data):
 def read_markers(broker, topic):
     conn = Conn(broker)
     out = []
-    stats = {"commits": 0, "aborts": 0, "aborted_records": 0, "open_records": 0}
+    stats = {"commits": 0, "aborts": 0, "aborted_records": 0, "open_records": 0,
+             "producers_per_partition": 0}
     for p in partitions(broker, topic):
-        offset, pending, empty = 0, {}, 0
+        offset, pending, empty, producers = 0, {}, 0, set()
         while True:
             hw, data = fetch(conn, topic, p, offset)
             if offset >= hw:
@@ -209,6 +210,7 @@ def read_markers(broker, topic):
                             stats["aborts"] += 1
                             stats["aborted_records"] += len(held)
                     continue
+                producers.add(pid)
                 rows = [[p, o, (k or b"").decode(), parse(v)] for o, k, v in records]
                 if attrs & 0x10:
                     pending.setdefault(pid, []).extend(rows)
@@ -224,6 +226,8 @@ def read_markers(broker, topic):
                 raise SystemExit(f"fetch {topic}/{p} at {offset} keeps returning no batch below {hw}")
             time.sleep(0.05)
         stats["open_records"] += sum(len(v) for v in pending.values())
+        # The most producers (ids) that wrote data batches to one partition.
+        stats["producers_per_partition"] = max(stats["producers_per_partition"], len(producers))
     return {"records": out, "stats": stats}
 
 

@@ -188,6 +188,40 @@ impl Tansu {
         }
     }
 
+    /// Waits until the S3 emulator has served no write (PUT, POST or DELETE) for
+    /// `quiet`, at most 30 s; with no client sending, the broker is then between
+    /// requests. A no-op for memory storage.
+    pub fn wait_for_quiet_storage(&self, quiet: Duration) {
+        if self.storage != Storage::S3 {
+            return;
+        }
+        let log = self.dir.path().join("moto.log");
+        let writes = || {
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| {
+                    ["\"PUT ", "\"POST ", "\"DELETE "]
+                        .iter()
+                        .any(|m| l.contains(m))
+                })
+                .count()
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let (mut seen, mut since) = (writes(), Instant::now());
+        while since.elapsed() < quiet {
+            assert!(
+                Instant::now() < deadline,
+                "the broker kept writing to S3 for 30 s with no client sending"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            let now = writes();
+            if now != seen {
+                (seen, since) = (now, Instant::now());
+            }
+        }
+    }
+
     /// Starts the broker again on the same port and storage.
     pub fn restart(&mut self) {
         self.kill();

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use meshflow_schemas::{ArrowRecord, CounterSnapshot, Counters, json};
-use meshflow_sinks::kafka::{Encoded, KafkaSinkConfig, WindowProducer};
+use meshflow_sinks::kafka::{Encoded, KafkaSinkConfig, WindowProducer, partition_of};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use timely::container::CapacityContainerBuilder;
@@ -45,7 +45,7 @@ impl KafkaReport {
     }
 }
 
-/// Routes rows to the worker that owns their key and writes each closed window as
+/// Routes rows to the worker that writes their key's partition and writes each closed window as
 /// one Kafka transaction (see [`meshflow_sinks::kafka`]). The output carries, at each
 /// window's time, the window once it is committed: probing it tells when a window is
 /// durably in Kafka.
@@ -78,11 +78,14 @@ where
             None
         }
     };
+    // Rows go to the worker that writes their key's partition (one writer per partition).
+    let partitions = producer.as_ref().map_or(1, WindowProducer::partitions);
+    let route = move |r: &R| partition_of(key(r).to_string().as_bytes(), partitions) as u64;
     let mut pending: BTreeMap<u64, (Capability<u64>, Vec<R>)> = BTreeMap::new();
     let mut encoded: Vec<Encoded> = Vec::new();
     let mut finished = false;
     rows.unary_frontier::<CapacityContainerBuilder<Vec<u64>>, _, _, _>(
-        Exchange::new(move |r: &R| key(r)),
+        Exchange::new(route),
         "KafkaWriter",
         move |_capability, _info| {
             move |(input, frontier), output| {

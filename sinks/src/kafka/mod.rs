@@ -11,13 +11,18 @@
 //! committed progress record of each writer *before* fencing the previous instance,
 //! then skips the windows it finds: no window is committed twice, and the window that
 //! was open at a crash is aborted and written again.
+//!
+//! Every partition of a data topic has one writer ([`partition_of`], [`writer_of`]),
+//! so the transactions of different workers never interleave in a partition.
 
 mod config;
+mod partition;
 mod producer;
 #[cfg(test)]
 mod tests;
 
 pub use config::KafkaSinkConfig;
+pub use partition::{murmur2, partition_of, writer_of};
 pub use producer::{
     COMMIT_DELAY_ENV, Encoded, ProgressRecord, TracingContext, WindowProducer, client_config,
     create_topics, last_committed,

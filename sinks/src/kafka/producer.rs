@@ -16,6 +16,7 @@ use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, T
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use serde::{Deserialize, Serialize};
 
+use super::partition::partition_of;
 use super::{KafkaSinkConfig, KafkaSinkError};
 
 /// The progress record committed with every window, in the progress topic, keyed by
@@ -126,6 +127,8 @@ pub struct WindowProducer {
     writer: String,
     worker: usize,
     peers: usize,
+    /// The data topic's partition count (records go to [`partition_of`] their key).
+    partitions: i32,
     committed: Option<u64>,
     counters: Arc<Counters>,
     commit_delay: Option<Duration>,
@@ -270,6 +273,31 @@ pub fn last_committed(
     Ok(newest)
 }
 
+/// The number of partitions of `topic`, which must exist.
+fn topic_partitions<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    topic: &str,
+    timeout: Duration,
+) -> Result<i32, KafkaSinkError> {
+    let metadata = client
+        .fetch_metadata(Some(topic), timeout)
+        .map_err(|e| KafkaSinkError::kafka(&format!("reading metadata of `{topic}`"), e))?;
+    let partitions = metadata
+        .topics()
+        .iter()
+        .filter(|t| t.name() == topic && t.error().is_none())
+        .map(|t| t.partitions().len())
+        .sum::<usize>();
+    if partitions == 0 {
+        return Err(KafkaSinkError::Broker {
+            action: format!("topic `{topic}`"),
+            message: "does not exist or has no partitions (create it, or set create_topics = true)"
+                .into(),
+        });
+    }
+    Ok(partitions as i32)
+}
+
 impl WindowProducer {
     /// Opens the writer of `table` for worker `worker` of `peers`: reads the newest
     /// window it already committed, then (with transactions) fences any earlier
@@ -284,16 +312,19 @@ impl WindowProducer {
         let writer = cfg.transactional_id(table, worker);
         let committed = last_committed(cfg, table, worker)?;
         let (producer, deliveries) = Self::producer(cfg, &writer)?;
+        let topic = cfg.topic(table);
+        let partitions = topic_partitions(producer.client(), &topic, cfg.timeout.0)?;
         Ok(Self {
             cfg: cfg.clone(),
             producer,
             deliveries,
             table: table.into(),
-            topic: cfg.topic(table),
+            topic,
             progress_topic: cfg.progress_topic(table),
             writer,
             worker,
             peers,
+            partitions,
             committed,
             counters,
             commit_delay: std::env::var(COMMIT_DELAY_ENV)
@@ -341,6 +372,12 @@ impl WindowProducer {
     /// The topic written.
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The data topic's partition count: a record keyed `k` goes to
+    /// `partition_of(k, partitions)`, written by worker `writer_of` that partition.
+    pub fn partitions(&self) -> i32 {
+        self.partitions
     }
 
     /// Writes one closed window's records (already encoded), with its progress record.
@@ -433,9 +470,11 @@ impl WindowProducer {
         let mut record = BaseRecord::with_opaque_to(topic, index)
             .key(key)
             .payload(value);
-        if topic == self.progress_topic {
-            record = record.partition(self.worker as i32);
-        }
+        record = record.partition(if topic == self.progress_topic {
+            self.worker as i32
+        } else {
+            partition_of(key, self.partitions)
+        });
         loop {
             match self.producer.send(record) {
                 Ok(()) => return Ok(()),
