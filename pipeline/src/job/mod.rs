@@ -400,11 +400,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     break;
                 }
                 closing.pop_front();
-                w_progress
-                    .emit_latency
-                    .lock()
-                    .expect("lock")
-                    .push(at.elapsed());
+                let took = at.elapsed();
+                tracing::debug!("windows before {t}: close to emit {took:?}");
+                w_progress.emit_latency.lock().expect("lock").push(took);
             }
         };
         // How far (in epochs) sources may run ahead of the windows being written.
