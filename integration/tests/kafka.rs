@@ -252,8 +252,11 @@ fn meshflow_killed_mid_window_and_restarted_commits_every_window_once() {
         &d.join("job.toml"),
         &job_config(&tansu.brokers(), "realtime", "20s", ""),
     );
-    // Transactions stay open 700 ms of every second: the kill lands inside some.
-    let delay = [(COMMIT_DELAY_ENV, "700")];
+    // Each transaction stays open 1.5 s, longer than a window's slide, so the writers
+    // fall behind and always hold one open: the kill lands inside them. (Held open
+    // 700 ms of every second, the kill once fell between transactions, all writers
+    // being in step now that windows leave as soon as they close.)
+    let delay = [(COMMIT_DELAY_ENV, "1500")];
     let mut job = Job::start(d, &delay);
     // Kill only once windows are being committed (a loaded machine starts slowly).
     wait_for_commits(&tansu, 6);
