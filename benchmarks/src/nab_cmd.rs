@@ -4,9 +4,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use meshflow_benchmarks::nab::learner::{LearnerParams, scores, strengths};
+use meshflow_benchmarks::nab::learner::{DetectorParams, detect};
 use meshflow_benchmarks::nab::{Threshold, data, evaluate, gaussian};
-use meshflow_operators::anomaly::threshold::{ThresholdParams, ThresholdStrategy};
 
 /// Arguments of `meshflow-bench nab`.
 #[derive(clap::Args)]
@@ -14,27 +13,26 @@ pub struct NabArgs {
     /// The NAB folder (with data/, labels/, config/).
     #[arg(long, default_value = "../shared/datasets/nab")]
     data: PathBuf,
-    /// Threshold strategy: percentile, sigma or iqr.
-    #[arg(long, default_value = "percentile")]
-    strategy: String,
-    /// Percentile for the percentile strategy.
-    #[arg(long, default_value_t = 99.0)]
+    /// Percentile of a feature's past deviations that scales its deviation.
+    #[arg(long, default_value_t = DetectorParams::default().percentile)]
     percentile: f64,
-    /// k for the sigma strategy.
-    #[arg(long, default_value_t = 3.0)]
-    sigma_k: f64,
-    /// k for the iqr strategy.
-    #[arg(long, default_value_t = 1.5)]
-    iqr_k: f64,
-    /// History (ring buffer) capacity.
-    #[arg(long, default_value_t = 10_000)]
+    /// Percentile for the daily-difference feature (100: the largest seen).
+    #[arg(long, default_value_t = DetectorParams::default().seasonal_percentile)]
+    seasonal_percentile: f64,
+    /// Flag level: a point is flagged when its strength exceeds it.
+    #[arg(long, default_value_t = DetectorParams::default().k)]
+    k: f64,
+    /// History (ring buffer) capacity of every learner.
+    #[arg(long, default_value_t = DetectorParams::default().history)]
     history: usize,
-    /// Values seen before scoring starts.
-    #[arg(long, default_value_t = 100)]
-    warmup: usize,
-    /// Points after a flag whose score is held at 0 (comma-separated: one row each;
-    /// 150 scored best, see benchmarks/README.md).
-    #[arg(long, default_value = "0,150")]
+    /// Length of the rolling-mean feature.
+    #[arg(long, default_value_t = DetectorParams::default().mean_len)]
+    mean_len: usize,
+    /// Turn the daily-difference feature off.
+    #[arg(long)]
+    no_seasonal: bool,
+    /// Points after a flag whose score is held at 0 (comma-separated: one row each).
+    #[arg(long, default_value = "35")]
     suppress: String,
     /// Skip the windowedGaussian baseline.
     #[arg(long)]
@@ -68,12 +66,6 @@ fn row(
 
 /// Runs the benchmark and prints a Markdown table.
 pub fn run(args: &NabArgs) -> anyhow::Result<()> {
-    let strategy = match args.strategy.as_str() {
-        "percentile" => ThresholdStrategy::Percentile,
-        "sigma" => ThresholdStrategy::Sigma,
-        "iqr" => ThresholdStrategy::Iqr,
-        other => anyhow::bail!("--strategy `{other}`: expected percentile, sigma or iqr"),
-    };
     let corpus = data::load(&args.data)?;
     let rows: usize = corpus.series.iter().map(|s| s.values.len()).sum();
     eprintln!(
@@ -81,41 +73,47 @@ pub fn run(args: &NabArgs) -> anyhow::Result<()> {
         corpus.series.len(),
         corpus.label_windows
     );
-    let params = LearnerParams {
-        history: args.history,
-        threshold: ThresholdParams {
-            strategy,
-            percentile: args.percentile,
-            sigma_k: args.sigma_k,
-            iqr_k: args.iqr_k,
-        },
-        warmup: args.warmup,
-        suppress: 0,
-    };
     let suppress: Vec<usize> = args
         .suppress
         .split(',')
         .map(|s| s.trim().parse())
         .collect::<Result<_, _>>()
         .map_err(|e| anyhow::anyhow!("--suppress: {e}"))?;
-    let started = Instant::now();
-    let points: Vec<_> = corpus
-        .series
-        .iter()
-        .map(|s| strengths(&s.values, &params))
-        .collect();
-    let elapsed = started.elapsed().as_secs_f64();
     println!(
         "| detector | threshold | standard | reward_low_FP | reward_low_FN | threshold (standard) | TP / FP rows (standard) |"
     );
     println!("|---|---|---|---|---|---|---|");
+    let mut elapsed = 0.0;
     for &suppress in &suppress {
+        let params = DetectorParams {
+            history: args.history,
+            mean_len: args.mean_len,
+            percentile: args.percentile,
+            seasonal_percentile: args.seasonal_percentile,
+            period_secs: if args.no_seasonal {
+                0
+            } else {
+                DetectorParams::default().period_secs
+            },
+            k: args.k,
+            suppress,
+            ..DetectorParams::default()
+        };
+        let started = Instant::now();
+        let s: Vec<Vec<f64>> = corpus
+            .series
+            .iter()
+            .map(|s| detect(&s.values, &s.timestamps, &params))
+            .collect();
+        elapsed += started.elapsed().as_secs_f64();
         let name = format!(
-            "meshflow learner ({}, history {}, suppress {suppress})",
-            strategy.as_str(),
+            "meshflow learner (p{}, k {}, history {}, mean {}, seasonal {}, suppress {suppress})",
+            args.percentile,
+            args.k,
             args.history,
+            args.mean_len,
+            if args.no_seasonal { "off" } else { "on" },
         );
-        let s: Vec<Vec<f64>> = points.iter().map(|p| scores(p, suppress)).collect();
         row(
             &name,
             "fixed 0.5 (learned)",
@@ -139,6 +137,9 @@ pub fn run(args: &NabArgs) -> anyhow::Result<()> {
             &evaluate(&corpus, &baseline, Threshold::Fixed(1.0)),
         );
     }
-    eprintln!("learner: {rows} rows in {elapsed:.2}s");
+    eprintln!(
+        "detector: {rows} rows x {} settings in {elapsed:.2}s",
+        suppress.len()
+    );
     Ok(())
 }
