@@ -36,6 +36,12 @@ impl<T> RingBuffer<T> {
     /// Appends `value`, dropping the oldest when full.
     pub fn push(&mut self, value: T) {
         if self.items.len() < self.capacity {
+            // Grow by doubling, but never past the capacity: a 10 000-value history
+            // would otherwise end in a 16 384-slot allocation.
+            if self.items.len() == self.items.capacity() {
+                let target = (self.items.capacity() * 2).max(4).min(self.capacity);
+                self.items.reserve_exact(target - self.items.len());
+            }
             self.items.push(value);
         } else {
             self.items[self.head] = value;
@@ -85,6 +91,17 @@ mod tests {
             let last3: Vec<i32> = ring.latest(3).copied().collect();
             prop_assert_eq!(&last3[..], &expected[expected.len().saturating_sub(3)..]);
         }
+    }
+
+    #[test]
+    fn allocation_stops_at_the_capacity() {
+        let mut ring = RingBuffer::new(10_000);
+        for i in 0..25_000 {
+            ring.push(i);
+            assert!(ring.items.capacity() <= 10_000);
+        }
+        assert_eq!(ring.items.capacity(), 10_000);
+        assert_eq!(ring.iter().next(), Some(&15_000));
     }
 
     #[test]

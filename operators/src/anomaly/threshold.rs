@@ -183,7 +183,13 @@ pub struct ThresholdLearner {
     history: RingBuffer<f64>,
     learned: Option<Learned>,
     since_refresh: usize,
-    scratch: Vec<f64>,
+}
+
+thread_local! {
+    /// Working space for recomputing statistics, shared by the thread's learners: a
+    /// learner of its own would keep a second history-sized buffer per series, which
+    /// doubled the scorer's memory (nodes × features × history).
+    static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl ThresholdLearner {
@@ -194,7 +200,6 @@ impl ThresholdLearner {
             history: RingBuffer::new(capacity),
             learned: None,
             since_refresh: 0,
-            scratch: Vec::new(),
         }
     }
 
@@ -224,12 +229,13 @@ impl ThresholdLearner {
     /// What was learned so far, `None` before any value.
     pub fn learned(&mut self) -> Option<Learned> {
         if self.learned.is_none() || self.since_refresh >= refresh_interval(self.history.len()) {
-            self.scratch.clear();
-            self.scratch.extend(self.history.iter().copied());
-            self.learned = self.params.bounds(&mut self.scratch).and_then(|bounds| {
+            self.learned = SCRATCH.with_borrow_mut(|scratch| {
+                scratch.clear();
+                scratch.extend(self.history.iter().copied());
+                let bounds = self.params.bounds(scratch)?;
                 Some(Learned {
                     bounds,
-                    stats: RobustStats::of(&mut self.scratch)?,
+                    stats: RobustStats::of(scratch)?,
                 })
             });
             self.since_refresh = 0;
