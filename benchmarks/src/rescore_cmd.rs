@@ -13,7 +13,7 @@ use std::path::PathBuf;
 
 use meshflow::config::JobConfig;
 use meshflow_benchmarks::quality::{Quality, evaluate, read_table, rescore};
-use meshflow_schemas::{AnomalyScore, FaultKind, GroundTruth, NodeFeatures};
+use meshflow_schemas::{AnomalyScore, FaultKind, FlowRecord, GroundTruth, NodeFeatures};
 
 use crate::quality_cmd::{model, print_row};
 
@@ -81,8 +81,19 @@ pub fn run(args: &RescoreArgs) -> anyhow::Result<()> {
             .split_once(':')
             .ok_or_else(|| anyhow::anyhow!("`{r}`: expected TRACE:FEATURES"))?;
         let truth: Vec<GroundTruth> = read_table(&PathBuf::from(trace))?;
-        let rows: Vec<NodeFeatures> = read_table(&PathBuf::from(features))?;
+        let mut rows: Vec<NodeFeatures> = read_table(&PathBuf::from(features))?;
         anyhow::ensure!(!rows.is_empty(), "{features}: no node_features rows");
+        // As the job does: the windows after the last one the flows filled hold only
+        // the tail of the data and are not scored.
+        let flows: Vec<FlowRecord> = read_table(&PathBuf::from(trace))?;
+        if let Some(epoch) = flows
+            .iter()
+            .filter_map(|f| spec.epoch_of(f.last_seen))
+            .max()
+        {
+            let cut = spec.window_end(spec.first_window(epoch));
+            rows.retain(|r| r.window_end <= cut);
+        }
         runs.push((truth, rows));
     }
     println!(

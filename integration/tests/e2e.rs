@@ -313,6 +313,10 @@ fn the_simulator_run_flags_the_faulted_nodes() {
         "{truth}"
     );
     assert!(truth["flagged"].as_u64().unwrap() > 0);
+    // The data ends at 00:10:00 (10 simulated minutes): the 9 windows after it, which
+    // hold less and less of the data, are written as features but not scored.
+    let end_ns = 1_767_226_200_000_000_000u64;
+    assert_eq!(truth["last_scored"].as_u64().unwrap(), end_ns, "{truth}");
 }
 
 /// Largest share of flagged windows outside every fault the default settings may
@@ -344,6 +348,7 @@ print(json.dumps({
     "quiet_flag_rate": sum(1 for s in quiet if s["is_anomaly"]) / max(1, len(quiet)),
     "flagged": len(flagged),
     "flagged_with_explanation": len(explained),
+    "last_scored": max(ns(s["window_end"]) for s in sc),
 }))
 "#;
 

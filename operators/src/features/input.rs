@@ -2,6 +2,7 @@
 
 use differential_dataflow::input::InputSession;
 use meshflow_schemas::{NodeMetric, SyscallLatency, TcpEvent, TcpEventKind, TimestampNs};
+use timely::dataflow::InputHandleVec;
 
 use super::combiner::FeatureCombiner;
 use super::diff::{FeatureDiff, FeatureVal, quantize_metric};
@@ -54,6 +55,13 @@ pub struct Link {
 /// The input session type of the feature dataflow.
 pub type FeatureSession = InputSession<u64, (u64, FeatureVal), FeatureDiff>;
 
+/// The input on which a worker announces, when its input closes, the last window
+/// its data filled: `Some(first_window(last epoch with an event))`, or `None` when it
+/// saw no event. Windows after the latest such end hold only the tail of the data
+/// (each slide retracts more of it and adds nothing), so the anomaly scorer leaves
+/// them unscored ([`crate::anomaly::anomaly_scores`]).
+pub type DataEndInput = InputHandleVec<u64, Option<u64>>;
+
 /// One worker's entry point into the feature dataflow: combines events, tracks the
 /// watermark, and advances the differential input so windows close.
 pub struct FeatureInput {
@@ -65,6 +73,10 @@ pub struct FeatureInput {
     links_until: u64,
     /// The first epoch whose links are not yet added.
     links_next: u64,
+    /// The latest epoch of an admitted event.
+    last_epoch: Option<u64>,
+    /// Where the end of this worker's data is announced at close, if anywhere.
+    data_end: Option<DataEndInput>,
 }
 
 impl FeatureInput {
@@ -77,7 +89,21 @@ impl FeatureInput {
             links: Vec::new(),
             links_until: 0,
             links_next: 0,
+            last_epoch: None,
+            data_end: None,
         }
+    }
+
+    /// Announces the end of this worker's data on `input` when the input closes, and
+    /// keeps `input` in step with the feature input until then.
+    pub fn set_data_end_input(&mut self, mut input: DataEndInput) {
+        input.advance_to(self.time());
+        self.data_end = Some(input);
+    }
+
+    /// Notes that an event of `epoch` was admitted.
+    fn admitted(&mut self, epoch: u64) {
+        self.last_epoch = Some(self.last_epoch.map_or(epoch, |e| e.max(epoch)));
     }
 
     /// Gives this worker its share of a topology's links, each holding from its
@@ -126,6 +152,7 @@ impl FeatureInput {
     ) -> Result<(), Late> {
         let epoch = self.epoch(last_seen)?;
         self.combiner.add_flow(epoch, src, dst, bytes, packets);
+        self.admitted(epoch);
         Ok(())
     }
 
@@ -145,6 +172,7 @@ impl FeatureInput {
         };
         self.combiner
             .add(epoch, m.node, FeatureVal::Metric(m.metric.clone()), diff);
+        self.admitted(epoch);
         Ok(())
     }
 
@@ -152,6 +180,7 @@ impl FeatureInput {
     /// smoothed RTT as a sample when it carries one.
     pub fn add_tcp(&mut self, t: &TcpEvent) -> Result<(), Refused> {
         let epoch = self.epoch(t.time).map_err(Refused::Late)?;
+        self.admitted(epoch);
         match t.kind {
             TcpEventKind::Retransmit => {
                 let diff = FeatureDiff {
@@ -179,6 +208,7 @@ impl FeatureInput {
         let epoch = self.epoch(s.time).map_err(Refused::Late)?;
         let val = FeatureVal::Syscall(bucket_of(s.latency_ns as f64));
         self.combiner.add(epoch, s.node, val, FeatureDiff::count(1));
+        self.admitted(epoch);
         Ok(())
     }
 
@@ -223,6 +253,9 @@ impl FeatureInput {
             .flush(time, |key, t, diff| session.update_at(key, t, diff));
         session.advance_to(time);
         session.flush();
+        if let Some(input) = &mut self.data_end {
+            input.advance_to(time);
+        }
     }
 
     /// The current input time (window end) in epochs.
@@ -230,8 +263,12 @@ impl FeatureInput {
         *self.session.time()
     }
 
-    /// Sends everything still pending and closes the input, so every window closes.
+    /// Sends everything still pending and closes the input, so every window closes;
+    /// announces the end of this worker's data first (see [`DataEndInput`]).
     pub fn close(mut self) {
+        if let Some(mut input) = self.data_end.take() {
+            input.send(self.last_epoch.map(|e| self.spec.first_window(e)));
+        }
         self.add_links_before(u64::MAX);
         let session = &mut self.session;
         self.combiner

@@ -27,7 +27,9 @@ mod input;
 pub use base::{BaseValues, NodeBase, NodeOut, Num};
 pub use combiner::FeatureCombiner;
 pub use diff::{Direction, FeatureDiff, FeatureVal, METRIC_SCALE, metric_mean, quantize_metric};
-pub use input::{FeatureInput, FeatureSession, Late, Link, Refusals, Refused, UNKNOWN_DROP_REASON};
+pub use input::{
+    DataEndInput, FeatureInput, FeatureSession, Late, Link, Refusals, Refused, UNKNOWN_DROP_REASON,
+};
 
 use differential_dataflow::VecCollection;
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs};

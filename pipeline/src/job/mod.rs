@@ -28,6 +28,7 @@ use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::EbpfSource;
 use meshflow_sources::replay::{SkippedFile, TimeRange, TracePlan};
 use meshflow_sources::simulator::{Pace, Simulator};
+use timely::dataflow::operators::vec::Input;
 use timely::dataflow::operators::{Inspect, Probe};
 
 use crate::config::{JobConfig, SourceConfig};
@@ -295,7 +296,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         let kafka_sink = kafka_sink.clone();
         let w_kafka = w_kafka.clone();
         let (anomaly, anomaly_dir) = (anomaly.clone(), anomaly_dir.clone());
-        let (probe, mut raw) = worker.dataflow::<u64, _, _>(|scope| {
+        let (probe, mut raw, data_end) = worker.dataflow::<u64, _, _>(|scope| {
             let mut watch = PartitionWatch::default();
             let features = node_features(session.to_collection(scope), spec).inspect(move |row| {
                 if index == 0
@@ -308,6 +309,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 }
             });
             let (probe, features) = features.probe();
+            let mut ends_input = None;
             if let Some(k) = &kafka_sink {
                 write_kafka(
                     features.clone(),
@@ -321,7 +323,14 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 .probe_with(&probe);
             }
             if let Some(anomaly_dir) = anomaly_dir {
-                let scores = anomaly_scores(features.clone(), anomaly, w_progress.anomaly.clone());
+                let (data_end, ends) = scope.new_input::<Option<u64>>();
+                ends_input = Some(data_end);
+                let scores = anomaly_scores(
+                    features.clone(),
+                    ends,
+                    anomaly,
+                    w_progress.anomaly.clone(),
+                );
                 let scores = scores.probe_with(&probe);
                 if let Some(k) = &kafka_sink {
                     write_kafka(
@@ -379,10 +388,13 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     syscalls,
                 }
             });
-            (probe, raw)
+            (probe, raw, ends_input)
         });
 
         let mut input = FeatureInput::new(session, spec);
+        if let Some(data_end) = data_end {
+            input.set_data_end_input(data_end);
+        }
         let (links, until) = sources::worker_links(&w_shared, &spec, index, peers);
         input.set_links(links, until);
         let mut readers: Vec<WorkerSource> = w_shared

@@ -188,7 +188,16 @@ fn batch(input: &Trace, cfg: &AnomalyConfig, workers: u64) -> Vec<AnomalyScore> 
     out
 }
 
-fn incremental(input: &Trace, cfg: &AnomalyConfig, workers: usize) -> Vec<AnomalyScore> {
+/// The operator's scores on `workers` workers. With `end`, the input closes as a
+/// job's does when its data ends in window `end`: worker 0 announces that end and the
+/// others that they saw none, before the later (tail) windows are sent; without it,
+/// no worker announces anything.
+fn incremental(
+    input: &Trace,
+    cfg: &AnomalyConfig,
+    workers: usize,
+    end: Option<u64>,
+) -> Vec<AnomalyScore> {
     let out = Arc::new(Mutex::new(Vec::new()));
     let sink = out.clone();
     let windows = Arc::new(windows_of(input));
@@ -197,17 +206,32 @@ fn incremental(input: &Trace, cfg: &AnomalyConfig, workers: usize) -> Vec<Anomal
         let (index, peers) = (worker.index(), worker.peers());
         let sink = sink.clone();
         let cfg = cfg.clone();
-        let (mut handle, probe) = worker.dataflow::<u64, _, _>(|scope| {
+        let (mut handle, ends, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (handle, stream) = scope.new_input::<NodeFeatures>();
-            let scores = anomaly_scores(stream, cfg, Counters::shared());
+            let (ends, ends_stream) = scope.new_input::<Option<u64>>();
+            let scores = anomaly_scores(stream, ends_stream, cfg, Counters::shared());
             let probe = scores
                 .inspect(move |s| sink.lock().unwrap().push(s.clone()))
                 .probe()
                 .0;
-            (handle, probe)
+            (handle, ends, probe)
         });
+        let mut ends = Some(ends);
+        let announce = |ends: &mut Option<timely::dataflow::InputHandleVec<u64, Option<u64>>>| {
+            if let Some(mut input) = ends.take()
+                && end.is_some()
+            {
+                input.send(end.filter(|_| index == 0));
+            }
+        };
         for (&w, rows) in windows.iter() {
+            if end.is_some_and(|e| w > e) {
+                announce(&mut ends);
+            }
             handle.advance_to(w);
+            if let Some(input) = &mut ends {
+                input.advance_to(w);
+            }
             // Rows are spread over the workers' inputs regardless of node.
             for (i, r) in rows.iter().enumerate() {
                 if i % peers == index {
@@ -216,6 +240,7 @@ fn incremental(input: &Trace, cfg: &AnomalyConfig, workers: usize) -> Vec<Anomal
             }
             worker.step();
         }
+        announce(&mut ends);
         handle.close();
         worker.step_while(|| !probe.done());
     })
@@ -255,8 +280,17 @@ proptest! {
         };
         for workers in [1usize, 2] {
             let expected = batch(&input, &cfg, workers as u64);
-            let got = incremental(&input, &cfg, workers);
-            prop_assert_eq!(got, expected, "{} workers", workers);
+            let got = incremental(&input, &cfg, workers, None);
+            prop_assert_eq!(&got, &expected, "{} workers", workers);
+            // Announced ends: the windows after the last one filled are not scored,
+            // and the others are scored exactly as before.
+            let last = windows_of(&input).keys().copied().max().unwrap_or(0);
+            let end = last.saturating_sub(3);
+            let cut = row(end, 0, 0.0, 0).window_end;
+            let got = incremental(&input, &cfg, workers, Some(end));
+            let kept: Vec<AnomalyScore> =
+                expected.iter().filter(|s| s.window_end <= cut).cloned().collect();
+            prop_assert_eq!(&got, &kept, "{} workers, data ending in window {}: {} vs {} rows", workers, end, got.len(), kept.len());
         }
     }
 }
