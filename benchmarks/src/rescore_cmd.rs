@@ -9,11 +9,12 @@
 //! [`WorkerScorer`]: meshflow_operators::anomaly::scorer::WorkerScorer
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use meshflow::config::JobConfig;
 use meshflow_benchmarks::quality::{Quality, evaluate, read_table, rescore};
-use meshflow_schemas::{AnomalyScore, FaultKind, FlowRecord, GroundTruth, NodeFeatures};
+use meshflow_schemas::{AnomalyScore, FaultKind, GroundTruth, NodeFeatures};
+use meshflow_sources::replay::{TimeRange, TracePlan};
 
 use crate::quality_cmd::{model, print_row};
 
@@ -83,14 +84,11 @@ pub fn run(args: &RescoreArgs) -> anyhow::Result<()> {
         let truth: Vec<GroundTruth> = read_table(&PathBuf::from(trace))?;
         let mut rows: Vec<NodeFeatures> = read_table(&PathBuf::from(features))?;
         anyhow::ensure!(!rows.is_empty(), "{features}: no node_features rows");
-        // As the job does: the windows after the last one the flows filled hold only
-        // the tail of the data and are not scored.
-        let flows: Vec<FlowRecord> = read_table(&PathBuf::from(trace))?;
-        if let Some(epoch) = flows
-            .iter()
-            .filter_map(|f| spec.epoch_of(f.last_seen))
-            .max()
-        {
+        // As the job does: the windows after the last one the data filled hold only
+        // its tail and are not scored. The end comes from the trace's row-group
+        // statistics, as replay-then-live takes it.
+        let end = TracePlan::new(Path::new(trace), TimeRange::default(), false)?.end();
+        if let Some(epoch) = end.and_then(|t| spec.epoch_of(t)) {
             let cut = spec.window_end(spec.first_window(epoch));
             rows.retain(|r| r.window_end <= cut);
         }

@@ -106,46 +106,35 @@ impl Feature {
     }
 }
 
-/// The streaming detector for one series.
+/// The streaming detector for one series: what it learns. Flagging and suppression
+/// ([`scores`]) do not change what is learned, so one pass serves every setting of
+/// them.
 pub struct Detector {
-    p: DetectorParams,
+    mean_len: usize,
     value: Feature,
     mean: Feature,
     seasonal: Feature,
     recent: RingBuffer<f64>,
-    past: RingBuffer<f64>,
-    /// Points per seasonal period (0: none), once known.
-    period: Option<usize>,
-    t: usize,
-    last_flag: Option<usize>,
+    /// The last seasonal period of values, when the series has a seasonal feature.
+    past: Option<RingBuffer<f64>>,
 }
 
 impl Detector {
     /// A detector with no history. `step_secs` is the series' sampling interval (from
-    /// its first timestamps), which turns the seasonal period into points.
-    pub fn new(p: DetectorParams, step_secs: Option<f64>) -> Self {
-        let period = step_secs.map(|step| {
-            let points = if step > 0.0 {
-                (p.period_secs as f64 / step).round() as usize
-            } else {
-                0
-            };
-            if (1..=p.history).contains(&points) {
-                points
-            } else {
-                0
-            }
-        });
+    /// its first timestamps), which turns the seasonal period into points; a period
+    /// of no points, or of more than `history`, means no seasonal feature.
+    pub fn new(p: &DetectorParams, step_secs: Option<f64>) -> Self {
+        let period = step_secs
+            .filter(|&step| step > 0.0)
+            .map(|step| (p.period_secs as f64 / step).round() as usize)
+            .filter(|points| (1..=p.history).contains(points));
         Self {
-            value: Feature::new(p.percentile, &p),
-            mean: Feature::new(p.percentile, &p),
-            seasonal: Feature::new(p.seasonal_percentile, &p),
+            mean_len: p.mean_len,
+            value: Feature::new(p.percentile, p),
+            mean: Feature::new(p.percentile, p),
+            seasonal: Feature::new(p.seasonal_percentile, p),
             recent: RingBuffer::new(p.mean_len.max(1)),
-            past: RingBuffer::new(p.history),
-            period,
-            t: 0,
-            last_flag: None,
-            p,
+            past: period.map(RingBuffer::new),
         }
     }
 
@@ -153,38 +142,49 @@ impl Detector {
     pub fn strength(&mut self, x: f64) -> f64 {
         let mut s = self.value.update(x).unwrap_or(0.0);
         self.recent.push(x);
-        if self.recent.len() == self.p.mean_len {
-            let mean = self.recent.iter().sum::<f64>() / self.p.mean_len as f64;
+        if self.recent.len() == self.mean_len {
+            let mean = self.recent.iter().sum::<f64>() / self.mean_len as f64;
             s = s.max(self.mean.update(mean).unwrap_or(0.0));
         }
-        if let Some(period) = self.period.filter(|&p| p > 0)
-            && self.past.len() >= period
-            && let Some(&earlier) = self.past.latest(period).next()
-        {
-            s = s.max(self.seasonal.update(x - earlier).unwrap_or(0.0));
+        if let Some(past) = &mut self.past {
+            // Full: its oldest value is one period before `x`.
+            if past.len() == past.capacity()
+                && let Some(&earlier) = past.iter().next()
+            {
+                s = s.max(self.seasonal.update(x - earlier).unwrap_or(0.0));
+            }
+            past.push(x);
         }
-        self.past.push(x);
         s
     }
+}
 
-    /// The anomaly score of `x` in `[0, 1)`, then learns `x`. A flag (`S > k`) scores
-    /// above 0.5 and anything else at most 0.25, so "score ≥ 0.5" is exactly the
-    /// detector's own flag even when `S` ties `k` (common on quantised data).
-    pub fn score(&mut self, x: f64) -> f64 {
-        let s = self.strength(x);
-        let t = self.t;
-        self.t += 1;
-        if self.last_flag.is_some_and(|f| t - f <= self.p.suppress) {
-            return 0.0;
-        }
-        let k = self.p.k;
-        if s > k {
-            self.last_flag = Some(t);
-            s / (k + s)
-        } else {
-            0.5 * s / (k + s)
-        }
-    }
+/// The strengths of `values` (sampled at `timestamps`), in order.
+pub fn strengths(values: &[f64], timestamps: &[String], p: &DetectorParams) -> Vec<f64> {
+    let mut detector = Detector::new(p, step_secs(timestamps));
+    values.iter().map(|&x| detector.strength(x)).collect()
+}
+
+/// Anomaly scores in `[0, 1)` from strengths: a flag (`S > k`) scores above 0.5 and
+/// anything else at most 0.25, so "score ≥ 0.5" is exactly the detector's own flag
+/// even when `S` ties `k` (common on quantised data); after a flag, scores are held at
+/// 0 for `suppress` points.
+pub fn scores(strengths: &[f64], k: f64, suppress: usize) -> Vec<f64> {
+    let mut last_flag: Option<usize> = None;
+    strengths
+        .iter()
+        .enumerate()
+        .map(|(t, &s)| {
+            if last_flag.is_some_and(|f| t - f <= suppress) {
+                0.0
+            } else if s > k {
+                last_flag = Some(t);
+                s / (k + s)
+            } else {
+                0.5 * s / (k + s)
+            }
+        })
+        .collect()
 }
 
 /// The sampling interval in seconds of NAB timestamps (`YYYY-MM-DD HH:MM:SS`), from the
@@ -201,8 +201,7 @@ pub fn step_secs(timestamps: &[String]) -> Option<f64> {
 
 /// Anomaly scores in `[0, 1)` for `values` (sampled at `timestamps`), in order.
 pub fn detect(values: &[f64], timestamps: &[String], p: &DetectorParams) -> Vec<f64> {
-    let mut detector = Detector::new(*p, step_secs(timestamps));
-    values.iter().map(|&x| detector.score(x)).collect()
+    scores(&strengths(values, timestamps, p), p.k, p.suppress)
 }
 
 #[cfg(test)]
