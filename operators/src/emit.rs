@@ -2,51 +2,74 @@
 
 use std::collections::BTreeMap;
 
+use differential_dataflow::Hashable;
 use differential_dataflow::VecCollection;
+use differential_dataflow::consolidation::consolidate;
+use timely::ExchangeData;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::Pipeline;
+use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
 use crate::hash::FxHashMap;
 use crate::window::WindowSpec;
 
-/// Turns a windowed collection (one value per key, contents at time `W` = window `W`)
-/// into complete rows for every window once the frontier has passed it.
+/// A keyed part and its weight, as the operator buffers it until its window closes.
+type Update<K, P> = ((K, P), isize);
+
+/// A row put together from parts: what [`emit_windows`] keeps per key.
+pub trait Assemble: Default + 'static {
+    /// One part of the row, as the collection carries it.
+    type Part;
+    /// Applies an update of a part: `diff > 0` sets it, `diff < 0` clears it.
+    fn apply(&mut self, part: Self::Part, diff: isize);
+    /// Whether every part is clear, so the key can be forgotten.
+    fn is_empty(&self) -> bool;
+    /// Whether the parts make a row (e.g. the node's own features are present).
+    fn is_complete(&self) -> bool;
+}
+
+/// Turns a windowed collection of row parts (contents at time `W` = window `W`, at
+/// most one value per key and part kind) into complete rows for every window once the
+/// frontier has passed it.
 ///
 /// Differential reports only changes; a window whose contents equal the previous
 /// one's produces no updates, yet needs its rows. This operator keeps the current
-/// value per key and, for each closed window end (every `slide` while any key is
-/// present), calls `row(window, key, value)` for every key. Rows of window `W` are
-/// emitted at timely time `W`. State is per worker and keyed by the collection's
-/// own partitioning, so nothing is global.
-pub fn emit_windows<'s, K, V, O, F>(
-    collection: VecCollection<'s, u64, (K, V), isize>,
+/// parts per key and, for each closed window end (every `slide` while any key is
+/// present), calls `row(window, key, parts)` for every key with a complete row. Rows
+/// of window `W` are emitted at timely time `W`. The parts are exchanged by key (the
+/// hash differential's own arrangements use), so a key's parts meet on one worker
+/// and nothing is global. Assembling here, rather than in a `reduce`, keeps no
+/// arranged copy of every row.
+pub fn emit_windows<'s, K, S, O, F>(
+    collection: VecCollection<'s, u64, (K, S::Part), isize>,
     spec: WindowSpec,
     mut row: F,
 ) -> Stream<'s, u64, Vec<O>>
 where
-    K: Clone + Eq + std::hash::Hash + Ord + 'static,
-    V: Clone + 'static,
+    K: ExchangeData + Clone + Eq + std::hash::Hash + Ord + Hashable,
+    S: Assemble,
+    S::Part: ExchangeData + Ord,
     O: Clone + 'static,
-    F: FnMut(u64, &K, &V) -> O + 'static,
+    F: FnMut(u64, &K, &S) -> O + 'static,
 {
+    let pact = Exchange::new(|update: &((K, S::Part), u64, isize)| (update.0).0.hashed().into());
     collection
         .inner
         .unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(
-            Pipeline,
+            pact,
             "EmitWindows",
             move |capability, _info| {
                 let mut capability = Some(capability);
-                let mut pending: BTreeMap<u64, Vec<(K, V, isize)>> = BTreeMap::new();
-                let mut current: FxHashMap<K, V> = FxHashMap::default();
+                let mut pending: BTreeMap<u64, Vec<Update<K, S::Part>>> = BTreeMap::new();
+                let mut current: FxHashMap<K, S> = FxHashMap::default();
                 let mut next_window: Option<u64> = None;
                 let mut keys: Vec<K> = Vec::new();
 
                 move |(input, frontier), output| {
                     input.for_each(|_cap, data| {
                         for ((k, v), t, r) in data.drain(..) {
-                            pending.entry(t).or_default().push((k, v, r));
+                            pending.entry(t).or_default().push(((k, v), r));
                         }
                     });
                     loop {
@@ -67,13 +90,17 @@ where
                                 break;
                             }
                             let mut updates = entry.remove();
-                            // Retractions before insertions, so a key's new value replaces the old.
-                            updates.sort_by_key(|u| u.2);
-                            for (k, v, r) in updates {
-                                if r < 0 {
+                            // Not every operator consolidates its output (an iterative
+                            // scope may retract and re-add a value at one time), so net
+                            // the updates first; then retractions before insertions, so
+                            // a part's new value replaces the old.
+                            consolidate(&mut updates);
+                            updates.sort_by_key(|u| u.1);
+                            for ((k, part), r) in updates {
+                                let parts = current.entry(k.clone()).or_default();
+                                parts.apply(part, r);
+                                if parts.is_empty() {
                                     current.remove(&k);
-                                } else {
-                                    current.insert(k, v);
                                 }
                             }
                         }
@@ -84,7 +111,12 @@ where
                             let delayed = cap.delayed(&w);
                             let mut session = output.session(&delayed);
                             keys.clear();
-                            keys.extend(current.keys().cloned());
+                            keys.extend(
+                                current
+                                    .iter()
+                                    .filter(|(_, parts)| parts.is_complete())
+                                    .map(|(k, _)| k.clone()),
+                            );
                             keys.sort();
                             for k in &keys {
                                 session.give(row(w, k, &current[k]));

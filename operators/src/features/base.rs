@@ -6,24 +6,39 @@ use serde::{Deserialize, Serialize};
 use super::diff::{Direction, FeatureDiff, FeatureVal, metric_mean};
 use crate::sketch::{quantile_bucket, value_of};
 
-/// A float that can live in a differential collection (which needs `Ord`): its bits.
+/// The base features of a node as collection data, aligned with `BASE_FEATURES`: what
+/// every neighbourhood join carries per edge, so it is kept small. Each value is an
+/// `f32` (seven significant digits; the aggregates derived from it are accurate to
+/// about 1e-7 relative), stored as its bits so the record is `Ord`; a null is a NaN.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Num(u64);
+pub struct BaseValues(pub [u32; BASE_FEATURE_COUNT]);
 
-impl Num {
-    /// Wraps a float.
-    pub fn new(v: f64) -> Self {
-        Num(v.to_bits())
+/// The bits that stand for a null value (an `f32` NaN, which no feature takes).
+const NULL_BITS: u32 = 0x7fc0_0000;
+
+impl BaseValues {
+    /// Every value null.
+    pub const NULL: Self = Self([NULL_BITS; BASE_FEATURE_COUNT]);
+
+    /// Packs values (rounded to `f32`); `None` and NaN become null.
+    pub fn from_values(values: [Option<f64>; BASE_FEATURE_COUNT]) -> Self {
+        Self(values.map(|v| match v {
+            Some(v) if !v.is_nan() => (v as f32).to_bits(),
+            _ => NULL_BITS,
+        }))
     }
 
-    /// The float.
-    pub fn get(self) -> f64 {
-        f64::from_bits(self.0)
+    /// Value `i`, or `None` if it is null.
+    pub fn get(&self, i: usize) -> Option<f64> {
+        let v = f32::from_bits(self.0[i]);
+        (!v.is_nan()).then_some(f64::from(v))
+    }
+
+    /// All values.
+    pub fn values(&self) -> [Option<f64>; BASE_FEATURE_COUNT] {
+        std::array::from_fn(|i| self.get(i))
     }
 }
-
-/// The base features of a node as collection data, aligned with `BASE_FEATURES`.
-pub type BaseValues = [Option<Num>; BASE_FEATURE_COUNT];
 
 /// One node's own features in one window, as exact integers and sketch buckets (the
 /// floats are derived when the row is written).
@@ -159,12 +174,12 @@ impl NodeBase {
         row.metric_samples = self.metrics.iter().map(|m| m.2).collect();
     }
 
-    /// The base features as collection data (what neighbours aggregate), equal to
-    /// `NodeFeatures::base_values` of a row filled from this.
+    /// The base features as collection data (what neighbours aggregate): the values
+    /// of `NodeFeatures::base_values` of a row filled from this, rounded to `f32`.
     pub fn values(&self) -> BaseValues {
-        let count = |v: u64| Some(Num::new(v as f64));
-        let [r, d, p50, p99, s99] = self.derived().map(|v| v.map(Num::new));
-        [
+        let count = |v: u64| Some(v as f64);
+        let [r, d, p50, p99, s99] = self.derived();
+        BaseValues::from_values([
             count(self.bytes_in),
             count(self.bytes_out),
             count(self.packets_in),
@@ -181,6 +196,6 @@ impl NodeBase {
             p50,
             p99,
             s99,
-        ]
+        ])
     }
 }

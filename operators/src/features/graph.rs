@@ -17,9 +17,12 @@
 
 use differential_dataflow::VecCollection;
 use differential_dataflow::algorithms::graphs::propagate::propagate_core;
+use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
+use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use serde::{Deserialize, Serialize};
+use differential_dataflow::ExchangeData;
 
-use super::base::{BaseValues, Num};
+use super::base::BaseValues;
 
 /// Mean and max of every base feature over a set of nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -31,64 +34,94 @@ pub struct Agg {
 }
 
 /// Aggregates `(means, maxes, multiplicity)` items: the mean of the means and the
-/// max of the maxes, feature by feature, skipping nulls.
+/// max of the maxes, feature by feature, skipping nulls (sums in `f64`, results
+/// rounded to `f32` as [`BaseValues`] keeps them).
 fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues, isize)>) -> Agg {
     let mut sum = [0.0f64; super::BASE_FEATURE_COUNT];
     let mut n = [0isize; super::BASE_FEATURE_COUNT];
     let mut max: [Option<f64>; super::BASE_FEATURE_COUNT] = [None; super::BASE_FEATURE_COUNT];
     for (means, maxes, count) in items {
         for i in 0..sum.len() {
-            if let Some(v) = means[i] {
-                sum[i] += v.get() * count as f64;
+            if let Some(v) = means.get(i) {
+                sum[i] += v * count as f64;
                 n[i] += count;
             }
-            if let Some(v) = maxes[i] {
-                max[i] = Some(max[i].map_or(v.get(), |m| m.max(v.get())));
+            if let Some(v) = maxes.get(i) {
+                max[i] = Some(max[i].map_or(v, |m| m.max(v)));
             }
         }
     }
     Agg {
-        mean: std::array::from_fn(|i| (n[i] > 0).then(|| Num::new(sum[i] / n[i] as f64))),
-        max: max.map(|m| m.map(Num::new)),
+        mean: BaseValues::from_values(std::array::from_fn(|i| {
+            (n[i] > 0).then(|| sum[i] / n[i] as f64)
+        })),
+        max: BaseValues::from_values(max),
     }
 }
 
 /// Type of a keyed collection of the feature graph.
 type Keyed<'s, V> = VecCollection<'s, u64, (u64, V), isize>;
 
+/// A keyed collection arranged by its key, as `reduce` leaves it.
+pub type KeyedArrangement<'s, V> = Arranged<'s, TraceAgent<ValSpine<u64, V, u64, isize>>>;
+
+/// `reduce` that returns its output arrangement, so a join can use it as it is.
+fn reduce_arranged<'s, V, V2, L>(
+    input: Keyed<'s, V>,
+    name: &str,
+    logic: L,
+) -> KeyedArrangement<'s, V2>
+where
+    V: ExchangeData,
+    V2: ExchangeData,
+    L: FnMut(&u64, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static,
+{
+    input
+        .arrange_by_key_named(&format!("Arrange: {name}"))
+        .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<u64, V2, u64, isize>, _, _>(
+            name,
+            logic,
+            |out, key, updates| {
+                out.clear();
+                out.extend(updates.drain(..).map(|(v, t, r)| ((*key, v), t, r)));
+            },
+        )
+}
+
 /// The 1-hop and 2-hop aggregates of every node with a neighbour, from the window's
-/// symmetric edges `(v, u)` and the nodes' base values.
+/// symmetric edges `(v, u)` (arranged by `v`) and the nodes' base values.
 pub fn neighbourhood<'s>(
-    edges: Keyed<'s, u64>,
+    edges: KeyedArrangement<'s, u64>,
     values: Keyed<'s, BaseValues>,
 ) -> (Keyed<'s, Agg>, Keyed<'s, Agg>) {
-    let edges = edges.arrange_by_key_named("Arrange: Edges");
-    let one_hop = edges
-        .clone()
-        .join_core(values.arrange_by_key(), |_u, v, x| Some((*v, *x)))
-        .reduce_named("OneHop", |_v, input, output| {
+    let one_hop = reduce_arranged(
+        edges
+            .clone()
+            .join_core(values.arrange_by_key(), |_u, v, x| Some((*v, *x))),
+        "OneHop",
+        |_v, input, output| {
             output.push((aggregate(input.iter().map(|(x, c)| (*x, *x, *c))), 1));
-        });
+        },
+    );
     let two_hop = edges
-        .join_core(one_hop.clone().arrange_by_key(), |_u, v, agg| {
-            Some((*v, *agg))
-        })
+        .join_core(one_hop.clone(), |_u, v, agg| Some((*v, *agg)))
         .reduce_named("TwoHop", |_v, input, output| {
             output.push((
                 aggregate(input.iter().map(|(a, c)| (&a.mean, &a.max, *c))),
                 1,
             ));
         });
-    (one_hop, two_hop)
+    (one_hop.as_collection(|v, agg| (*v, *agg)), two_hop)
 }
 
 /// Each node's connected component (the smallest node id it reaches over the
-/// symmetric edges), and the number of components, attached to every node.
+/// symmetric edges, arranged by their first end), and the number of components,
+/// attached to every node.
 pub fn components<'s>(
     nodes: VecCollection<'s, u64, u64, isize>,
-    edges: Keyed<'s, u64>,
+    edges: KeyedArrangement<'s, u64>,
 ) -> (Keyed<'s, u64>, Keyed<'s, u64>) {
-    let labels = propagate_core(edges.arrange_by_key(), nodes.map(|n| (n, n)), |_| 0);
+    let labels = propagate_core(edges, nodes.map(|n| (n, n)), |_| 0);
     let count = labels
         .clone()
         .map(|(_, label)| label)

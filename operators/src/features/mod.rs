@@ -13,7 +13,7 @@
 //!    its neighbours (the window's edges);
 //! 2. joins with the edges give the 1-hop and 2-hop aggregates ([`graph`]);
 //! 3. label propagation over the edges gives connected components;
-//! 4. a last `reduce` per node assembles the row, and [`emit_windows`] writes one
+//! 4. [`emit_windows`] puts each node's parts together and writes one
 //!    [`NodeFeatures`] per node for every closed window.
 //!
 //! Work is per node (and per edge) and window, never per event.
@@ -24,7 +24,7 @@ mod diff;
 pub mod graph;
 mod input;
 
-pub use base::{BaseValues, NodeBase, NodeOut, Num};
+pub use base::{BaseValues, NodeBase, NodeOut};
 pub use combiner::FeatureCombiner;
 pub use diff::{Direction, FeatureDiff, FeatureVal, METRIC_SCALE, metric_mean, quantize_metric};
 pub use input::{
@@ -32,40 +32,90 @@ pub use input::{
 };
 
 use differential_dataflow::VecCollection;
+use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 
-use crate::emit::emit_windows;
+use crate::emit::{Assemble, emit_windows};
 use crate::window::WindowSpec;
 use graph::Agg;
 
 /// The collection the combiner feeds: `(node, value)` with a [`FeatureDiff`] weight.
 pub type FeatureUpdates<'s> = VecCollection<'s, u64, (u64, FeatureVal), FeatureDiff>;
 
-/// Everything known about one node in one window, as collection data.
-#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct NodeRow {
+/// A part of a node's row in one window, as collection data.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Part {
     /// The node's own features.
-    pub base: NodeBase,
+    Base(NodeBase),
+    /// 1-hop aggregates (absent without neighbours).
+    OneHop(Agg),
+    /// 2-hop aggregates (absent without neighbours).
+    TwoHop(Agg),
+    /// Smallest node id of the node's connected component.
+    Component(u64),
+    /// Connected components in the window.
+    Components(u64),
+}
+
+/// Everything known about one node in one window: the parts [`node_parts`] maintains,
+/// put together by [`emit_windows`].
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct NodeRow {
+    /// The node's own features; the node has a row while they are present.
+    pub base: Option<NodeBase>,
     /// 1-hop aggregates; `None` without neighbours.
     pub one_hop: Option<Agg>,
     /// 2-hop aggregates; `None` without neighbours.
     pub two_hop: Option<Agg>,
     /// Smallest node id of the node's connected component.
-    pub component: u64,
+    pub component: Option<u64>,
     /// Connected components in the window.
-    pub components: u64,
+    pub components: Option<u64>,
+}
+
+/// Sets `slot` to `value` for a positive weight, clears it for a negative one.
+fn put<T>(slot: &mut Option<T>, value: T, diff: isize) {
+    *slot = (diff > 0).then_some(value);
+}
+
+impl Assemble for NodeRow {
+    type Part = Part;
+
+    fn apply(&mut self, part: Part, diff: isize) {
+        match part {
+            Part::Base(b) => put(&mut self.base, b, diff),
+            Part::OneHop(a) => put(&mut self.one_hop, a, diff),
+            Part::TwoHop(a) => put(&mut self.two_hop, a, diff),
+            Part::Component(c) => put(&mut self.component, c, diff),
+            Part::Components(c) => put(&mut self.components, c, diff),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.base.is_none()
+            && self.one_hop.is_none()
+            && self.two_hop.is_none()
+            && self.component.is_none()
+            && self.components.is_none()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.base.is_some()
+    }
 }
 
 impl NodeRow {
-    /// The output row of `node` for window `w`.
+    /// The output row of `node` for window `w` (call it on a complete row).
     pub fn to_features(&self, spec: WindowSpec, w: u64, node: u64) -> NodeFeatures {
         let mut row = NodeFeatures::empty(spec.window_start(w), spec.window_end(w), node);
-        self.base.fill(&mut row);
+        if let Some(base) = &self.base {
+            base.fill(&mut row);
+        }
         let get = |agg: &Option<Agg>, mean: bool, i: usize| {
-            agg.and_then(|a| if mean { a.mean[i] } else { a.max[i] })
-                .map(Num::get)
+            agg.as_ref()
+                .and_then(|a| if mean { a.mean.get(i) } else { a.max.get(i) })
         };
         for i in 0..BASE_FEATURE_COUNT {
             row.set_aggregates(
@@ -78,43 +128,45 @@ impl NodeRow {
                 ],
             );
         }
-        row.component = self.component;
-        row.components = self.components;
+        row.component = self.component.unwrap_or(node);
+        row.components = self.components.unwrap_or(1);
         row
     }
 }
 
-/// A part of a node's row, as the assembling `reduce` receives it.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-enum Part {
-    Base(NodeBase),
-    OneHop(Agg),
-    TwoHop(Agg),
-    Component(u64),
-    Components(u64),
-}
-
-/// Maintains [`NodeRow`] per node for every window from combiner updates: the
-/// collection's contents at time `W` are window `W`'s rows.
-pub fn node_rows<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u64, NodeRow), isize> {
-    let per_node = updates.reduce_named("NodeBase", |_node, input, output| {
-        let mut neighbours = Vec::new();
-        let base = NodeBase::fold(input, &mut neighbours);
-        output.push((NodeOut::Present, 1));
-        output.push((NodeOut::Base(base), 1));
-        output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
-    });
+/// Maintains the [`Part`]s of every node's row for every window from combiner
+/// updates: the collection's contents at time `W` are window `W`'s parts.
+pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u64, Part), isize> {
+    let per_node = updates
+        .arrange_by_key_named("Arrange: NodeBase")
+        .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<u64, NodeOut, u64, isize>, _, _>(
+            "NodeBase",
+            |_node, input, output| {
+                let mut neighbours = Vec::new();
+                let base = NodeBase::fold(input, &mut neighbours);
+                output.push((NodeOut::Present, 1));
+                output.push((NodeOut::Base(base), 1));
+                output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
+            },
+            |out, node, updates| {
+                out.clear();
+                out.extend(updates.drain(..).map(|(o, t, r)| ((*node, o), t, r)));
+            },
+        );
+    // Read each kind of output straight from the arrangement, cloning only it.
     let nodes = per_node
         .clone()
-        .flat_map(|(n, o)| matches!(o, NodeOut::Present).then_some(n));
-    let base = per_node.clone().flat_map(|(n, o)| match o {
-        NodeOut::Base(b) => Some((n, b)),
+        .flat_map_ref(|n, o| matches!(o, NodeOut::Present).then_some(*n));
+    let base = per_node.clone().flat_map_ref(|n, o| match o {
+        NodeOut::Base(b) => Some((*n, b.clone())),
         _ => None,
     });
-    let edges = per_node.flat_map(|(n, o)| match o {
-        NodeOut::Neighbour(p) => Some((n, p)),
-        _ => None,
-    });
+    let edges = per_node
+        .flat_map_ref(|n, o| match o {
+            NodeOut::Neighbour(p) => Some((*n, *p)),
+            _ => None,
+        })
+        .arrange_by_key_named("Arrange: Edges");
     let values = base.clone().map(|(n, b)| (n, b.values()));
     let (one_hop, two_hop) = graph::neighbourhood(edges.clone(), values);
     let (labels, counts) = graph::components(nodes, edges);
@@ -123,29 +175,6 @@ pub fn node_rows<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u64
         .concat(two_hop.map(|(n, a)| (n, Part::TwoHop(a))))
         .concat(labels.map(|(n, l)| (n, Part::Component(l))))
         .concat(counts.map(|(n, c)| (n, Part::Components(c))))
-        .reduce_named("NodeRow", |node, input, output| {
-            let mut row = NodeRow {
-                component: *node,
-                components: 1,
-                ..Default::default()
-            };
-            let mut has_base = false;
-            for (part, _) in input {
-                match part {
-                    Part::Base(b) => {
-                        row.base = b.clone();
-                        has_base = true;
-                    }
-                    Part::OneHop(a) => row.one_hop = Some(*a),
-                    Part::TwoHop(a) => row.two_hop = Some(*a),
-                    Part::Component(c) => row.component = *c,
-                    Part::Components(c) => row.components = *c,
-                }
-            }
-            if has_base {
-                output.push((row, 1));
-            }
-        })
 }
 
 /// The `node_features` rows of every closed window, from combiner updates.
@@ -154,7 +183,7 @@ pub fn node_features<'s>(
     spec: WindowSpec,
 ) -> Stream<'s, u64, Vec<NodeFeatures>> {
     emit_windows(
-        node_rows(updates),
+        node_parts(updates),
         spec,
         move |w, node: &u64, row: &NodeRow| row.to_features(spec, w, *node),
     )
