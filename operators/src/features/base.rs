@@ -3,7 +3,7 @@
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures};
 use serde::{Deserialize, Serialize};
 
-use super::diff::{Direction, FeatureDiff, FeatureVal, metric_mean};
+use super::diff::{Direction, FeatureDiff, FeatureVal, Name, metric_mean};
 use crate::sketch::{quantile_bucket, value_of};
 
 /// The base features of a node as collection data, aligned with `BASE_FEATURES`: what
@@ -65,7 +65,7 @@ pub struct NodeBase {
     /// TCP retransmits.
     pub retransmits: u64,
     /// Drops per reason, sorted by reason.
-    pub drops: Vec<(String, u64)>,
+    pub drops: Vec<(Name, u64)>,
     /// Sketch bucket of the median RTT.
     pub rtt_p50: Option<i32>,
     /// Sketch bucket of the 99th percentile RTT.
@@ -73,7 +73,7 @@ pub struct NodeBase {
     /// Sketch bucket of the 99th percentile system-call latency (ns).
     pub syscall_p99: Option<i32>,
     /// Per metric series, sorted by name: sum of micro-units and sample count.
-    pub metrics: Vec<(String, i128, u64)>,
+    pub metrics: Vec<(Name, i128, u64)>,
 }
 
 /// What the per-node reduce outputs: the node's features, and one record per
@@ -168,8 +168,16 @@ impl NodeBase {
             row.rtt_p99_us,
             row.syscall_p99_us,
         ] = self.derived();
-        (row.drop_reasons, row.drop_counts) = self.drops.iter().cloned().unzip();
-        row.metric_names = self.metrics.iter().map(|m| m.0.clone()).collect();
+        (row.drop_reasons, row.drop_counts) = self
+            .drops
+            .iter()
+            .map(|(reason, n)| (reason.as_str().to_string(), *n))
+            .unzip();
+        row.metric_names = self
+            .metrics
+            .iter()
+            .map(|m| m.0.as_str().to_string())
+            .collect();
         row.metric_means = self.metrics.iter().map(|m| metric_mean(m.1, m.2)).collect();
         row.metric_samples = self.metrics.iter().map(|m| m.2).collect();
     }

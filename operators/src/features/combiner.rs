@@ -95,22 +95,28 @@ impl FeatureCombiner {
                 break;
             }
             let bucket = entry.remove();
+            // The retractions all go to one later bucket: take it out once.
             let retire = self.spec.retire(time);
+            let mut later = self.pending.remove(&retire).unwrap_or_default();
+            later.reserve(bucket.len());
             for (key, p) in bucket {
+                let send = p.net != FeatureDiff::default();
                 if p.inserted != FeatureDiff::default() {
                     let mut retraction = p.inserted;
                     retraction.negate();
-                    let later = self
-                        .pending
-                        .entry(retire)
-                        .or_default()
-                        .entry(key.clone())
-                        .or_default();
-                    later.net.plus_equals(&retraction);
-                }
-                if p.net != FeatureDiff::default() {
+                    if send {
+                        let slot = later.entry(key.clone()).or_default();
+                        slot.net.plus_equals(&retraction);
+                        emit(key, time, p.net);
+                    } else {
+                        later.entry(key).or_default().net.plus_equals(&retraction);
+                    }
+                } else if send {
                     emit(key, time, p.net);
                 }
+            }
+            if !later.is_empty() {
+                self.pending.insert(retire, later);
             }
         }
         // Inserts still pending (at or after `before`) keep counting presence once.

@@ -1,7 +1,73 @@
 //! The values and weights of the feature collection.
 
+use std::sync::Arc;
+
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// A drop reason or metric series name: shared, so the many updates and rows that
+/// carry one name do not each allocate a copy ([`Names`] hands them out).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Name(Arc<str>);
+
+impl Name {
+    /// The name as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Self {
+        Name(s.into())
+    }
+}
+
+impl Serialize for Name {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Name {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(|s| Name(s.into()))
+    }
+}
+
+/// One worker's cache of [`Name`]s, so each distinct name is allocated once. It holds
+/// at most `Names::CAPACITY` names and starts over when full, so endless distinct
+/// names cost memory only up to that bound.
+#[derive(Default)]
+pub struct Names(crate::hash::FxHashMap<String, Name>);
+
+impl Names {
+    /// Names kept before the cache starts over.
+    pub const CAPACITY: usize = 4096;
+
+    /// The shared name for `s`.
+    pub fn get(&mut self, s: &str) -> Name {
+        if let Some(name) = self.0.get(s) {
+            return name.clone();
+        }
+        if self.0.len() >= Self::CAPACITY {
+            self.0.clear();
+        }
+        let name = Name::from(s);
+        self.0.insert(s.to_string(), name.clone());
+        name
+    }
+
+    /// Names currently cached.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether no name is cached.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// Direction of traffic relative to the keyed node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -21,13 +87,13 @@ pub enum FeatureVal {
     /// Presence of a peer in one direction; the weight's `count` counts flushes.
     Peer(u64, Direction),
     /// Drops with this reason; the weight's `count` counts them.
-    Drop(String),
+    Drop(Name),
     /// RTT samples in this sketch bucket ([`crate::sketch`]); `count` counts them.
     Rtt(i32),
     /// System-call latency samples in this sketch bucket; `count` counts them.
     Syscall(i32),
     /// Samples of this `NodeMetric` series: `count` samples summing to `sum` micro-units.
-    Metric(String),
+    Metric(Name),
 }
 
 /// The weight of a feature update: an Abelian group, so windows can retract. Every

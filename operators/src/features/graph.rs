@@ -15,12 +15,12 @@
 //! aggregates are derived from the neighbours' 1-hop aggregates with one more join
 //! over the edges, so both layers cost O(edges) per change, never degree².
 
+use differential_dataflow::ExchangeData;
 use differential_dataflow::VecCollection;
 use differential_dataflow::algorithms::graphs::propagate::propagate_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use serde::{Deserialize, Serialize};
-use differential_dataflow::ExchangeData;
 
 use super::base::BaseValues;
 

@@ -5,7 +5,7 @@ use meshflow_schemas::{NodeMetric, SyscallLatency, TcpEvent, TcpEventKind, Times
 use timely::dataflow::InputHandleVec;
 
 use super::combiner::FeatureCombiner;
-use super::diff::{FeatureDiff, FeatureVal, quantize_metric};
+use super::diff::{FeatureDiff, FeatureVal, Names, quantize_metric};
 use crate::sketch::bucket_of;
 use crate::window::WindowSpec;
 
@@ -77,6 +77,8 @@ pub struct FeatureInput {
     last_epoch: Option<u64>,
     /// Where the end of this worker's data is announced at close, if anywhere.
     data_end: Option<DataEndInput>,
+    /// Drop reasons and metric names seen, shared by the updates that carry them.
+    names: Names,
 }
 
 impl FeatureInput {
@@ -91,6 +93,7 @@ impl FeatureInput {
             links_next: 0,
             last_epoch: None,
             data_end: None,
+            names: Names::default(),
         }
     }
 
@@ -170,8 +173,12 @@ impl FeatureInput {
             sum,
             ..Default::default()
         };
-        self.combiner
-            .add(epoch, m.node, FeatureVal::Metric(m.metric.clone()), diff);
+        self.combiner.add(
+            epoch,
+            m.node,
+            FeatureVal::Metric(self.names.get(&m.metric)),
+            diff,
+        );
         self.admitted(epoch);
         Ok(())
     }
@@ -191,7 +198,7 @@ impl FeatureInput {
             }
             TcpEventKind::Drop => {
                 let reason = t.drop_reason.as_deref().unwrap_or(UNKNOWN_DROP_REASON);
-                let val = FeatureVal::Drop(reason.to_string());
+                let val = FeatureVal::Drop(self.names.get(reason));
                 self.combiner.add(epoch, t.node, val, FeatureDiff::count(1));
             }
             TcpEventKind::StateChange => {}

@@ -26,7 +26,9 @@ mod input;
 
 pub use base::{BaseValues, NodeBase, NodeOut};
 pub use combiner::FeatureCombiner;
-pub use diff::{Direction, FeatureDiff, FeatureVal, METRIC_SCALE, metric_mean, quantize_metric};
+pub use diff::{
+    Direction, FeatureDiff, FeatureVal, METRIC_SCALE, Name, Names, metric_mean, quantize_metric,
+};
 pub use input::{
     DataEndInput, FeatureInput, FeatureSession, Late, Link, Refusals, Refused, UNKNOWN_DROP_REASON,
 };

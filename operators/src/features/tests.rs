@@ -389,3 +389,20 @@ fn a_rise_in_components_is_reported_once_per_window() {
         vec![None, None, Some((1, 3)), None, None, Some((2, 4))]
     );
 }
+
+#[test]
+fn names_are_allocated_once_and_the_cache_is_bounded() {
+    let mut names = Names::default();
+    let (a, b) = (names.get("cpu_load"), names.get("cpu_load"));
+    assert_eq!(a, b);
+    assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr(), "one allocation");
+    for i in 0..Names::CAPACITY + 10 {
+        assert_eq!(names.get(&i.to_string()).as_str(), i.to_string());
+        assert!(names.len() <= Names::CAPACITY);
+    }
+    assert_eq!(
+        names.get("cpu_load"),
+        a,
+        "equal after the cache started over"
+    );
+}
