@@ -9,12 +9,16 @@ use crate::window::WindowSpec;
 
 use super::diff::{Direction, FeatureDiff, FeatureVal};
 
-#[derive(Clone, Copy, Default)]
-struct Pending {
-    /// Net weight to send at this time: inserts minus retractions scheduled here.
-    net: FeatureDiff,
-    /// The insert part alone, to be retracted when the window slides past.
-    inserted: FeatureDiff,
+/// A feature update's key: the node and what the update is about.
+type Key = (u64, FeatureVal);
+
+/// The retractions due at one time. Peer presence, the bulk of them, always retracts
+/// a count of one, so it is kept as `(node, peer, direction)` alone: a steady mesh of
+/// `E` directed edges holds `2 E × length / slide` of these at any time.
+#[derive(Default)]
+struct Retractions {
+    peers: Vec<(u64, u64, Direction)>,
+    other: Vec<(Key, FeatureDiff)>,
 }
 
 /// Folds events into per-node feature updates, keyed by the window time at which
@@ -26,7 +30,10 @@ struct Pending {
 /// retracts the same amount and disappears from the update stream.
 pub struct FeatureCombiner {
     spec: WindowSpec,
-    pending: BTreeMap<u64, FxHashMap<(u64, FeatureVal), Pending>>,
+    /// Inserts not yet flushed, per time.
+    pending: BTreeMap<u64, FxHashMap<Key, FeatureDiff>>,
+    /// Retractions scheduled, per time.
+    retractions: BTreeMap<u64, Retractions>,
 }
 
 impl FeatureCombiner {
@@ -35,10 +42,11 @@ impl FeatureCombiner {
         Self {
             spec,
             pending: BTreeMap::new(),
+            retractions: BTreeMap::new(),
         }
     }
 
-    fn bucket(&mut self, epoch: u64) -> &mut FxHashMap<(u64, FeatureVal), Pending> {
+    fn bucket(&mut self, epoch: u64) -> &mut FxHashMap<Key, FeatureDiff> {
         let time = self.spec.first_window(epoch);
         self.pending.entry(time).or_default()
     }
@@ -53,17 +61,20 @@ impl FeatureCombiner {
             flows_out: 1,
             ..Default::default()
         };
-        add(bucket.entry((src, FeatureVal::Totals)).or_default(), &sent);
+        bucket
+            .entry((src, FeatureVal::Totals))
+            .or_default()
+            .plus_equals(&sent);
         let received = FeatureDiff {
             bytes_in: bytes,
             packets_in: packets,
             flows_in: 1,
             ..Default::default()
         };
-        add(
-            bucket.entry((dst, FeatureVal::Totals)).or_default(),
-            &received,
-        );
+        bucket
+            .entry((dst, FeatureVal::Totals))
+            .or_default()
+            .plus_equals(&received);
 
         peers(bucket, src, dst);
     }
@@ -79,62 +90,72 @@ impl FeatureCombiner {
     /// [`FeatureCombiner::add_link`] maintain).
     pub fn add(&mut self, epoch: u64, node: u64, val: FeatureVal, diff: FeatureDiff) {
         debug_assert!(!matches!(val, FeatureVal::Peer(..)));
-        add(self.bucket(epoch).entry((node, val)).or_default(), &diff);
+        self.bucket(epoch)
+            .entry((node, val))
+            .or_default()
+            .plus_equals(&diff);
     }
 
     /// Emits every pending update at a time before `before`, scheduling the
     /// retractions of its inserts. Call it before advancing the input to `before`.
-    pub fn flush(
-        &mut self,
-        before: u64,
-        mut emit: impl FnMut((u64, FeatureVal), u64, FeatureDiff),
-    ) {
-        while let Some(entry) = self.pending.first_entry() {
-            let time = *entry.key();
-            if time >= before {
-                break;
-            }
-            let bucket = entry.remove();
-            // The retractions all go to one later bucket: take it out once.
-            let retire = self.spec.retire(time);
-            let mut later = self.pending.remove(&retire).unwrap_or_default();
-            later.reserve(bucket.len());
-            for (key, p) in bucket {
-                let send = p.net != FeatureDiff::default();
-                if p.inserted != FeatureDiff::default() {
-                    let mut retraction = p.inserted;
-                    retraction.negate();
-                    if send {
-                        let slot = later.entry(key.clone()).or_default();
-                        slot.net.plus_equals(&retraction);
-                        emit(key, time, p.net);
-                    } else {
-                        later.entry(key).or_default().net.plus_equals(&retraction);
+    pub fn flush(&mut self, before: u64, mut emit: impl FnMut(Key, u64, FeatureDiff)) {
+        while let Some(time) = self.next_time().filter(|&t| t < before) {
+            let mut net = self.pending.remove(&time).unwrap_or_default();
+            // Schedule the retraction of every insert of this time.
+            if !net.is_empty() {
+                let later = self.retractions.entry(self.spec.retire(time)).or_default();
+                for (key, inserted) in &net {
+                    match key {
+                        (node, FeatureVal::Peer(peer, direction)) => {
+                            later.peers.push((*node, *peer, *direction))
+                        }
+                        _ => {
+                            let mut retraction = *inserted;
+                            retraction.negate();
+                            later.other.push((key.clone(), retraction));
+                        }
                     }
-                } else if send {
-                    emit(key, time, p.net);
                 }
             }
-            if !later.is_empty() {
-                self.pending.insert(retire, later);
+            // Net the retractions due now against the inserts.
+            if let Some(due) = self.retractions.remove(&time) {
+                for (node, peer, direction) in due.peers {
+                    let key = (node, FeatureVal::Peer(peer, direction));
+                    net.entry(key).or_default().count -= 1;
+                }
+                for (key, retraction) in due.other {
+                    net.entry(key).or_default().plus_equals(&retraction);
+                }
+            }
+            for (key, diff) in net {
+                if diff != FeatureDiff::default() {
+                    emit(key, time, diff);
+                }
             }
         }
         // Inserts still pending (at or after `before`) keep counting presence once.
     }
 
-    /// The earliest time with a pending update, if any.
+    /// The earliest time with a pending insert or retraction, if any.
     pub fn next_time(&self) -> Option<u64> {
-        self.pending.keys().next().copied()
+        let first = |m: Option<u64>, n: Option<u64>| match (m, n) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        first(
+            self.pending.keys().next().copied(),
+            self.retractions.keys().next().copied(),
+        )
     }
 
     /// Whether nothing is pending.
     pub fn is_empty(&self) -> bool {
-        self.pending.is_empty()
+        self.pending.is_empty() && self.retractions.is_empty()
     }
 }
 
 /// Marks `src` and `dst` as peers in `bucket`, once per key (a self-loop is no peer).
-fn peers(bucket: &mut FxHashMap<(u64, FeatureVal), Pending>, src: u64, dst: u64) {
+fn peers(bucket: &mut FxHashMap<Key, FeatureDiff>, src: u64, dst: u64) {
     if src == dst {
         return;
     }
@@ -142,14 +163,6 @@ fn peers(bucket: &mut FxHashMap<(u64, FeatureVal), Pending>, src: u64, dst: u64)
         (src, FeatureVal::Peer(dst, Direction::Out)),
         (dst, FeatureVal::Peer(src, Direction::In)),
     ] {
-        let entry = bucket.entry(key).or_default();
-        if entry.inserted.count == 0 {
-            add(entry, &FeatureDiff::count(1));
-        }
+        bucket.entry(key).or_default().count = 1;
     }
-}
-
-fn add(entry: &mut Pending, diff: &FeatureDiff) {
-    entry.net.plus_equals(diff);
-    entry.inserted.plus_equals(diff);
 }
