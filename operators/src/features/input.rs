@@ -270,12 +270,31 @@ impl FeatureInput {
         *self.session.time()
     }
 
-    /// Sends everything still pending and closes the input, so every window closes;
-    /// announces the end of this worker's data first (see [`DataEndInput`]).
-    pub fn close(mut self) {
+    /// Announces the end of this worker's data (see [`DataEndInput`]) and closes that
+    /// input: no event follows. [`FeatureInput::close`] does it too, if not done.
+    pub fn announce_data_end(&mut self) {
         if let Some(mut input) = self.data_end.take() {
             input.send(self.last_epoch.map(|e| self.spec.first_window(e)));
         }
+    }
+
+    /// The end of the next window that still has updates to send once no event
+    /// follows (the retractions of the data's last windows, and given links), or
+    /// `None`. Advancing to it window by window, stepping the dataflow in between,
+    /// closes the tail with one window in flight instead of all at once.
+    pub fn next_pending_window(&self) -> Option<u64> {
+        let links = (self.links_next < self.links_until && !self.links.is_empty())
+            .then(|| self.spec.first_window(self.links_next));
+        [self.combiner.next_time(), links]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// Sends everything still pending and closes the input, so every window closes;
+    /// announces the end of this worker's data first (see [`DataEndInput`]).
+    pub fn close(mut self) {
+        self.announce_data_end();
         self.add_links_before(u64::MAX);
         let session = &mut self.session;
         self.combiner

@@ -530,6 +530,24 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 break;
             }
         }
+        // The data has ended: close its remaining windows one slide at a time, as the
+        // steady state does, rather than all at once (which would hold every tail
+        // window's neighbourhood joins in memory together).
+        input.announce_data_end();
+        while let Some(next) = input
+            .next_pending_window()
+            .filter(|_| !w_abort.load(Ordering::Relaxed))
+        {
+            let before = input.time();
+            input.advance_to_epoch(next + spec.slide - 1);
+            if input.time() == before {
+                break;
+            }
+            while probe.less_than(&input.time().saturating_sub(max_lag)) {
+                worker.step();
+            }
+            emitted(&mut closing);
+        }
         input.close();
         if let Some(raw) = &mut raw {
             raw.close();
