@@ -534,6 +534,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         // steady state does, rather than all at once (which would hold every tail
         // window's neighbourhood joins in memory together).
         input.announce_data_end();
+        // The input tables have nothing pending; closed now, they do not hold the
+        // probe back while the feature windows drain.
+        if let Some(raw) = &mut raw {
+            raw.close();
+        }
         while let Some(next) = input
             .next_pending_window()
             .filter(|_| !w_abort.load(Ordering::Relaxed))
@@ -549,9 +554,6 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             emitted(&mut closing);
         }
         input.close();
-        if let Some(raw) = &mut raw {
-            raw.close();
-        }
         while !probe.done() {
             worker.step();
             emitted(&mut closing);
