@@ -17,9 +17,6 @@ pub struct BaseValues(pub [u32; BASE_FEATURE_COUNT]);
 const NULL_BITS: u32 = 0x7fc0_0000;
 
 impl BaseValues {
-    /// Every value null.
-    pub const NULL: Self = Self([NULL_BITS; BASE_FEATURE_COUNT]);
-
     /// Packs values (rounded to `f32`); `None` and NaN become null.
     pub fn from_values(values: [Option<f64>; BASE_FEATURE_COUNT]) -> Self {
         Self(values.map(|v| match v {

@@ -138,14 +138,11 @@ impl FeatureCombiner {
 
     /// The earliest time with a pending insert or retraction, if any.
     pub fn next_time(&self) -> Option<u64> {
-        let first = |m: Option<u64>, n: Option<u64>| match (m, n) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        first(
-            self.pending.keys().next().copied(),
-            self.retractions.keys().next().copied(),
-        )
+        [self.pending.keys().next(), self.retractions.keys().next()]
+            .into_iter()
+            .flatten()
+            .min()
+            .copied()
     }
 
     /// Whether nothing is pending.

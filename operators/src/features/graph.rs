@@ -18,6 +18,7 @@
 use differential_dataflow::ExchangeData;
 use differential_dataflow::VecCollection;
 use differential_dataflow::algorithms::graphs::propagate::propagate_core;
+use differential_dataflow::difference::Semigroup;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use serde::{Deserialize, Serialize};
@@ -65,16 +66,18 @@ type Keyed<'s, V> = VecCollection<'s, u64, (u64, V), isize>;
 /// A keyed collection arranged by its key, as `reduce` leaves it.
 pub type KeyedArrangement<'s, V> = Arranged<'s, TraceAgent<ValSpine<u64, V, u64, isize>>>;
 
-/// `reduce` that returns its output arrangement, so a join can use it as it is.
-fn reduce_arranged<'s, V, V2, L>(
-    input: Keyed<'s, V>,
+/// `reduce` that returns its output arrangement, so a join (or `flat_map_ref`) can
+/// read it as it is instead of a re-arranged copy.
+pub fn reduce_arranged<'s, V, R, V2, L>(
+    input: VecCollection<'s, u64, (u64, V), R>,
     name: &str,
     logic: L,
 ) -> KeyedArrangement<'s, V2>
 where
     V: ExchangeData,
+    R: ExchangeData + Semigroup,
     V2: ExchangeData,
-    L: FnMut(&u64, &[(&V, isize)], &mut Vec<(V2, isize)>) + 'static,
+    L: FnMut(&u64, &[(&V, R)], &mut Vec<(V2, isize)>) + 'static,
 {
     input
         .arrange_by_key_named(&format!("Arrange: {name}"))

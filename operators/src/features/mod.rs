@@ -34,7 +34,6 @@ pub use input::{
 };
 
 use differential_dataflow::VecCollection;
-use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
@@ -139,22 +138,13 @@ impl NodeRow {
 /// Maintains the [`Part`]s of every node's row for every window from combiner
 /// updates: the collection's contents at time `W` are window `W`'s parts.
 pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u64, Part), isize> {
-    let per_node = updates
-        .arrange_by_key_named("Arrange: NodeBase")
-        .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<u64, NodeOut, u64, isize>, _, _>(
-            "NodeBase",
-            |_node, input, output| {
-                let mut neighbours = Vec::new();
-                let base = NodeBase::fold(input, &mut neighbours);
-                output.push((NodeOut::Present, 1));
-                output.push((NodeOut::Base(base), 1));
-                output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
-            },
-            |out, node, updates| {
-                out.clear();
-                out.extend(updates.drain(..).map(|(o, t, r)| ((*node, o), t, r)));
-            },
-        );
+    let per_node = graph::reduce_arranged(updates, "NodeBase", |_node, input, output| {
+        let mut neighbours = Vec::new();
+        let base = NodeBase::fold(input, &mut neighbours);
+        output.push((NodeOut::Present, 1));
+        output.push((NodeOut::Base(base), 1));
+        output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
+    });
     // Read each kind of output straight from the arrangement, cloning only it.
     let nodes = per_node
         .clone()
