@@ -8,6 +8,7 @@
 
 mod compact;
 mod config;
+mod encoder;
 mod writer;
 
 pub use compact::{CompactReport, compact_table};

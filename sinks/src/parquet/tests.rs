@@ -94,6 +94,31 @@ fn rows_land_in_hive_partitions_rolled_by_span_with_row_groups() {
 }
 
 #[test]
+fn row_groups_span_many_chunks_and_every_row_is_counted_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ParquetSinkConfig {
+        row_group_rows: 20_000,
+        ..cfg(tmp.path())
+    };
+    let dir = prepare_table_dir(tmp.path(), NodeMetric::TABLE, cfg.mode).unwrap();
+    let counters = Counters::shared();
+    let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 0, &cfg, counters.clone());
+    // 50,000 rows in one span: chunks of 8,192 rows, row groups of 20,000.
+    let rows: Vec<NodeMetric> = (0..50_000).map(|i| metric(T0 + i, i as u64)).collect();
+    for part in rows.chunks(3_001) {
+        w.write(part.to_vec()).unwrap();
+    }
+    w.finish().unwrap();
+    let written = files(&dir);
+    assert_eq!(written.len(), 1, "{written:?}");
+    let (back, groups) = read_rows(&written[0]);
+    assert_eq!(groups, 3, "20,000 + 20,000 + 10,000 rows");
+    assert_eq!(back, rows);
+    let seen = counters.snapshot();
+    assert_eq!((seen.received, seen.sent), (50_000, 50_000));
+}
+
+#[test]
 fn out_of_order_rows_are_refused_not_written() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = cfg(tmp.path());

@@ -1,17 +1,15 @@
 //! Writing one table's rows into rolled, atomically renamed Parquet files.
 
-use std::fs::{self, File};
+use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use datafusion::arrow::array::{ArrayRef, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use meshflow_schemas::{ArrowRecord, Counters, TimestampNs};
 
+use super::encoder::{Chunk, Encoder};
 use super::{ParquetSinkConfig, SinkError, WriteMode};
 
 /// Maps an I/O error to a [`SinkError`] naming what was done and where.
@@ -82,7 +80,8 @@ fn remove_temporaries(dir: &Path) -> Result<(), SinkError> {
 }
 
 /// The Parquet settings of every file the sink writes: zstd at the configured level,
-/// row groups of `row_group_rows`, page statistics (for pruning).
+/// row groups of `row_group_rows` (the encoder cuts them, whatever the chunks it is
+/// given), page statistics (for pruning).
 pub(super) fn writer_properties(cfg: &ParquetSinkConfig) -> WriterProperties {
     let level = ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default();
     WriterProperties::builder()
@@ -92,25 +91,30 @@ pub(super) fn writer_properties(cfg: &ParquetSinkConfig) -> WriterProperties {
         .build()
 }
 
-struct OpenFile {
+struct OpenFile<R> {
     span: i64,
     tmp: PathBuf,
     dest: PathBuf,
-    writer: ArrowWriter<File>,
+    encoder: Encoder<R>,
 }
+
+/// Rows handed to the encoder at most at a time: the row buffer stays small however
+/// large the row groups (the encoder cuts those).
+const CHUNK_ROWS: usize = 8192;
 
 /// Writes one bucket of one table: rows must arrive in non-decreasing event time.
 ///
-/// Rows are buffered into row groups of `row_group_rows`; a file is closed and
-/// renamed into place when a row of a later span arrives, or at [`TableWriter::finish`].
-/// File contents depend only on the rows, never on timing or worker count.
+/// Rows are handed in chunks to the open file's encoder thread, which writes row
+/// groups of `row_group_rows`; a file is completed and renamed into place when a row
+/// of a later span arrives, or at [`TableWriter::finish`]. File contents depend only
+/// on the rows, never on timing, chunking or worker count.
 pub struct TableWriter<R: ArrowRecord> {
     dir: PathBuf,
     bucket: u32,
     roll_ns: i64,
-    row_group_rows: usize,
+    chunk_rows: usize,
     props: WriterProperties,
-    open: Option<OpenFile>,
+    open: Option<OpenFile<R>>,
     buffer: Vec<R>,
     /// Names of extra nullable text columns appended after the record's own.
     extra_names: Vec<String>,
@@ -131,7 +135,7 @@ impl<R: ArrowRecord> TableWriter<R> {
             dir,
             bucket,
             roll_ns: cfg.roll_interval.as_nanos_i64(),
-            row_group_rows: cfg.row_group_rows,
+            chunk_rows: cfg.row_group_rows.min(CHUNK_ROWS),
             props: writer_properties(cfg),
             open: None,
             buffer: Vec::new(),
@@ -190,8 +194,8 @@ impl<R: ArrowRecord> TableWriter<R> {
         for (i, column) in self.extra_values.iter_mut().enumerate() {
             column.push(extras.get(i).cloned().flatten());
         }
-        if self.buffer.len() >= self.row_group_rows {
-            self.flush_row_group()?;
+        if self.buffer.len() >= self.chunk_rows {
+            self.send_chunk()?;
         }
         Ok(())
     }
@@ -219,7 +223,7 @@ impl<R: ArrowRecord> TableWriter<R> {
         self.close_file()
     }
 
-    fn open_file(&self, span: i64) -> Result<OpenFile, SinkError> {
+    fn open_file(&self, span: i64) -> Result<OpenFile<R>, SinkError> {
         let (date, hour) = TimestampNs(span).date_hour();
         let folder = self
             .dir
@@ -233,71 +237,44 @@ impl<R: ArrowRecord> TableWriter<R> {
         );
         let dest = folder.join(&name);
         let tmp = folder.join(format!(".{name}.tmp"));
-        let file = File::create(&tmp).map_err(io("creating", &tmp))?;
-        let writer = ArrowWriter::try_new(file, self.file_schema(), Some(self.props.clone()))
-            .map_err(|source| SinkError::Parquet {
-                path: tmp.clone(),
-                source,
-            })?;
+        let encoder = Encoder::start(
+            tmp.clone(),
+            self.file_schema(),
+            self.props.clone(),
+            self.counters.clone(),
+        )?;
         Ok(OpenFile {
             span,
             tmp,
             dest,
-            writer,
+            encoder,
         })
     }
 
-    fn flush_row_group(&mut self) -> Result<(), SinkError> {
-        let Some(tmp) = self.open.as_ref().map(|f| f.tmp.clone()) else {
-            return Ok(());
-        };
+    /// Hands the buffered rows to the open file's encoder.
+    fn send_chunk(&mut self) -> Result<(), SinkError> {
         if self.buffer.is_empty() {
             return Ok(());
-        }
-        let mut batch = R::to_batch(&self.buffer);
-        if !self.extra_names.is_empty() {
-            let mut columns = batch.columns().to_vec();
-            for values in &mut self.extra_values {
-                columns.push(Arc::new(StringArray::from(std::mem::take(values))) as ArrayRef);
-            }
-            batch = RecordBatch::try_new(self.file_schema(), columns).map_err(|e| {
-                SinkError::Parquet {
-                    path: tmp.clone(),
-                    source: e.into(),
-                }
-            })?;
         }
         let Some(file) = self.open.as_mut() else {
             return Ok(());
         };
-        let parquet = |source| SinkError::Parquet {
-            path: file.tmp.clone(),
-            source,
+        let chunk = Chunk {
+            rows: std::mem::replace(&mut self.buffer, Vec::with_capacity(self.chunk_rows)),
+            extras: self.extra_values.iter_mut().map(std::mem::take).collect(),
         };
-        file.writer.write(&batch).map_err(parquet)?;
-        file.writer.flush().map_err(|source| SinkError::Parquet {
-            path: file.tmp.clone(),
-            source,
-        })?;
-        self.counters.add_sent(self.buffer.len() as u64);
-        self.buffer.clear();
-        Ok(())
+        file.encoder.send(chunk)
     }
 
     fn close_file(&mut self) -> Result<(), SinkError> {
-        self.flush_row_group()?;
+        self.send_chunk()?;
         let Some(OpenFile {
-            tmp, dest, writer, ..
+            tmp, dest, encoder, ..
         }) = self.open.take()
         else {
             return Ok(());
         };
-        let file = writer.into_inner().map_err(|source| SinkError::Parquet {
-            path: tmp.clone(),
-            source,
-        })?;
-        file.sync_all().map_err(io("syncing", &tmp))?;
-        drop(file);
+        encoder.finish()?;
         fs::rename(&tmp, &dest).map_err(io("renaming into place", &dest))?;
         Ok(())
     }
@@ -307,7 +284,7 @@ impl<R: ArrowRecord> Drop for TableWriter<R> {
     fn drop(&mut self) {
         if let Some(file) = self.open.take() {
             // Unfinished output is never renamed into place; remove the partial file.
-            drop(file.writer);
+            drop(file.encoder);
             let _ = fs::remove_file(&file.tmp);
         }
     }
