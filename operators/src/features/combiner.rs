@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use differential_dataflow::difference::{Abelian, Semigroup};
 
-use crate::hash::FxHashMap;
+use crate::hash::{FxHashMap, FxHashSet};
 use crate::window::WindowSpec;
 
 use super::diff::{Direction, FeatureDiff, FeatureVal};
@@ -12,12 +12,24 @@ use super::diff::{Direction, FeatureDiff, FeatureVal};
 /// A feature update's key: the node and what the update is about.
 type Key = (u64, FeatureVal);
 
+/// Peer presence `(node, peer, direction)`: the bulk of the updates, and always a
+/// count of one, so it is kept apart from the other keys, without a weight.
+type PeerKey = (u64, u64, Direction);
+
+/// The inserts of one time. Peer presence is a 24-byte set entry rather than a
+/// map entry of key and weight (112 bytes); everything else sums into `other`.
+#[derive(Default)]
+struct Inserts {
+    peers: FxHashSet<PeerKey>,
+    other: FxHashMap<Key, FeatureDiff>,
+}
+
 /// The retractions due at one time. Peer presence, the bulk of them, always retracts
 /// a count of one, so it is kept as `(node, peer, direction)` alone: a steady mesh of
 /// `E` directed edges holds `2 E × length / slide` of these at any time.
 #[derive(Default)]
 struct Retractions {
-    peers: Vec<(u64, u64, Direction)>,
+    peers: Vec<PeerKey>,
     other: Vec<(Key, FeatureDiff)>,
 }
 
@@ -31,7 +43,7 @@ struct Retractions {
 pub struct FeatureCombiner {
     spec: WindowSpec,
     /// Inserts not yet flushed, per time.
-    pending: BTreeMap<u64, FxHashMap<Key, FeatureDiff>>,
+    pending: BTreeMap<u64, Inserts>,
     /// Retractions scheduled, per time.
     retractions: BTreeMap<u64, Retractions>,
 }
@@ -46,7 +58,7 @@ impl FeatureCombiner {
         }
     }
 
-    fn bucket(&mut self, epoch: u64) -> &mut FxHashMap<Key, FeatureDiff> {
+    fn bucket(&mut self, epoch: u64) -> &mut Inserts {
         let time = self.spec.first_window(epoch);
         self.pending.entry(time).or_default()
     }
@@ -62,6 +74,7 @@ impl FeatureCombiner {
             ..Default::default()
         };
         bucket
+            .other
             .entry((src, FeatureVal::Totals))
             .or_default()
             .plus_equals(&sent);
@@ -72,6 +85,7 @@ impl FeatureCombiner {
             ..Default::default()
         };
         bucket
+            .other
             .entry((dst, FeatureVal::Totals))
             .or_default()
             .plus_equals(&received);
@@ -91,6 +105,7 @@ impl FeatureCombiner {
     pub fn add(&mut self, epoch: u64, node: u64, val: FeatureVal, diff: FeatureDiff) {
         debug_assert!(!matches!(val, FeatureVal::Peer(..)));
         self.bucket(epoch)
+            .other
             .entry((node, val))
             .or_default()
             .plus_equals(&diff);
@@ -100,32 +115,34 @@ impl FeatureCombiner {
     /// retractions of its inserts. Call it before advancing the input to `before`.
     pub fn flush(&mut self, before: u64, mut emit: impl FnMut(Key, u64, FeatureDiff)) {
         while let Some(time) = self.next_time().filter(|&t| t < before) {
-            let mut net = self.pending.remove(&time).unwrap_or_default();
+            let Inserts {
+                mut peers,
+                other: mut net,
+            } = self.pending.remove(&time).unwrap_or_default();
             // Schedule the retraction of every insert of this time.
-            if !net.is_empty() {
+            if !peers.is_empty() || !net.is_empty() {
                 let later = self.retractions.entry(self.spec.retire(time)).or_default();
-                for (key, inserted) in &net {
-                    match key {
-                        (node, FeatureVal::Peer(peer, direction)) => {
-                            later.peers.push((*node, *peer, *direction))
-                        }
-                        _ => {
-                            let mut retraction = *inserted;
-                            retraction.negate();
-                            later.other.push((key.clone(), retraction));
-                        }
-                    }
-                }
+                later.peers.extend(peers.iter().copied());
+                later.other.extend(net.iter().map(|(key, inserted)| {
+                    let mut retraction = *inserted;
+                    retraction.negate();
+                    (key.clone(), retraction)
+                }));
             }
-            // Net the retractions due now against the inserts.
+            // Net the retractions due now against the inserts. A peer is inserted at
+            // most once per time, and retracted at most once (from one earlier time).
             if let Some(due) = self.retractions.remove(&time) {
                 for (node, peer, direction) in due.peers {
-                    let key = (node, FeatureVal::Peer(peer, direction));
-                    net.entry(key).or_default().count -= 1;
+                    if !peers.remove(&(node, peer, direction)) {
+                        emit((node, FeatureVal::Peer(peer, direction)), time, PEER_GONE);
+                    }
                 }
                 for (key, retraction) in due.other {
                     net.entry(key).or_default().plus_equals(&retraction);
                 }
+            }
+            for (node, peer, direction) in peers {
+                emit((node, FeatureVal::Peer(peer, direction)), time, PEER_NEW);
             }
             for (key, diff) in net {
                 if diff != FeatureDiff::default() {
@@ -151,15 +168,16 @@ impl FeatureCombiner {
     }
 }
 
+/// The weight of a peer's arrival in a window.
+const PEER_NEW: FeatureDiff = FeatureDiff::count(1);
+/// The weight of a peer's departure from a window.
+const PEER_GONE: FeatureDiff = FeatureDiff::count(-1);
+
 /// Marks `src` and `dst` as peers in `bucket`, once per key (a self-loop is no peer).
-fn peers(bucket: &mut FxHashMap<Key, FeatureDiff>, src: u64, dst: u64) {
+fn peers(bucket: &mut Inserts, src: u64, dst: u64) {
     if src == dst {
         return;
     }
-    for key in [
-        (src, FeatureVal::Peer(dst, Direction::Out)),
-        (dst, FeatureVal::Peer(src, Direction::In)),
-    ] {
-        bucket.entry(key).or_default().count = 1;
-    }
+    bucket.peers.insert((src, dst, Direction::Out));
+    bucket.peers.insert((dst, src, Direction::In));
 }
