@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
@@ -35,9 +35,15 @@ pub(super) struct Chunk<R> {
 }
 
 /// The encoder thread of one temporary file.
+///
+/// Encoded rows come back to the writer's thread ([`Encoder::recycle`]) to be
+/// dropped there and their vector reused: rows freed on the thread that allocated
+/// them do not contend for its allocator (with glibc's malloc, a free from another
+/// thread takes the owning arena's lock, and made the worker's closes stall).
 pub(super) struct Encoder<R> {
     tmp: PathBuf,
     tx: Option<SyncSender<Chunk<R>>>,
+    spent: Receiver<Vec<R>>,
     thread: Option<JoinHandle<Result<(), SinkError>>>,
     abandon: Arc<AtomicBool>,
 }
@@ -59,6 +65,7 @@ impl<R: ArrowRecord> Encoder<R> {
             }
         })?;
         let (tx, rx) = sync_channel(IN_FLIGHT);
+        let (spent_tx, spent) = channel();
         let abandon = Arc::new(AtomicBool::new(false));
         let job = Job {
             tmp: tmp.clone(),
@@ -68,11 +75,12 @@ impl<R: ArrowRecord> Encoder<R> {
         };
         let thread = std::thread::Builder::new()
             .name(format!("parquet-{}", R::TABLE))
-            .spawn(move || job.run(writer, rx))
+            .spawn(move || job.run(writer, rx, spent_tx))
             .map_err(io("starting the encoder thread for", &tmp))?;
         Ok(Self {
             tmp,
             tx: Some(tx),
+            spent,
             thread: Some(thread),
             abandon,
         })
@@ -82,6 +90,14 @@ impl<R: ArrowRecord> Encoder<R> {
     pub fn send(&mut self, chunk: Chunk<R>) -> Result<(), SinkError> {
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(chunk).is_ok());
         if sent { Ok(()) } else { self.join() }
+    }
+
+    /// An empty vector for the next chunk, from rows the encoder has written (which
+    /// are dropped here, on the caller's thread), if any has come back.
+    pub fn recycle(&mut self) -> Option<Vec<R>> {
+        let mut rows = self.spent.try_recv().ok()?;
+        rows.clear();
+        Some(rows)
     }
 
     /// Waits until every chunk is written and the file is complete and synced.
@@ -133,6 +149,7 @@ impl Job {
         self,
         mut writer: ArrowWriter<File>,
         rx: Receiver<Chunk<R>>,
+        spent: Sender<Vec<R>>,
     ) -> Result<(), SinkError> {
         let parquet = |source| SinkError::Parquet {
             path: self.tmp.clone(),
@@ -145,6 +162,8 @@ impl Job {
             let batch = self.batch(chunk.rows.as_slice(), chunk.extras)?;
             writer.write(&batch).map_err(parquet)?;
             self.counters.add_sent(chunk.rows.len() as u64);
+            // Back to the writer's thread; if it is gone, they are dropped here.
+            let _ = spent.send(chunk.rows);
         }
         if self.abandon.load(Ordering::Relaxed) {
             return Ok(());

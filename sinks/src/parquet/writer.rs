@@ -259,8 +259,12 @@ impl<R: ArrowRecord> TableWriter<R> {
         let Some(file) = self.open.as_mut() else {
             return Ok(());
         };
+        let next = file
+            .encoder
+            .recycle()
+            .unwrap_or_else(|| Vec::with_capacity(self.chunk_rows));
         let chunk = Chunk {
-            rows: std::mem::replace(&mut self.buffer, Vec::with_capacity(self.chunk_rows)),
+            rows: std::mem::replace(&mut self.buffer, next),
             extras: self.extra_values.iter_mut().map(std::mem::take).collect(),
         };
         file.encoder.send(chunk)
