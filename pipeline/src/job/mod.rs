@@ -417,11 +417,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 w_progress.emit_latency.lock().expect("lock").push(took);
             }
         };
-        // How far (in epochs) sources may run ahead of the windows being written: two
-        // slides. Every window in flight holds its neighbourhood-join output in the
+        // How far (in epochs) sources may run ahead of the windows being written: one
+        // slide. Every window in flight holds its neighbourhood-join output in the
         // dataflow, so a longer backlog costs memory in proportion to the edges, and
         // it buys no throughput (benchmarks/README.md, "backlog").
-        let max_lag = 2 * spec.slide;
+        let max_lag = spec.slide;
         let mut stopping = false;
         loop {
             // Ctrl-C: every source stops; the eBPF source first delivers what the
