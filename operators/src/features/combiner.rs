@@ -134,7 +134,11 @@ impl FeatureCombiner {
             if let Some(due) = self.retractions.remove(&time) {
                 for (node, peer, direction) in due.peers {
                     if !peers.remove(&(node, peer, direction)) {
-                        emit((node, FeatureVal::Peer(peer, direction)), time, PEER_GONE);
+                        emit(
+                            (node, FeatureVal::Peer(peer, direction)),
+                            time,
+                            FeatureDiff::count(-1),
+                        );
                     }
                 }
                 for (key, retraction) in due.other {
@@ -142,7 +146,11 @@ impl FeatureCombiner {
                 }
             }
             for (node, peer, direction) in peers {
-                emit((node, FeatureVal::Peer(peer, direction)), time, PEER_NEW);
+                emit(
+                    (node, FeatureVal::Peer(peer, direction)),
+                    time,
+                    FeatureDiff::count(1),
+                );
             }
             for (key, diff) in net {
                 if diff != FeatureDiff::default() {
@@ -167,11 +175,6 @@ impl FeatureCombiner {
         self.pending.is_empty() && self.retractions.is_empty()
     }
 }
-
-/// The weight of a peer's arrival in a window.
-const PEER_NEW: FeatureDiff = FeatureDiff::count(1);
-/// The weight of a peer's departure from a window.
-const PEER_GONE: FeatureDiff = FeatureDiff::count(-1);
 
 /// Marks `src` and `dst` as peers in `bucket`, once per key (a self-loop is no peer).
 fn peers(bucket: &mut Inserts, src: u64, dst: u64) {

@@ -124,17 +124,10 @@ pub struct FeatureDiff {
 
 impl FeatureDiff {
     /// A weight that only counts.
-    pub const fn count(n: i64) -> Self {
+    pub fn count(n: i64) -> Self {
         Self {
             count: n,
-            bytes_in: 0,
-            bytes_out: 0,
-            packets_in: 0,
-            packets_out: 0,
-            flows_in: 0,
-            flows_out: 0,
-            retransmits: 0,
-            sum: 0,
+            ..Default::default()
         }
     }
 }

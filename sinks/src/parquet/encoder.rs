@@ -102,11 +102,11 @@ impl<R: ArrowRecord> Encoder<R> {
 
     /// Waits until every chunk is written and the file is complete and synced.
     pub fn finish(mut self) -> Result<(), SinkError> {
-        self.tx = None;
         self.join()
     }
 
-    /// Joins the thread: its result, or an error if it is gone without one.
+    /// Closes the channel and joins the thread: its result, or an error if it is
+    /// gone without one.
     fn join(&mut self) -> Result<(), SinkError> {
         self.tx = None;
         let Some(thread) = self.thread.take() else {
