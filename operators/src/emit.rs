@@ -12,6 +12,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
 use crate::hash::FxHashMap;
+use crate::total::hold;
 use crate::window::WindowSpec;
 
 /// A keyed part and its weight, as the operator buffers it until its window closes.
@@ -127,24 +128,14 @@ where
                         }
                     }
                     // Hold the capability no later than anything we may still emit.
-                    let lower = [
-                        next_window.filter(|_| !current.is_empty()),
-                        pending.keys().next().copied(),
-                        frontier.frontier().iter().min().copied(),
-                    ]
-                    .into_iter()
-                    .flatten()
-                    .min();
-                    match lower {
-                        Some(t) => {
-                            if let Some(cap) = capability.as_mut()
-                                && *cap.time() < t
-                            {
-                                cap.downgrade(&t);
-                            }
-                        }
-                        None => capability = None,
-                    }
+                    hold(
+                        &mut capability,
+                        [
+                            next_window.filter(|_| !current.is_empty()),
+                            pending.keys().next().copied(),
+                            frontier.frontier().iter().min().copied(),
+                        ],
+                    );
                 }
             },
         )

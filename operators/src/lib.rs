@@ -22,4 +22,5 @@ pub mod features;
 pub mod hash;
 pub mod raw;
 pub mod sketch;
+pub mod total;
 pub mod window;

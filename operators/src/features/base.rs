@@ -87,7 +87,7 @@ pub enum NodeOut {
 
 impl NodeBase {
     /// Folds one node's window of updates (values sorted, as `reduce` presents them).
-    pub fn fold(input: &[(&FeatureVal, FeatureDiff)], neighbours: &mut Vec<u64>) -> Self {
+    pub fn fold(input: &[(FeatureVal, FeatureDiff)], neighbours: &mut Vec<u64>) -> Self {
         let mut b = NodeBase::default();
         let (mut rtt, mut syscalls) = (Vec::new(), Vec::new());
         let clamp = |v: i64| v.max(0) as u64;

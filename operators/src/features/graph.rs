@@ -15,15 +15,14 @@
 //! aggregates are derived from the neighbours' 1-hop aggregates with one more join
 //! over the edges, so both layers cost O(edges) per change, never degree².
 
-use differential_dataflow::ExchangeData;
 use differential_dataflow::VecCollection;
 use differential_dataflow::algorithms::graphs::propagate::propagate_core;
-use differential_dataflow::difference::Semigroup;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
-use differential_dataflow::trace::implementations::{ValBuilder, ValSpine};
+use differential_dataflow::trace::implementations::ValSpine;
 use serde::{Deserialize, Serialize};
 
 use super::base::BaseValues;
+use crate::total::reduce_total;
 
 /// Mean and max of every base feature over a set of nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -63,58 +62,42 @@ fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues, is
 /// Type of a keyed collection of the feature graph.
 type Keyed<'s, V> = VecCollection<'s, u64, (u64, V), isize>;
 
-/// A keyed collection arranged by its key, as `reduce` leaves it.
-pub type KeyedArrangement<'s, V> = Arranged<'s, TraceAgent<ValSpine<u64, V, u64, isize>>>;
-
-/// `reduce` that returns its output arrangement, so a join (or `flat_map_ref`) can
-/// read it as it is instead of a re-arranged copy.
-pub fn reduce_arranged<'s, V, R, V2, L>(
-    input: VecCollection<'s, u64, (u64, V), R>,
-    name: &str,
-    logic: L,
-) -> KeyedArrangement<'s, V2>
-where
-    V: ExchangeData,
-    R: ExchangeData + Semigroup,
-    V2: ExchangeData,
-    L: FnMut(&u64, &[(&V, R)], &mut Vec<(V2, isize)>) + 'static,
-{
-    input
-        .arrange_by_key_named(&format!("Arrange: {name}"))
-        .reduce_abelian::<_, ValBuilder<_, _, _, _>, ValSpine<u64, V2, u64, isize>, _, _>(
-            name,
-            logic,
-            |out, key, updates| {
-                out.clear();
-                out.extend(updates.drain(..).map(|(v, t, r)| ((*key, v), t, r)));
-            },
-        )
-}
+/// The window's symmetric edges `(v, u)`, arranged by `v` once for the joins and the
+/// components.
+pub type Edges<'s> = Arranged<'s, TraceAgent<ValSpine<u64, u64, u64, isize>>>;
 
 /// The 1-hop and 2-hop aggregates of every node with a neighbour, from the window's
 /// symmetric edges `(v, u)` (arranged by `v`) and the nodes' base values.
+///
+/// Each layer joins the edges with what the neighbours hold and aggregates per node
+/// with [`reduce_total`], which keeps one copy of a node's joined values instead of
+/// arranged batches of old and new per-edge records.
 pub fn neighbourhood<'s>(
-    edges: KeyedArrangement<'s, u64>,
+    edges: Edges<'s>,
     values: Keyed<'s, BaseValues>,
 ) -> (Keyed<'s, Agg>, Keyed<'s, Agg>) {
-    let one_hop = reduce_arranged(
+    let one_hop = reduce_total(
         edges
             .clone()
             .join_core(values.arrange_by_key(), |_u, v, x| Some((*v, *x))),
         "OneHop",
         |_v, input, output| {
-            output.push((aggregate(input.iter().map(|(x, c)| (*x, *x, *c))), 1));
+            output.push((aggregate(input.iter().map(|(x, c)| (x, x, *c))), 1));
         },
     );
-    let two_hop = edges
-        .join_core(one_hop.clone(), |_u, v, agg| Some((*v, *agg)))
-        .reduce_named("TwoHop", |_v, input, output| {
+    let two_hop = reduce_total(
+        edges.join_core(one_hop.clone().arrange_by_key(), |_u, v, agg| {
+            Some((*v, *agg))
+        }),
+        "TwoHop",
+        |_v, input, output| {
             output.push((
                 aggregate(input.iter().map(|(a, c)| (&a.mean, &a.max, *c))),
                 1,
             ));
-        });
-    (one_hop.as_collection(|v, agg| (*v, *agg)), two_hop)
+        },
+    );
+    (one_hop, two_hop)
 }
 
 /// Each node's connected component (the smallest node id it reaches over the
@@ -122,7 +105,7 @@ pub fn neighbourhood<'s>(
 /// attached to every node.
 pub fn components<'s>(
     nodes: VecCollection<'s, u64, u64, isize>,
-    edges: KeyedArrangement<'s, u64>,
+    edges: Edges<'s>,
 ) -> (Keyed<'s, u64>, Keyed<'s, u64>) {
     let labels = propagate_core(edges, nodes.map(|n| (n, n)), |_| 0);
     let count = labels

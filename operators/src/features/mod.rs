@@ -9,8 +9,8 @@
 //! an entry against a pending retraction of the same key, so a steady edge costs
 //! nothing once its window is full. Then, in differential dataflow:
 //!
-//! 1. a `reduce` keyed by node folds a node's updates into its [`NodeBase`] and lists
-//!    its neighbours (the window's edges);
+//! 1. a `reduce` keyed by node ([`reduce_total`]) folds a node's updates into its
+//!    [`NodeBase`] and lists its neighbours (the window's edges);
 //! 2. joins with the edges give the 1-hop and 2-hop aggregates ([`graph`]);
 //! 3. label propagation over the edges gives connected components;
 //! 4. [`emit_windows`] puts each node's parts together and writes one
@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 
 use crate::emit::{Assemble, emit_windows};
+use crate::total::reduce_total;
 use crate::window::WindowSpec;
 use graph::Agg;
 
@@ -138,24 +139,23 @@ impl NodeRow {
 /// Maintains the [`Part`]s of every node's row for every window from combiner
 /// updates: the collection's contents at time `W` are window `W`'s parts.
 pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u64, Part), isize> {
-    let per_node = graph::reduce_arranged(updates, "NodeBase", |_node, input, output| {
+    let per_node = reduce_total(updates, "NodeBase", |_node, input, output| {
         let mut neighbours = Vec::new();
         let base = NodeBase::fold(input, &mut neighbours);
         output.push((NodeOut::Present, 1));
         output.push((NodeOut::Base(base), 1));
         output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
     });
-    // Read each kind of output straight from the arrangement, cloning only it.
     let nodes = per_node
         .clone()
-        .flat_map_ref(|n, o| matches!(o, NodeOut::Present).then_some(*n));
-    let base = per_node.clone().flat_map_ref(|n, o| match o {
-        NodeOut::Base(b) => Some((*n, b.clone())),
+        .flat_map(|(n, o)| matches!(o, NodeOut::Present).then_some(n));
+    let base = per_node.clone().flat_map(|(n, o)| match o {
+        NodeOut::Base(b) => Some((n, b)),
         _ => None,
     });
     let edges = per_node
-        .flat_map_ref(|n, o| match o {
-            NodeOut::Neighbour(p) => Some((*n, *p)),
+        .flat_map(|(n, o)| match o {
+            NodeOut::Neighbour(p) => Some((n, p)),
             _ => None,
         })
         .arrange_by_key_named("Arrange: Edges");

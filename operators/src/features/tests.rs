@@ -350,11 +350,11 @@ fn base_values_of_the_operator_and_the_row_agree() {
     let sys = FeatureVal::Syscall(crate::sketch::bucket_of(3_000.0));
     let peer = FeatureVal::Peer(5, Direction::In);
     let input = [
-        (&FeatureVal::Totals, diff),
-        (&peer, FeatureDiff::count(1)),
-        (&drop, FeatureDiff::count(3)),
-        (&rtt, FeatureDiff::count(2)),
-        (&sys, FeatureDiff::count(1)),
+        (FeatureVal::Totals, diff),
+        (peer, FeatureDiff::count(1)),
+        (drop, FeatureDiff::count(3)),
+        (rtt, FeatureDiff::count(2)),
+        (sys, FeatureDiff::count(1)),
     ];
     let base = NodeBase::fold(&input, &mut neighbours);
     assert_eq!(neighbours, vec![5]);

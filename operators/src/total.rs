@@ -1,0 +1,306 @@
+//! `reduce` for totally ordered times, without arrangements.
+//!
+//! Window indices are totally ordered, so the contents of a collection at time `t` are
+//! its contents at the time before plus the updates at `t`. [`reduce_total`] keeps, per
+//! key, just those current contents and the current output, applies each time's
+//! updates once the frontier has passed it, and emits the output's changes. Unlike
+//! differential's `reduce`, it keeps no arranged history of the input and output (two
+//! spines of batches that hold old and new records until they merge), so a key costs
+//! one consolidated copy of its values, and a change costs a sort of the key's values
+//! rather than cursor walks over several batches.
+
+use std::collections::BTreeMap;
+
+use differential_dataflow::consolidation::consolidate;
+use differential_dataflow::difference::Semigroup;
+use differential_dataflow::{AsCollection, ExchangeData, Hashable, VecCollection};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::Operator;
+
+use crate::hash::FxHashMap;
+
+/// What [`reduce_total`] keeps for one key.
+struct KeyState<V, R, O> {
+    /// The key's input at the last processed time, consolidated and sorted.
+    values: Vec<(V, R)>,
+    /// The key's output at the last processed time, consolidated and sorted.
+    output: Vec<(O, isize)>,
+}
+
+impl<V, R, O> Default for KeyState<V, R, O> {
+    fn default() -> Self {
+        Self {
+            values: Vec::new(),
+            output: Vec::new(),
+        }
+    }
+}
+
+/// A keyed input update of [`reduce_total`] and its weight, as it waits for its time.
+type InputUpdate<V, R> = ((u64, V), R);
+
+/// An output update of [`reduce_total`].
+type OutputUpdate<O> = ((u64, O), u64, isize);
+
+/// Like differential's `reduce` on a collection keyed by `u64` with totally ordered
+/// `u64` times: for every key whose input changed at a time, `logic(key, input,
+/// output)` is called with the key's whole input at that time (sorted, consolidated,
+/// never empty) and fills the output, and the difference from the key's previous
+/// output is emitted at that time. A key with no input has no output.
+///
+/// Updates are exchanged by the key's hash, as differential's arrangements are, so a
+/// key's updates meet on one worker and nothing is global.
+pub fn reduce_total<'s, V, R, O, L>(
+    input: VecCollection<'s, u64, (u64, V), R>,
+    name: &str,
+    mut logic: L,
+) -> VecCollection<'s, u64, (u64, O), isize>
+where
+    V: ExchangeData,
+    R: ExchangeData + Semigroup,
+    O: ExchangeData,
+    L: FnMut(&u64, &[(V, R)], &mut Vec<(O, isize)>) + 'static,
+{
+    let pact = Exchange::new(|update: &((u64, V), u64, R)| (update.0).0.hashed());
+    input
+        .inner
+        .unary_frontier::<CapacityContainerBuilder<Vec<OutputUpdate<O>>>, _, _, _>(
+            pact,
+            name,
+            move |capability, _info| {
+                let mut capability = Some(capability);
+                let mut pending: BTreeMap<u64, Vec<InputUpdate<V, R>>> = BTreeMap::new();
+                let mut state: FxHashMap<u64, KeyState<V, R, O>> = FxHashMap::default();
+                let mut fresh: Vec<(O, isize)> = Vec::new();
+
+                move |(input, frontier), output| {
+                    input.for_each(|_cap, data| {
+                        for (kv, t, r) in data.drain(..) {
+                            pending.entry(t).or_default().push((kv, r));
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        let t = *entry.key();
+                        if frontier.less_equal(&t) {
+                            break;
+                        }
+                        let mut updates = entry.remove();
+                        consolidate(&mut updates);
+                        let cap = capability
+                            .as_ref()
+                            .expect("capability held while updates are pending");
+                        let delayed = cap.delayed(&t);
+                        let mut session = output.session(&delayed);
+                        let mut updates = updates.into_iter().peekable();
+                        while let Some(((key, v), r)) = updates.next() {
+                            let keyed = state.entry(key).or_default();
+                            keyed.values.push((v, r));
+                            while let Some(((_, v), r)) =
+                                updates.next_if(|((next, _), _)| *next == key)
+                            {
+                                keyed.values.push((v, r));
+                            }
+                            consolidate(&mut keyed.values);
+                            fresh.clear();
+                            if !keyed.values.is_empty() {
+                                logic(&key, &keyed.values, &mut fresh);
+                                consolidate(&mut fresh);
+                            }
+                            for (o, r) in changes(&keyed.output, &fresh) {
+                                session.give(((key, o), t, r));
+                            }
+                            std::mem::swap(&mut keyed.output, &mut fresh);
+                            if keyed.values.is_empty() && keyed.output.is_empty() {
+                                state.remove(&key);
+                            }
+                        }
+                    }
+                    // Hold the capability no later than any time still to be output.
+                    hold(
+                        &mut capability,
+                        [
+                            pending.keys().next().copied(),
+                            frontier.frontier().iter().min().copied(),
+                        ],
+                    );
+                }
+            },
+        )
+        .as_collection()
+}
+
+/// Downgrades `capability` to the earliest of `candidates` (the times still to be
+/// output, and the input frontier), or drops it when there is none.
+pub(crate) fn hold(
+    capability: &mut Option<Capability<u64>>,
+    candidates: impl IntoIterator<Item = Option<u64>>,
+) {
+    match candidates.into_iter().flatten().min() {
+        Some(t) => {
+            if let Some(cap) = capability.as_mut()
+                && *cap.time() < t
+            {
+                cap.downgrade(&t);
+            }
+        }
+        None => *capability = None,
+    }
+}
+
+/// The updates that turn `old` into `new` (both sorted and consolidated).
+fn changes<O: Ord + Clone>(old: &[(O, isize)], new: &[(O, isize)]) -> Vec<(O, isize)> {
+    let mut out = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        let order = match (old.get(i), new.get(j)) {
+            (Some(a), Some(b)) => a.0.cmp(&b.0),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        match order {
+            std::cmp::Ordering::Less => {
+                out.push((old[i].0.clone(), -old[i].1));
+                i += 1;
+            }
+            std::cmp::Ordering::Greater => {
+                out.push((new[j].0.clone(), new[j].1));
+                j += 1;
+            }
+            std::cmp::Ordering::Equal => {
+                if old[i].1 != new[j].1 {
+                    out.push((new[j].0.clone(), new[j].1 - old[i].1));
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use differential_dataflow::input::InputSession;
+    use proptest::prelude::*;
+    use timely::dataflow::operators::{Inspect, Probe};
+
+    use super::{changes, reduce_total};
+
+    /// `(time, key, value, diff)`, sorted by time.
+    type Updates = Vec<(u64, u64, u8, isize)>;
+
+    /// The reduce under test: the key's values with a positive count, and their
+    /// weighted sum (so both a changed set and a changed total show).
+    fn logic(input: &[(u8, isize)], output: &mut Vec<((u8, i64), isize)>) {
+        let sum: i64 = input.iter().map(|(v, r)| i64::from(*v) * *r as i64).sum();
+        output.extend(
+            input
+                .iter()
+                .filter(|(_, r)| *r > 0)
+                .map(|(v, _)| ((*v, sum), 1)),
+        );
+    }
+
+    /// Runs `reduce_total` on `workers` threads and returns, for every time up to
+    /// `last`, the accumulated output.
+    fn incremental(updates: &Updates, last: u64, workers: usize) -> Vec<Vec<(u64, (u8, i64))>> {
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let sink = out.clone();
+        let updates = Arc::new(updates.clone());
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let (index, peers) = (worker.index(), worker.peers());
+            let sink = sink.clone();
+            let mut session = InputSession::new();
+            let probe = worker.dataflow::<u64, _, _>(|scope| {
+                reduce_total(session.to_collection(scope), "Test", |_k, input, output| {
+                    logic(input, output)
+                })
+                .inner
+                .inspect(move |update| sink.lock().unwrap().push(update.clone()))
+                .probe()
+                .0
+            });
+            for (i, (t, k, v, r)) in updates.iter().enumerate() {
+                session.advance_to(*t);
+                if i % peers == index {
+                    session.update((*k, *v), *r);
+                }
+                session.flush();
+                worker.step();
+            }
+            session.close();
+            worker.step_while(|| !probe.done());
+        })
+        .unwrap();
+        let log = out.lock().unwrap().clone();
+        (0..=last)
+            .map(|t| {
+                let mut acc: BTreeMap<(u64, (u8, i64)), isize> = BTreeMap::new();
+                for ((k, o), time, r) in &log {
+                    if *time <= t {
+                        *acc.entry((*k, *o)).or_default() += r;
+                    }
+                }
+                acc.into_iter()
+                    .filter(|(_, r)| *r != 0)
+                    .flat_map(|(ko, r)| {
+                        assert_eq!(r, 1, "output counts stay 0 or 1");
+                        Some(ko)
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// The same reduce recomputed from scratch at every time.
+    fn batch(updates: &Updates, last: u64) -> Vec<Vec<(u64, (u8, i64))>> {
+        (0..=last)
+            .map(|t| {
+                let mut input: BTreeMap<u64, BTreeMap<u8, isize>> = BTreeMap::new();
+                for (_, k, v, r) in updates.iter().filter(|u| u.0 <= t) {
+                    *input.entry(*k).or_default().entry(*v).or_default() += r;
+                }
+                let mut rows = Vec::new();
+                for (k, values) in input {
+                    let values: Vec<(u8, isize)> =
+                        values.into_iter().filter(|(_, r)| *r != 0).collect();
+                    if values.is_empty() {
+                        continue;
+                    }
+                    let mut output = Vec::new();
+                    logic(&values, &mut output);
+                    rows.extend(output.into_iter().map(|(o, _)| (k, o)));
+                }
+                rows
+            })
+            .collect()
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+
+        #[test]
+        fn reduce_total_equals_a_batch_recomputation(
+            mut updates in prop::collection::vec((0u64..12, 0u64..5, 0u8..6, -2isize..3), 0..80),
+        ) {
+            updates.sort_by_key(|u| u.0);
+            for workers in [1, 2] {
+                prop_assert_eq!(incremental(&updates, 12, workers), batch(&updates, 12), "workers {}", workers);
+            }
+        }
+    }
+
+    #[test]
+    fn changes_turn_the_old_output_into_the_new() {
+        let old = [(1, 1), (3, 2), (5, 1)];
+        let new = [(2, 1), (3, 1), (5, 1), (7, 4)];
+        assert_eq!(changes(&old, &new), vec![(1, -1), (2, 1), (3, -1), (7, 4)]);
+        assert_eq!(changes(&old, &[]), vec![(1, -1), (3, -2), (5, -1)]);
+        assert!(changes(&new, &new).is_empty());
+    }
+}
