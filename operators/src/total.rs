@@ -221,7 +221,7 @@ mod tests {
                     logic(input, output)
                 })
                 .inner
-                .inspect(move |update| sink.lock().unwrap().push(update.clone()))
+                .inspect(move |update| sink.lock().unwrap().push(*update))
                 .probe()
                 .0
             });
