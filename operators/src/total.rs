@@ -9,6 +9,7 @@
 //! one consolidated copy of its values, and a change costs a sort of the key's values
 //! rather than cursor walks over several batches.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use differential_dataflow::consolidation::consolidate;
@@ -74,6 +75,8 @@ where
                 let mut pending: BTreeMap<u64, Vec<InputUpdate<V, R>>> = BTreeMap::new();
                 let mut state: FxHashMap<u64, KeyState<V, R, O>> = FxHashMap::default();
                 let mut fresh: Vec<(O, isize)> = Vec::new();
+                let mut order: Vec<(u64, usize)> = Vec::new();
+                let (mut incoming, mut merged) = (Vec::new(), Vec::new());
 
                 move |(input, frontier), output| {
                     input.for_each(|_cap, data| {
@@ -86,31 +89,42 @@ where
                         if frontier.less_equal(&t) {
                             break;
                         }
-                        let mut updates = entry.remove();
-                        consolidate(&mut updates);
+                        // Group the updates by key through a small sorted index, so
+                        // each (possibly large) update moves a fixed number of times.
+                        let mut updates: Vec<Option<InputUpdate<V, R>>> =
+                            entry.remove().into_iter().map(Some).collect();
+                        order.clear();
+                        order.extend(
+                            updates
+                                .iter()
+                                .enumerate()
+                                .filter_map(|(i, u)| u.as_ref().map(|((k, _), _)| (*k, i))),
+                        );
+                        order.sort_unstable();
                         let cap = capability
                             .as_ref()
                             .expect("capability held while updates are pending");
                         let delayed = cap.delayed(&t);
                         let mut session = output.session(&delayed);
-                        let mut updates = updates.into_iter().peekable();
-                        while let Some(((key, v), r)) = updates.next() {
+                        for group in order.chunk_by(|a, b| a.0 == b.0) {
+                            let key = group[0].0;
+                            incoming.clear();
+                            incoming.extend(
+                                group.iter().filter_map(|&(_, i)| {
+                                    updates[i].take().map(|((_, v), r)| (v, r))
+                                }),
+                            );
+                            consolidate(&mut incoming);
                             let keyed = state.entry(key).or_default();
-                            keyed.values.push((v, r));
-                            while let Some(((_, v), r)) =
-                                updates.next_if(|((next, _), _)| *next == key)
-                            {
-                                keyed.values.push((v, r));
-                            }
-                            consolidate(&mut keyed.values);
+                            merge(&mut keyed.values, &mut incoming, &mut merged);
                             fresh.clear();
                             if !keyed.values.is_empty() {
                                 logic(&key, &keyed.values, &mut fresh);
                                 consolidate(&mut fresh);
                             }
-                            for (o, r) in changes(&keyed.output, &fresh) {
+                            changes(&keyed.output, &fresh, |o, r| {
                                 session.give(((key, o), t, r));
-                            }
+                            });
                             std::mem::swap(&mut keyed.output, &mut fresh);
                             if keyed.values.is_empty() && keyed.output.is_empty() {
                                 state.remove(&key);
@@ -149,35 +163,68 @@ pub(crate) fn hold(
     }
 }
 
-/// The updates that turn `old` into `new` (both sorted and consolidated).
-fn changes<O: Ord + Clone>(old: &[(O, isize)], new: &[(O, isize)]) -> Vec<(O, isize)> {
-    let mut out = Vec::new();
+/// Adds `incoming` (sorted, consolidated; left empty) to `values` (sorted,
+/// consolidated), dropping values whose weight becomes zero; `merged` is scratch.
+fn merge<V: Ord, R: Semigroup>(
+    values: &mut Vec<(V, R)>,
+    incoming: &mut Vec<(V, R)>,
+    merged: &mut Vec<(V, R)>,
+) {
+    merged.clear();
+    let mut old = values.drain(..).peekable();
+    let mut new = incoming.drain(..).peekable();
+    loop {
+        let order = match (old.peek(), new.peek()) {
+            (Some(a), Some(b)) => a.0.cmp(&b.0),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => break,
+        };
+        let next = match order {
+            Ordering::Less => old.next(),
+            Ordering::Greater => new.next(),
+            Ordering::Equal => old
+                .next()
+                .zip(new.next())
+                .and_then(|((v, mut r), (_, add))| {
+                    r.plus_equals(&add);
+                    (!r.is_zero()).then_some((v, r))
+                }),
+        };
+        merged.extend(next);
+    }
+    drop(old);
+    std::mem::swap(values, merged);
+}
+
+/// Calls `emit` with the updates that turn `old` into `new` (both sorted and
+/// consolidated).
+fn changes<O: Ord + Clone>(old: &[(O, isize)], new: &[(O, isize)], mut emit: impl FnMut(O, isize)) {
     let (mut i, mut j) = (0, 0);
     while i < old.len() || j < new.len() {
         let order = match (old.get(i), new.get(j)) {
             (Some(a), Some(b)) => a.0.cmp(&b.0),
-            (Some(_), None) => std::cmp::Ordering::Less,
-            _ => std::cmp::Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
         };
         match order {
-            std::cmp::Ordering::Less => {
-                out.push((old[i].0.clone(), -old[i].1));
+            Ordering::Less => {
+                emit(old[i].0.clone(), -old[i].1);
                 i += 1;
             }
-            std::cmp::Ordering::Greater => {
-                out.push((new[j].0.clone(), new[j].1));
+            Ordering::Greater => {
+                emit(new[j].0.clone(), new[j].1);
                 j += 1;
             }
-            std::cmp::Ordering::Equal => {
+            Ordering::Equal => {
                 if old[i].1 != new[j].1 {
-                    out.push((new[j].0.clone(), new[j].1 - old[i].1));
+                    emit(new[j].0.clone(), new[j].1 - old[i].1);
                 }
                 i += 1;
                 j += 1;
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
@@ -189,7 +236,7 @@ mod tests {
     use proptest::prelude::*;
     use timely::dataflow::operators::{Inspect, Probe};
 
-    use super::{changes, reduce_total};
+    use super::{changes, merge, reduce_total};
 
     /// `(time, key, value, diff)`, sorted by time.
     type Updates = Vec<(u64, u64, u8, isize)>;
@@ -295,12 +342,27 @@ mod tests {
         }
     }
 
+    fn collect(old: &[(i32, isize)], new: &[(i32, isize)]) -> Vec<(i32, isize)> {
+        let mut out = Vec::new();
+        changes(old, new, |o, r| out.push((o, r)));
+        out
+    }
+
     #[test]
     fn changes_turn_the_old_output_into_the_new() {
         let old = [(1, 1), (3, 2), (5, 1)];
         let new = [(2, 1), (3, 1), (5, 1), (7, 4)];
-        assert_eq!(changes(&old, &new), vec![(1, -1), (2, 1), (3, -1), (7, 4)]);
-        assert_eq!(changes(&old, &[]), vec![(1, -1), (3, -2), (5, -1)]);
-        assert!(changes(&new, &new).is_empty());
+        assert_eq!(collect(&old, &new), vec![(1, -1), (2, 1), (3, -1), (7, 4)]);
+        assert_eq!(collect(&old, &[]), vec![(1, -1), (3, -2), (5, -1)]);
+        assert!(collect(&new, &new).is_empty());
+    }
+
+    #[test]
+    fn merge_adds_weights_and_drops_zeros() {
+        let mut values = vec![(1, 1isize), (3, 2), (5, 1)];
+        let mut incoming = vec![(0, 4isize), (3, -2), (5, 1), (9, -1)];
+        merge(&mut values, &mut incoming, &mut Vec::new());
+        assert_eq!(values, vec![(0, 4), (1, 1), (5, 2), (9, -1)]);
+        assert!(incoming.is_empty());
     }
 }
