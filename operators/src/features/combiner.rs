@@ -24,13 +24,59 @@ struct Inserts {
     other: FxHashMap<Key, FeatureDiff>,
 }
 
-/// The retractions due at one time. Peer presence, the bulk of them, always retracts
-/// a count of one, so it is kept as `(node, peer, direction)` alone: a steady mesh of
-/// `E` directed edges holds `2 E × length / slide` of these at any time.
+/// The retractions due at one time, each kept with the weight it needs: they wait a
+/// whole window length, so a node holds `length / slide` times its updates per slide.
+/// Peer presence, the bulk of them, always retracts a count of one, so it is kept as
+/// `(node, peer, direction)` alone: a steady mesh of `E` directed edges holds
+/// `2 E × length / slide` of these at any time. Sketch buckets and drops retract a
+/// count (40 bytes instead of a 112-byte key and full weight), metric series a count
+/// and a sum (64 bytes); only traffic totals keep the full weight.
 #[derive(Default)]
 struct Retractions {
     peers: Vec<PeerKey>,
+    counts: Vec<(Key, i64)>,
+    sums: Vec<(Key, i64, i128)>,
     other: Vec<(Key, FeatureDiff)>,
+}
+
+impl Retractions {
+    /// Schedules the retraction of `inserted` at `key`.
+    fn schedule(&mut self, key: &Key, inserted: &FeatureDiff) {
+        let count_and_sum = FeatureDiff {
+            count: inserted.count,
+            sum: inserted.sum,
+            ..Default::default()
+        };
+        if *inserted == FeatureDiff::count(inserted.count) {
+            self.counts.push((key.clone(), -inserted.count));
+        } else if *inserted == count_and_sum {
+            self.sums
+                .push((key.clone(), -inserted.count, -inserted.sum));
+        } else {
+            let mut retraction = *inserted;
+            retraction.negate();
+            self.other.push((key.clone(), retraction));
+        }
+    }
+
+    /// Every retraction other than peer presence, with its full weight.
+    fn weighted(self) -> impl Iterator<Item = (Key, FeatureDiff)> {
+        let counts = self
+            .counts
+            .into_iter()
+            .map(|(key, count)| (key, FeatureDiff::count(count)));
+        let sums = self.sums.into_iter().map(|(key, count, sum)| {
+            (
+                key,
+                FeatureDiff {
+                    count,
+                    sum,
+                    ..Default::default()
+                },
+            )
+        });
+        counts.chain(sums).chain(self.other)
+    }
 }
 
 /// Folds events into per-node feature updates, keyed by the window time at which
@@ -123,16 +169,14 @@ impl FeatureCombiner {
             if !peers.is_empty() || !net.is_empty() {
                 let later = self.retractions.entry(self.spec.retire(time)).or_default();
                 later.peers.extend(peers.iter().copied());
-                later.other.extend(net.iter().map(|(key, inserted)| {
-                    let mut retraction = *inserted;
-                    retraction.negate();
-                    (key.clone(), retraction)
-                }));
+                for (key, inserted) in &net {
+                    later.schedule(key, inserted);
+                }
             }
             // Net the retractions due now against the inserts. A peer is inserted at
             // most once per time, and retracted at most once (from one earlier time).
-            if let Some(due) = self.retractions.remove(&time) {
-                for (node, peer, direction) in due.peers {
+            if let Some(mut due) = self.retractions.remove(&time) {
+                for (node, peer, direction) in std::mem::take(&mut due.peers) {
                     if !peers.remove(&(node, peer, direction)) {
                         emit(
                             (node, FeatureVal::Peer(peer, direction)),
@@ -141,7 +185,7 @@ impl FeatureCombiner {
                         );
                     }
                 }
-                for (key, retraction) in due.other {
+                for (key, retraction) in due.weighted() {
                     net.entry(key).or_default().plus_equals(&retraction);
                 }
             }
