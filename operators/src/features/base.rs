@@ -79,8 +79,9 @@ pub struct NodeBase {
 pub enum NodeOut {
     /// The node has a row in this window (stable while it does, unlike `Base`).
     Present,
-    /// The node's own features.
-    Base(NodeBase),
+    /// The node's own features, boxed: the reduce keeps every node's output, and an
+    /// inline `NodeBase` would make each of its neighbour records as large.
+    Base(Box<NodeBase>),
     /// A neighbour: a node that exchanged a flow with this one in either direction.
     Neighbour(u64),
 }

@@ -143,14 +143,14 @@ pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u6
         let mut neighbours = Vec::new();
         let base = NodeBase::fold(input, &mut neighbours);
         output.push((NodeOut::Present, 1));
-        output.push((NodeOut::Base(base), 1));
+        output.push((NodeOut::Base(Box::new(base)), 1));
         output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
     });
     let nodes = per_node
         .clone()
         .flat_map(|(n, o)| matches!(o, NodeOut::Present).then_some(n));
     let base = per_node.clone().flat_map(|(n, o)| match o {
-        NodeOut::Base(b) => Some((n, b)),
+        NodeOut::Base(b) => Some((n, *b)),
         _ => None,
     });
     let edges = per_node
