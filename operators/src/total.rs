@@ -6,8 +6,8 @@
 //! updates once the frontier has passed it, and emits the output's changes. Unlike
 //! differential's `reduce`, it keeps no arranged history of the input and output (two
 //! spines of batches that hold old and new records until they merge), so a key costs
-//! one consolidated copy of its values, and a change costs a sort of the key's values
-//! rather than cursor walks over several batches.
+//! one consolidated copy of its values, and a change costs a merge into the key's
+//! sorted values rather than cursor walks over several batches.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -91,16 +91,12 @@ where
                         }
                         // Group the updates by key through a small sorted index, so
                         // each (possibly large) update moves a fixed number of times.
-                        let mut updates: Vec<Option<InputUpdate<V, R>>> =
-                            entry.remove().into_iter().map(Some).collect();
+                        let updates = entry.remove();
                         order.clear();
-                        order.extend(
-                            updates
-                                .iter()
-                                .enumerate()
-                                .filter_map(|(i, u)| u.as_ref().map(|((k, _), _)| (*k, i))),
-                        );
+                        order.extend(updates.iter().enumerate().map(|(i, ((k, _), _))| (*k, i)));
                         order.sort_unstable();
+                        let mut updates: Vec<Option<InputUpdate<V, R>>> =
+                            updates.into_iter().map(Some).collect();
                         let cap = capability
                             .as_ref()
                             .expect("capability held while updates are pending");

@@ -33,10 +33,11 @@ pub use input::{
     DataEndInput, FeatureInput, FeatureSession, Late, Link, Refusals, Refused, UNKNOWN_DROP_REASON,
 };
 
-use differential_dataflow::VecCollection;
+use differential_dataflow::{AsCollection, VecCollection};
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
+use timely::dataflow::operators::vec::Partition;
 
 use crate::emit::{Assemble, emit_windows};
 use crate::total::reduce_total;
@@ -146,14 +147,16 @@ pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u6
         output.push((NodeOut::Base(Box::new(base)), 1));
         output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
     });
-    let nodes = per_node
-        .clone()
-        .flat_map(|(n, o)| matches!(o, NodeOut::Present).then_some(n));
-    let base = per_node.clone().flat_map(|(n, o)| match o {
+    // Each output record goes to the one stream of its kind, moved: cloning every
+    // record (and its boxed features) for three readers that each keep one kind
+    // would copy it twice for nothing.
+    let [nodes, base, edges] = split_kinds(per_node);
+    let nodes = nodes.flat_map(|(n, o)| matches!(o, NodeOut::Present).then_some(n));
+    let base = base.flat_map(|(n, o)| match o {
         NodeOut::Base(b) => Some((n, *b)),
         _ => None,
     });
-    let edges = per_node
+    let edges = edges
         .flat_map(|(n, o)| match o {
             NodeOut::Neighbour(p) => Some((n, p)),
             _ => None,
@@ -167,6 +170,24 @@ pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u6
         .concat(two_hop.map(|(n, a)| (n, Part::TwoHop(a))))
         .concat(labels.map(|(n, l)| (n, Part::Component(l))))
         .concat(counts.map(|(n, c)| (n, Part::Components(c))))
+}
+
+/// The per-node reduce's output split by kind: presence, own features, neighbours.
+fn split_kinds<'s>(
+    per_node: VecCollection<'s, u64, (u64, NodeOut), isize>,
+) -> [VecCollection<'s, u64, (u64, NodeOut), isize>; 3] {
+    let streams = per_node
+        .inner
+        .partition(3, |update: ((u64, NodeOut), u64, isize)| {
+            let kind = match &(update.0).1 {
+                NodeOut::Present => 0,
+                NodeOut::Base(_) => 1,
+                NodeOut::Neighbour(_) => 2,
+            };
+            (kind, update)
+        });
+    let mut streams = streams.into_iter().map(AsCollection::as_collection);
+    std::array::from_fn(|_| streams.next().expect("three partitions"))
 }
 
 /// The `node_features` rows of every closed window, from combiner updates.
