@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use meshflow_schemas::{AnomalyScore, Counters, NodeFeatures};
+use meshflow_schemas::{AnomalyScore, Counters};
+use timely::ExchangeData;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -14,6 +15,7 @@ use timely::dataflow::operators::vec::Broadcast;
 
 use super::config::AnomalyConfig;
 use super::scorer::WorkerScorer;
+use super::vector::ScoreRow;
 
 /// What the workers announced about the end of their data (see
 /// [`crate::features::DataEndInput`]).
@@ -39,7 +41,8 @@ impl DataEnds {
     }
 }
 
-/// Scores every node's closed windows.
+/// Scores every node's closed windows, read as [`ScoreRow`]s: the job passes compact
+/// [`super::vector::ScoreInput`]s, tests and benchmarks whole rows.
 ///
 /// Rows are exchanged by node (`node % workers` for a power-of-two worker count),
 /// so each node's history, thresholds and health live on one worker; each worker
@@ -54,8 +57,8 @@ impl DataEnds {
 /// it collapsed. Windows after the last one any worker's data filled are therefore
 /// not scored (counted as dropped): a window is processed once both inputs' frontiers
 /// have passed it, so the announcements that make it a tail window have arrived.
-pub fn anomaly_scores<'s>(
-    features: Stream<'s, u64, Vec<NodeFeatures>>,
+pub fn anomaly_scores<'s, R: ScoreRow + ExchangeData>(
+    features: Stream<'s, u64, Vec<R>>,
     ends: Stream<'s, u64, Vec<Option<u64>>>,
     cfg: AnomalyConfig,
     counters: Arc<Counters>,
@@ -64,11 +67,11 @@ pub fn anomaly_scores<'s>(
     let peers = features.scope().peers();
     features.binary_frontier::<_, CapacityContainerBuilder<Vec<AnomalyScore>>, _, _, _, _>(
         ends.broadcast(),
-        Exchange::new(|f: &NodeFeatures| f.node),
+        Exchange::new(|f: &R| f.node()),
         Pipeline,
         "AnomalyScores",
         move |_capability, _info| {
-            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<NodeFeatures>)> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<R>)> = BTreeMap::new();
             let mut data_ends = DataEnds::default();
             move |(input, frontier), (ends, ends_frontier), output| {
                 input.for_each(|cap, data| {

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
 use meshflow_operators::anomaly::anomaly_scores;
+use meshflow_operators::anomaly::vector::ScoreInput;
 use meshflow_operators::features::{FeatureInput, PartitionWatch, node_features};
+use meshflow_operators::fork::fork;
 use meshflow_operators::raw::RawInput;
 use meshflow_schemas::{
     AnomalyScore, ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric,
@@ -308,7 +310,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     );
                 }
             });
-            let (probe, features) = features.probe();
+            let (probe, mut features) = features.probe();
             let mut ends_input = None;
             if let Some(k) = &kafka_sink {
                 write_kafka(
@@ -325,8 +327,12 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             if let Some(anomaly_dir) = anomaly_dir {
                 let (data_end, ends) = scope.new_input::<Option<u64>>();
                 ends_input = Some(data_end);
+                // The scorer reads a few fields of each row: it gets those, split off
+                // by reference, instead of a clone of every row.
+                let (whole, inputs) = fork(features, "ScoreInputs", |r: &NodeFeatures| ScoreInput::from(r));
+                features = whole;
                 let scores = anomaly_scores(
-                    features.clone(),
+                    inputs,
                     ends,
                     anomaly,
                     w_progress.anomaly.clone(),

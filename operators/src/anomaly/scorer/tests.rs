@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use meshflow_schemas::{HealthState, TimestampNs};
+use meshflow_schemas::{HealthState, NodeFeatures, TimestampNs};
 use proptest::prelude::*;
 use timely::dataflow::operators::vec::Input as _;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -11,6 +11,7 @@ use timely::dataflow::operators::{Inspect, Probe};
 use super::*;
 use crate::anomaly::model::ModelKind;
 use crate::anomaly::operator::anomaly_scores;
+use crate::anomaly::vector::ScoreInput;
 
 /// A node's window with traffic `base` scaled per feature by a little deterministic noise.
 fn row(window: u64, node: u64, base: f64, noise: u64) -> NodeFeatures {
@@ -207,7 +208,8 @@ fn incremental(
         let sink = sink.clone();
         let cfg = cfg.clone();
         let (mut handle, ends, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            let (handle, stream) = scope.new_input::<NodeFeatures>();
+            // The job's compact rows, against whole rows in the batch scorer.
+            let (handle, stream) = scope.new_input::<ScoreInput>();
             let (ends, ends_stream) = scope.new_input::<Option<u64>>();
             let scores = anomaly_scores(stream, ends_stream, cfg, Counters::shared());
             let probe = scores
@@ -235,7 +237,7 @@ fn incremental(
             // Rows are spread over the workers' inputs regardless of node.
             for (i, r) in rows.iter().enumerate() {
                 if i % peers == index {
-                    handle.send(r.clone());
+                    handle.send(ScoreInput::from(r));
                 }
             }
             worker.step();
