@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ring::RingBuffer;
-use super::robust::{RobustStats, quantile, refresh_interval};
+use super::robust::{Quantiles, RobustStats, quantile, refresh_interval};
 
 /// How a threshold is learned from a history of values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +62,52 @@ pub struct Bounds {
 }
 
 impl ThresholdParams {
+    /// The quantiles the band is read from (none for [`ThresholdStrategy::Sigma`]).
+    fn band_quantiles(&self) -> [f64; 2] {
+        let p = (self.percentile / 100.0).clamp(0.0, 1.0);
+        match self.strategy {
+            ThresholdStrategy::Percentile => [p, 1.0 - p],
+            ThresholdStrategy::Sigma | ThresholdStrategy::Iqr => [0.25, 0.75],
+        }
+    }
+
+    /// The band of a quantile strategy from the sample's quantiles `q` (read for at
+    /// least [`Self::band_quantiles`]); `None` for [`ThresholdStrategy::Sigma`],
+    /// which is not read from quantiles ([`Self::sigma_band`]).
+    fn quantile_band(&self, q: &Quantiles) -> Option<Bounds> {
+        match self.strategy {
+            ThresholdStrategy::Percentile => {
+                let p = (self.percentile / 100.0).clamp(0.0, 1.0);
+                Some(Bounds {
+                    upper: q.get(p)?,
+                    lower: q.get(1.0 - p)?,
+                })
+            }
+            ThresholdStrategy::Sigma => None,
+            ThresholdStrategy::Iqr => {
+                let (q1, q3) = (q.get(0.25)?, q.get(0.75)?);
+                let iqr = q3 - q1;
+                Some(Bounds {
+                    lower: q1 - self.iqr_k * iqr,
+                    upper: q3 + self.iqr_k * iqr,
+                })
+            }
+        }
+    }
+
+    /// Mean ± `sigma_k` population standard deviations of a non-empty sample (sums
+    /// in the sample's order).
+    fn sigma_band(&self, values: &[f64]) -> Bounds {
+        let n = values.len() as f64;
+        let mean = values.iter().sum::<f64>() / n;
+        let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+        let sd = var.sqrt();
+        Bounds {
+            lower: mean - self.sigma_k * sd,
+            upper: mean + self.sigma_k * sd,
+        }
+    }
+
     /// The band of `values` (reordered) under this strategy; `None` when empty.
     pub fn bounds(&self, values: &mut [f64]) -> Option<Bounds> {
         if values.is_empty() {
@@ -75,16 +121,7 @@ impl ThresholdParams {
                     lower: quantile(values, 1.0 - p)?,
                 }
             }
-            ThresholdStrategy::Sigma => {
-                let n = values.len() as f64;
-                let mean = values.iter().sum::<f64>() / n;
-                let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-                let sd = var.sqrt();
-                Bounds {
-                    lower: mean - self.sigma_k * sd,
-                    upper: mean + self.sigma_k * sd,
-                }
-            }
+            ThresholdStrategy::Sigma => self.sigma_band(values),
             ThresholdStrategy::Iqr => {
                 let q1 = quantile(values, 0.25)?;
                 let q3 = quantile(values, 0.75)?;
@@ -189,7 +226,7 @@ thread_local! {
     /// Working space for recomputing statistics, shared by the thread's learners: a
     /// learner of its own would keep a second history-sized buffer per series, which
     /// doubled the scorer's memory (nodes × features × history).
-    static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SCRATCH: std::cell::RefCell<(Vec<f64>, Quantiles)> = std::cell::RefCell::new(Default::default());
 }
 
 impl ThresholdLearner {
@@ -229,13 +266,24 @@ impl ThresholdLearner {
     /// What was learned so far, `None` before any value.
     pub fn learned(&mut self) -> Option<Learned> {
         if self.learned.is_none() || self.since_refresh >= refresh_interval(self.history.len()) {
-            self.learned = SCRATCH.with_borrow_mut(|scratch| {
+            self.learned = SCRATCH.with_borrow_mut(|(scratch, q)| {
                 scratch.clear();
                 scratch.extend(self.history.iter().copied());
-                let bounds = self.params.bounds(scratch)?;
+                // The σ band sums the values in history order, before the selection
+                // reorders them; the other bands and the statistics share one
+                // selection of every quantile they read.
+                let sigma = (self.params.strategy == ThresholdStrategy::Sigma
+                    && !scratch.is_empty())
+                .then(|| self.params.sigma_band(scratch));
+                let [a, b] = self.params.band_quantiles();
+                q.select(scratch, &[0.5, 0.25, 0.75, a, b]);
+                let bounds = match sigma {
+                    Some(bounds) => bounds,
+                    None => self.params.quantile_band(q)?,
+                };
                 Some(Learned {
                     bounds,
-                    stats: RobustStats::of(scratch)?,
+                    stats: RobustStats::from_quartiles(scratch, q)?,
                 })
             });
             self.since_refresh = 0;
@@ -367,6 +415,32 @@ mod tests {
             }
             let median = quantile(&mut kept.clone(), 0.5).unwrap();
             prop_assert!(b.lower <= median + 1e-9 && median <= b.upper + 1e-9);
+        }
+
+        #[test]
+        fn learned_equals_the_plain_computation(
+            values in prop::collection::vec(
+                prop_oneof![-1e3f64..1e3, (0u8..3).prop_map(f64::from)],
+                1..700,
+            ),
+            strategy in prop_oneof![
+                Just(ThresholdStrategy::Percentile),
+                Just(ThresholdStrategy::Sigma),
+                Just(ThresholdStrategy::Iqr),
+            ],
+            percentile in 50.0f64..=100.0,
+        ) {
+            let params = ThresholdParams { percentile, ..params(strategy) };
+            let mut learner = ThresholdLearner::new(params, values.len());
+            values.iter().for_each(|v| learner.push(*v));
+            let got = learner.learned().unwrap();
+            let bounds = params.bounds(&mut values.clone()).unwrap();
+            let stats = RobustStats::of(&mut values.clone()).unwrap();
+            prop_assert_eq!(got.bounds, bounds);
+            prop_assert_eq!(got.stats.median, stats.median);
+            // The scale's last fallback (mean absolute deviation) sums in whatever
+            // order the selection left the values.
+            prop_assert!((got.stats.scale - stats.scale).abs() <= 1e-12 * stats.scale);
         }
 
         #[test]
