@@ -2,12 +2,17 @@
 //! `anomaly_scores`, and optionally the input tables).
 
 mod kafka;
+mod raw;
 mod sources;
+mod summary;
 mod writer;
 
 pub use kafka::{KafkaReport, write_kafka};
 pub use sources::{SharedSource, SourceError, WorkerSource};
+pub use summary::{EmitLatency, Progress, Summary};
 pub use writer::{WriteReport, write_parquet};
+
+use raw::{RawInputs, RawOutputs};
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,14 +26,13 @@ use meshflow_operators::features::{FeatureInput, PartitionWatch, node_features};
 use meshflow_operators::fork::fork;
 use meshflow_operators::raw::RawInput;
 use meshflow_schemas::{
-    AnomalyScore, ArrowRecord, CounterSnapshot, Counters, FlowRecord, NodeFeatures, NodeMetric,
-    SyscallLatency, TcpEvent, TimestampNs,
+    AnomalyScore, ArrowRecord, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
+    TcpEvent, TimestampNs,
 };
-use meshflow_sinks::kafka::KafkaSinkConfig;
-use meshflow_sinks::parquet::{ParquetSinkConfig, prepare_table_dir};
+use meshflow_sinks::parquet::prepare_table_dir;
 use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::EbpfSource;
-use meshflow_sources::replay::{SkippedFile, TimeRange, TracePlan};
+use meshflow_sources::replay::{TimeRange, TracePlan};
 use meshflow_sources::simulator::{Pace, Simulator};
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -52,73 +56,6 @@ pub enum Cluster {
         /// `host:port` of every process, in order.
         hosts: Vec<String>,
     },
-}
-
-/// What a finished job did.
-#[derive(Clone, Debug)]
-pub struct Summary {
-    /// Flow events read, per source.
-    pub sources: Vec<(String, CounterSnapshot)>,
-    /// Events refused because they were late or before 1970.
-    pub late: u64,
-    /// With `job.replay_first`: where the live sources took over, and how many of
-    /// their events came before it (already covered by the trace) and were dropped.
-    pub handoff: Option<(TimestampNs, u64)>,
-    /// Windows closed and written.
-    pub windows: u64,
-    /// Rows written, per table.
-    pub rows: Vec<(&'static str, u64)>,
-    /// Kafka sink counters per topic (empty without `[sinks.kafka]`): records
-    /// received, committed (sent), skipped as committed by an earlier run (dropped),
-    /// failed attempts (errored).
-    pub kafka: Vec<(String, CounterSnapshot)>,
-    /// Files (or row groups) skipped as bad.
-    pub skipped: Vec<SkippedFile>,
-    /// Wall-clock duration.
-    pub elapsed: Duration,
-    /// Wall time from a window's close (the input passing its end) to its rows leaving
-    /// the feature dataflow, measured on worker 0 once per input advance.
-    pub emit_latency: EmitLatency,
-    /// The output folder.
-    pub out: PathBuf,
-}
-
-impl Summary {
-    /// Events read from all sources.
-    pub fn events(&self) -> u64 {
-        self.sources.iter().map(|(_, c)| c.received).sum()
-    }
-}
-
-/// Live counters the progress line reads while the job runs.
-#[derive(Default)]
-pub struct Progress {
-    /// Flow events read.
-    pub events: Counters,
-    /// Late events refused.
-    pub late: Counters,
-    /// Live events before the hand-off time, dropped (`job.replay_first`).
-    pub overlap: Counters,
-    /// Rows written to `node_features`.
-    pub rows: Arc<Counters>,
-    /// Rows written to `anomaly_scores`.
-    pub anomaly_rows: Arc<Counters>,
-    /// The anomaly scorer: feature rows received, scores sent, rows dropped while a
-    /// node warms up, model fits that failed.
-    pub anomaly: Arc<Counters>,
-    /// Rows written to the input tables (`flows`, `node_metrics`, `tcp_events`,
-    /// `syscall_latency`), when `sinks.parquet.inputs` is set.
-    pub input_rows: [Arc<Counters>; 4],
-    /// Newest window end closed, in epochs.
-    pub watermark: std::sync::atomic::AtomicU64,
-    /// Window close → emission latencies measured so far (worker 0).
-    pub emit_latency: Mutex<Vec<Duration>>,
-    /// Events the replay sources planned to read (0 when no source knows in advance).
-    pub planned: std::sync::atomic::AtomicU64,
-    /// Set to stop the sources (Ctrl-C): the eBPF source delivers what the kernel
-    /// still holds, then the job closes every open window, writes it, and finishes
-    /// its files.
-    pub stop: AtomicBool,
 }
 
 /// Runs `cfg` to completion (every source exhausted, every window written).
@@ -623,128 +560,4 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         emit_latency: EmitLatency::of(&progress.emit_latency.lock().expect("lock")),
         out: cfg.sinks.parquet.path.clone(),
     })
-}
-
-/// Summary of the window close → emission latencies.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct EmitLatency {
-    /// Measurements (input advances whose windows were emitted).
-    pub samples: usize,
-    /// Median.
-    pub p50: Duration,
-    /// 99th percentile.
-    pub p99: Duration,
-    /// Largest.
-    pub max: Duration,
-}
-
-impl EmitLatency {
-    /// Summarises measured latencies (nearest-rank percentiles).
-    pub fn of(samples: &[Duration]) -> Self {
-        let mut sorted = samples.to_vec();
-        sorted.sort();
-        let at = |q: f64| {
-            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-            sorted[rank - 1]
-        };
-        if sorted.is_empty() {
-            return Self::default();
-        }
-        Self {
-            samples: sorted.len(),
-            p50: at(0.5),
-            p99: at(0.99),
-            max: sorted[sorted.len() - 1],
-        }
-    }
-}
-
-/// Where one worker writes the raw input tables.
-struct RawOutputs<'a> {
-    kafka: Option<&'a KafkaSinkConfig>,
-    parquet: &'a ParquetSinkConfig,
-    worker: (usize, usize),
-    kafka_report: &'a Arc<KafkaReport>,
-    report: &'a Arc<WriteReport>,
-    probe: &'a timely::dataflow::ProbeHandle<u64>,
-}
-
-impl RawOutputs<'_> {
-    /// Writes one raw table to Kafka (when configured for inputs) and to Parquet
-    /// (when `dir` is set), keyed and bucketed by `node`.
-    fn write<'s, R>(
-        &self,
-        stream: timely::dataflow::Stream<'s, u64, Vec<R>>,
-        dir: Option<PathBuf>,
-        rows: Arc<Counters>,
-        node: fn(&R) -> u64,
-    ) where
-        R: ArrowRecord + serde::Serialize + serde::de::DeserializeOwned + Send + Sync,
-    {
-        let stream = stream.probe_with(self.probe);
-        if let Some(k) = self.kafka {
-            let (worker, peers) = self.worker;
-            write_kafka(
-                stream.clone(),
-                k.clone(),
-                worker,
-                peers,
-                self.kafka_report.clone(),
-                self.report.clone(),
-                node,
-            )
-            .probe_with(self.probe);
-        }
-        if let Some(dir) = dir {
-            write_parquet(
-                stream,
-                dir,
-                self.parquet.clone(),
-                rows,
-                self.report.clone(),
-                move |r: &R, buckets| ((node(r) % u64::from(buckets)) as u32, node(r)),
-            );
-        }
-    }
-}
-
-/// The raw input tables' entry points on one worker.
-struct RawInputs {
-    flows: RawInput<FlowRecord>,
-    metrics: RawInput<NodeMetric>,
-    tcp: RawInput<TcpEvent>,
-    syscalls: RawInput<SyscallLatency>,
-}
-
-impl RawInputs {
-    /// Queues the batch's records. A late record is left out here without counting:
-    /// the feature input applies the same rule and has counted it.
-    fn give(&mut self, batch: &mut SourceBatch) {
-        for f in batch.flow_records.drain(..) {
-            let _ = self.flows.give(f.last_seen, f);
-        }
-        for m in batch.metrics.drain(..) {
-            let _ = self.metrics.give(m.time, m);
-        }
-        for t in batch.tcp.drain(..) {
-            let _ = self.tcp.give(t.time, t);
-        }
-        for s in batch.syscalls.drain(..) {
-            let _ = self.syscalls.give(s.time, s);
-        }
-    }
-
-    fn advance_to_epoch(&mut self, epoch: u64) {
-        self.flows.advance_to_epoch(epoch);
-        self.metrics.advance_to_epoch(epoch);
-        self.tcp.advance_to_epoch(epoch);
-        self.syscalls.advance_to_epoch(epoch);
-    }
-
-    fn close(&mut self) {
-        self.flows.close();
-        self.metrics.close();
-        self.tcp.close();
-        self.syscalls.close();
-    }
 }

@@ -15,18 +15,17 @@
 //! Every partition of a data topic has one writer ([`partition_of`], [`writer_of`]),
 //! so the transactions of different workers never interleave in a partition.
 
+mod admin;
 mod config;
 mod partition;
 mod producer;
 #[cfg(test)]
 mod tests;
 
+pub use admin::{ProgressRecord, TracingContext, client_config, create_topics, last_committed};
 pub use config::KafkaSinkConfig;
 pub use partition::{murmur2, partition_of, writer_of};
-pub use producer::{
-    COMMIT_DELAY_ENV, Encoded, ProgressRecord, TracingContext, WindowProducer, client_config,
-    create_topics, last_committed,
-};
+pub use producer::{COMMIT_DELAY_ENV, Encoded, WindowProducer};
 
 /// Why the Kafka sink failed.
 #[derive(Debug, thiserror::Error)]
