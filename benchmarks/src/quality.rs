@@ -19,6 +19,7 @@ use meshflow::config::{JobConfig, SourceConfig};
 use meshflow::job::{Cluster, Progress, run};
 use meshflow_operators::anomaly::AnomalyConfig;
 use meshflow_operators::anomaly::scorer::WorkerScorer;
+use meshflow_operators::anomaly::vector::ScoreInput;
 use meshflow_schemas::{AnomalyScore, ArrowRecord, Counters, FaultKind, GroundTruth, NodeFeatures};
 use meshflow_sources::simulator::{SimConfig, Simulator};
 
@@ -214,7 +215,8 @@ pub fn measure(run_cfg: &Run, anomaly: &AnomalyConfig, dir: &Path) -> anyhow::Re
 /// Scores stored `node_features` rows again, window by window in time order, with
 /// one scorer (what a one-worker job computes): the anomaly settings can then be
 /// compared without running the feature graph again.
-pub fn rescore(mut rows: Vec<NodeFeatures>, anomaly: &AnomalyConfig) -> Vec<AnomalyScore> {
+pub fn rescore(rows: Vec<NodeFeatures>, anomaly: &AnomalyConfig) -> Vec<AnomalyScore> {
+    let mut rows: Vec<ScoreInput> = rows.iter().map(ScoreInput::from).collect();
     rows.sort_by_key(|r| (r.window_end, r.node));
     let mut scorer = WorkerScorer::new(anomaly.clone(), Counters::shared());
     let mut out = Vec::new();

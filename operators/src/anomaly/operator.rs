@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meshflow_schemas::{AnomalyScore, Counters};
-use timely::ExchangeData;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
@@ -15,7 +14,7 @@ use timely::dataflow::operators::vec::Broadcast;
 
 use super::config::AnomalyConfig;
 use super::scorer::WorkerScorer;
-use super::vector::ScoreRow;
+use super::vector::ScoreInput;
 
 /// What the workers announced about the end of their data (see
 /// [`crate::features::DataEndInput`]).
@@ -41,8 +40,7 @@ impl DataEnds {
     }
 }
 
-/// Scores every node's closed windows, read as [`ScoreRow`]s: the job passes compact
-/// [`super::vector::ScoreInput`]s, tests and benchmarks whole rows.
+/// Scores every node's closed windows, read as [`ScoreInput`]s.
 ///
 /// Rows are exchanged by node (`node % workers` for a power-of-two worker count),
 /// so each node's history, thresholds and health live on one worker; each worker
@@ -57,8 +55,8 @@ impl DataEnds {
 /// it collapsed. Windows after the last one any worker's data filled are therefore
 /// not scored (counted as dropped): a window is processed once both inputs' frontiers
 /// have passed it, so the announcements that make it a tail window have arrived.
-pub fn anomaly_scores<'s, R: ScoreRow + ExchangeData>(
-    features: Stream<'s, u64, Vec<R>>,
+pub fn anomaly_scores<'s>(
+    features: Stream<'s, u64, Vec<ScoreInput>>,
     ends: Stream<'s, u64, Vec<Option<u64>>>,
     cfg: AnomalyConfig,
     counters: Arc<Counters>,
@@ -67,11 +65,11 @@ pub fn anomaly_scores<'s, R: ScoreRow + ExchangeData>(
     let peers = features.scope().peers();
     features.binary_frontier::<_, CapacityContainerBuilder<Vec<AnomalyScore>>, _, _, _, _>(
         ends.broadcast(),
-        Exchange::new(|f: &R| f.node()),
+        Exchange::new(|f: &ScoreInput| f.node),
         Pipeline,
         "AnomalyScores",
         move |_capability, _info| {
-            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<R>)> = BTreeMap::new();
+            let mut pending: BTreeMap<u64, (Capability<u64>, Vec<ScoreInput>)> = BTreeMap::new();
             let mut data_ends = DataEnds::default();
             move |(input, frontier), (ends, ends_frontier), output| {
                 input.for_each(|cap, data| {

@@ -14,7 +14,7 @@ use super::health::{Health, Hysteresis};
 use super::model::{MIN_TRAINING_ROWS, Model, ModelError, squash};
 use super::ring::RingBuffer;
 use super::threshold::{ThresholdLearner, ThresholdParams};
-use super::vector::{FEATURES, ScoreRow};
+use super::vector::{FEATURES, ScoreInput};
 
 /// Windows of a node's own history before its deviations count (before that they
 /// are 0): a median/MAD over fewer values means little.
@@ -124,16 +124,16 @@ impl WorkerScorer {
 
     /// Scores the rows of one closed window (any order; processed by node). Returns
     /// one [`AnomalyScore`] per node that is past its warm-up, in node order.
-    pub fn process_window<R: ScoreRow>(&mut self, rows: &mut [R]) -> Vec<AnomalyScore> {
-        rows.sort_by_key(|r| r.node());
+    pub fn process_window(&mut self, rows: &mut [ScoreInput]) -> Vec<AnomalyScore> {
+        rows.sort_by_key(|r| r.node);
         self.counters.add_received(rows.len() as u64);
         self.windows += 1;
         self.maintain_model();
         let mut out = Vec::new();
         for row in rows.iter() {
-            let vector = row.vector();
+            let vector = row.vector;
             let (params, history) = (self.params, self.cfg.history);
-            let state = self.nodes.entry(row.node()).or_insert_with(|| NodeState {
+            let state = self.nodes.entry(row.node).or_insert_with(|| NodeState {
                 features: (0..vector.len())
                     .map(|_| ThresholdLearner::new(params, history))
                     .collect(),
@@ -205,9 +205,9 @@ impl WorkerScorer {
             }
             let trend_windows = self.cfg.trend_windows;
             out.push(AnomalyScore {
-                window_end: row.window_end(),
-                node: row.node(),
-                node_label: row.node_label().to_string(),
+                window_end: row.window_end,
+                node: row.node,
+                node_label: row.node_label.clone(),
                 score,
                 threshold,
                 is_anomaly,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ring::RingBuffer;
-use super::robust::{Quantiles, RobustStats, quantile, refresh_interval};
+use super::robust::{Quantiles, RobustStats, refresh_interval};
 
 /// How a threshold is learned from a history of values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,25 +113,12 @@ impl ThresholdParams {
         if values.is_empty() {
             return None;
         }
-        Some(match self.strategy {
-            ThresholdStrategy::Percentile => {
-                let p = (self.percentile / 100.0).clamp(0.0, 1.0);
-                Bounds {
-                    upper: quantile(values, p)?,
-                    lower: quantile(values, 1.0 - p)?,
-                }
-            }
-            ThresholdStrategy::Sigma => self.sigma_band(values),
-            ThresholdStrategy::Iqr => {
-                let q1 = quantile(values, 0.25)?;
-                let q3 = quantile(values, 0.75)?;
-                let iqr = q3 - q1;
-                Bounds {
-                    lower: q1 - self.iqr_k * iqr,
-                    upper: q3 + self.iqr_k * iqr,
-                }
-            }
-        })
+        if self.strategy == ThresholdStrategy::Sigma {
+            return Some(self.sigma_band(values));
+        }
+        let mut q = Quantiles::default();
+        q.select(values, &self.band_quantiles());
+        self.quantile_band(&q)
     }
 }
 
@@ -327,6 +314,7 @@ impl ThresholdLearner {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::anomaly::robust::quantile;
     use proptest::prelude::*;
 
     fn params(strategy: ThresholdStrategy) -> ThresholdParams {

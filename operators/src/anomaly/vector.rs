@@ -68,38 +68,10 @@ pub fn feature_vector(f: &NodeFeatures) -> Vector {
     FEATURES.map(|(_, i, _)| values[i])
 }
 
-/// A node's window as the scorer reads it: which node and window, and its
-/// [`Vector`]. Implemented by the full [`NodeFeatures`] row and by the compact
-/// [`ScoreInput`] the job hands the scorer.
-pub trait ScoreRow {
-    /// Node id.
-    fn node(&self) -> u64;
-    /// End of the window.
-    fn window_end(&self) -> TimestampNs;
-    /// Readable node name, copied into the scores.
-    fn node_label(&self) -> &str;
-    /// The values the scorer sees.
-    fn vector(&self) -> Vector;
-}
-
-impl ScoreRow for NodeFeatures {
-    fn node(&self) -> u64 {
-        self.node
-    }
-    fn window_end(&self) -> TimestampNs {
-        self.window_end
-    }
-    fn node_label(&self) -> &str {
-        &self.node_label
-    }
-    fn vector(&self) -> Vector {
-        feature_vector(self)
-    }
-}
-
-/// What the scorer needs of a `node_features` row (about 170 bytes and one string,
-/// against about 1.7 KB and a dozen allocations for the row), so the job passes the
-/// scorer these instead of a clone of every row ([`crate::fork`]).
+/// What the scorer reads of a `node_features` row: which node and window, and its
+/// [`Vector`] (about 170 bytes and one string, against about 1.7 KB and a dozen
+/// allocations for the row), so the job passes the scorer these instead of a clone
+/// of every row ([`crate::fork`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScoreInput {
     /// End of the window.
@@ -120,21 +92,6 @@ impl From<&NodeFeatures> for ScoreInput {
             node_label: f.node_label.clone(),
             vector: feature_vector(f),
         }
-    }
-}
-
-impl ScoreRow for ScoreInput {
-    fn node(&self) -> u64 {
-        self.node
-    }
-    fn window_end(&self) -> TimestampNs {
-        self.window_end
-    }
-    fn node_label(&self) -> &str {
-        &self.node_label
-    }
-    fn vector(&self) -> Vector {
-        self.vector
     }
 }
 
@@ -166,10 +123,14 @@ mod tests {
         f.node_label = "n7".into();
         let compact = ScoreInput::from(&f);
         assert_eq!(
-            (compact.node(), compact.window_end(), compact.node_label()),
-            (f.node(), f.window_end(), f.node_label())
+            (
+                compact.node,
+                compact.window_end,
+                compact.node_label.as_str()
+            ),
+            (f.node, f.window_end, f.node_label.as_str())
         );
-        assert_eq!(compact.vector(), f.vector());
+        assert_eq!(compact.vector, feature_vector(&f));
     }
 
     #[test]

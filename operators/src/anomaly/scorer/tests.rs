@@ -38,6 +38,11 @@ fn row(window: u64, node: u64, base: f64, noise: u64) -> NodeFeatures {
     }
 }
 
+/// What the job hands the scorer for `rows`.
+fn inputs(rows: &[NodeFeatures]) -> Vec<ScoreInput> {
+    rows.iter().map(ScoreInput::from).collect()
+}
+
 fn cfg(model: ModelKind) -> AnomalyConfig {
     AnomalyConfig {
         model,
@@ -66,7 +71,7 @@ fn a_flooding_node_is_flagged_explained_and_recovers() {
                 rows[3].bytes_out *= 20;
                 rows[3].packets_out *= 20;
             }
-            for s in scorer.process_window(&mut rows) {
+            for s in scorer.process_window(&mut inputs(&rows)) {
                 if s.is_anomaly {
                     flagged.push((w, s.node));
                 }
@@ -139,7 +144,7 @@ fn a_retransmitting_node_with_normal_traffic_is_flagged_and_explained() {
                 let r = &mut rows[3];
                 r.retransmit_rate = Some(0.2);
             }
-            for s in scorer.process_window(&mut rows) {
+            for s in scorer.process_window(&mut inputs(&rows)) {
                 if s.node != 3 || !(150..170).contains(&w) {
                     continue;
                 }
@@ -176,9 +181,10 @@ fn batch(input: &Trace, cfg: &AnomalyConfig, workers: u64) -> Vec<AnomalyScore> 
     for worker in 0..workers {
         let mut scorer = WorkerScorer::new(cfg.clone(), Counters::shared());
         for rows in windows_of(input).into_values() {
-            let mut mine: Vec<NodeFeatures> = rows
-                .into_iter()
+            let mut mine: Vec<ScoreInput> = rows
+                .iter()
                 .filter(|r| r.node % workers == worker)
+                .map(ScoreInput::from)
                 .collect();
             if !mine.is_empty() {
                 out.extend(scorer.process_window(&mut mine));
@@ -208,7 +214,6 @@ fn incremental(
         let sink = sink.clone();
         let cfg = cfg.clone();
         let (mut handle, ends, probe) = worker.dataflow::<u64, _, _>(|scope| {
-            // The job's compact rows, against whole rows in the batch scorer.
             let (handle, stream) = scope.new_input::<ScoreInput>();
             let (ends, ends_stream) = scope.new_input::<Option<u64>>();
             let scores = anomaly_scores(stream, ends_stream, cfg, Counters::shared());
