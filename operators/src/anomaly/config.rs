@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::health::Hysteresis;
 use super::model::ModelKind;
+use super::order::MAX_SLOTS;
 use super::threshold::{ThresholdParams, ThresholdStrategy};
 
 /// Settings of the anomaly scorer; every field has a default.
@@ -23,7 +24,8 @@ pub struct AnomalyConfig {
     pub refit_every: u32,
     /// Most recent normal feature vectors a worker keeps to fit on.
     pub training_rows: usize,
-    /// Capacity of every history ring buffer (per node: each feature and the score).
+    /// Capacity of every history ring buffer (per node: each feature and the score),
+    /// at most 65,536.
     pub history: usize,
     /// Threshold strategy for the score: `percentile`, `sigma` or `iqr`.
     pub threshold: ThresholdStrategy,
@@ -143,6 +145,12 @@ impl AnomalyConfig {
                 return err(key, format!("is {v}; it must be a number ≥ 0"));
             }
         }
+        if self.history > MAX_SLOTS {
+            return err(
+                "history",
+                format!("is {}; it must be at most {MAX_SLOTS}", self.history),
+            );
+        }
         if self.trend_windows < 3 {
             return err(
                 "trend_windows",
@@ -170,5 +178,12 @@ mod tests {
             ..AnomalyConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "refit_every");
+        let bad = AnomalyConfig {
+            history: MAX_SLOTS + 1,
+            ..AnomalyConfig::default()
+        };
+        let err = bad.validate().unwrap_err();
+        assert_eq!(err.key, "history");
+        assert!(err.reason.contains("at most 65536"), "{}", err.reason);
     }
 }

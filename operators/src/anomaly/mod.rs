@@ -2,6 +2,7 @@
 //! thresholds, a per-node health state, and a model fitted off the hot path.
 //!
 //! - [`ring`]: the bounded history every learner keeps.
+//! - [`order`]: a history's values kept in ascending order, read by rank.
 //! - [`robust`]: quantiles, median/MAD and the per-feature robust standardiser.
 //! - [`threshold`]: percentile, σ and IQR thresholds over a bounded history, and
 //!   trend classification.
@@ -18,6 +19,7 @@ pub mod explain;
 pub mod health;
 pub mod model;
 pub mod operator;
+pub mod order;
 pub mod ring;
 pub mod robust;
 pub mod scorer;

@@ -49,6 +49,25 @@ impl<T> RingBuffer<T> {
         }
     }
 
+    /// Whether the next push drops the oldest value.
+    pub fn is_full(&self) -> bool {
+        self.items.len() == self.capacity
+    }
+
+    /// The slot of [`Self::slots`] the next push writes: the oldest value's when full.
+    pub fn next_slot(&self) -> usize {
+        if self.is_full() {
+            self.head
+        } else {
+            self.items.len()
+        }
+    }
+
+    /// The storage, in slot order (not time order): what an index of slots reads.
+    pub fn slots(&self) -> &[T] {
+        &self.items
+    }
+
     /// Values, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
         let (newer, older) = self.items.split_at(self.head);

@@ -64,17 +64,25 @@ impl Quantiles {
 
     /// The `p`-quantile of the last sample, `p` one of those it was read for.
     pub fn get(&self, p: f64) -> Option<f64> {
-        if self.len == 0 {
-            return None;
-        }
-        let (lo, frac) = rank_of(p, self.len);
-        let at = |r: usize| self.ranks.binary_search(&r).ok().map(|i| self.values[i]);
-        let lo_value = at(lo)?;
-        if frac == 0.0 || lo + 1 >= self.len {
-            return Some(lo_value);
-        }
-        Some(lo_value + frac * (at(lo + 1)? - lo_value))
+        interpolate(self.len, p, |r| {
+            self.ranks.binary_search(&r).ok().map(|i| self.values[i])
+        })
     }
+}
+
+/// The `p`-quantile of `n` ordered values read by `at(rank)`, interpolating linearly
+/// between closest ranks as [`quantile`] does; `None` when `n == 0` or `at` has no
+/// value for a rank it needs.
+pub(crate) fn interpolate(n: usize, p: f64, at: impl Fn(usize) -> Option<f64>) -> Option<f64> {
+    if n == 0 {
+        return None;
+    }
+    let (lo, frac) = rank_of(p, n);
+    let lo_value = at(lo)?;
+    if frac == 0.0 || lo + 1 >= n {
+        return Some(lo_value);
+    }
+    Some(lo_value + frac * (at(lo + 1)? - lo_value))
 }
 
 /// The lower rank of the `p`-quantile of `n` values and the interpolation fraction.
@@ -134,8 +142,22 @@ impl RobustStats {
         for v in values.iter_mut() {
             *v = (*v - median).abs();
         }
-        let mean_abs = values.iter().sum::<f64>() / values.len() as f64 * 1.2533;
-        let mad = quantile(values, 0.5)? * MAD_TO_SIGMA;
+        let mean_abs = values.iter().sum::<f64>() / values.len() as f64;
+        let mad = quantile(values, 0.5)?;
+        Some(Self::from_parts(median, (q1, q3), mad, || mean_abs))
+    }
+
+    /// Statistics from a sample's median, quartiles `(q1, q3)` and median absolute
+    /// deviation from the median (`mad`, unscaled). `mean_abs`, the mean absolute
+    /// deviation from the median, is asked for only when the MAD and the IQR are
+    /// both 0.
+    pub fn from_parts(
+        median: f64,
+        (q1, q3): (f64, f64),
+        mad: f64,
+        mean_abs: impl FnOnce() -> f64,
+    ) -> Self {
+        let mad = mad * MAD_TO_SIGMA;
         let iqr = (q3 - q1) / 1.349;
         let floor = (1e-3 * median.abs()).max(1e-9);
         let scale = if mad > 0.0 {
@@ -143,12 +165,12 @@ impl RobustStats {
         } else if iqr > 0.0 {
             iqr
         } else {
-            mean_abs
+            mean_abs() * 1.2533
         };
-        Some(Self {
+        Self {
             median,
             scale: scale.max(floor),
-        })
+        }
     }
 
     /// `(x − median) / scale`, clamped to `±MAX_DEVIATION`.
@@ -161,9 +183,9 @@ impl RobustStats {
 /// that suddenly moves cannot produce an infinite score.
 pub const MAX_DEVIATION: f64 = 1000.0;
 
-/// How often cached statistics over a history of `len` values are recomputed: after
-/// `len / 256 + 1` new values, so a 10 000-point history is re-sorted every 40
-/// values and statistics lag the newest values by under 0.4 % of the history.
+/// How often a statistic that reads a whole history of `len` values (the σ band) is
+/// recomputed: after `len / 256 + 1` new values, so over a 10 000-point history every
+/// 40 values, lagging the newest values by under 0.4 % of the history.
 pub fn refresh_interval(len: usize) -> usize {
     len / 256 + 1
 }

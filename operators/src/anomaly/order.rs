@@ -1,0 +1,359 @@
+//! A history's values in ascending order, kept up to date as values come and go, so
+//! a learner reads its quantiles and its median absolute deviation after every new
+//! value without sorting or selecting over the whole history.
+//!
+//! [`OrderIndex`] holds 16-bit slots of a ring buffer's storage, ordered by the value
+//! in each slot (ties by slot), in blocks of at most [`SPLIT`] slots: inserting or
+//! removing one moves at most a block, and a history of `n` values costs `2n` bytes
+//! on top of its ring.
+
+use std::cmp::Ordering;
+
+use super::robust::interpolate;
+
+/// Most slots an index can address: the longest history it can order.
+pub const MAX_SLOTS: usize = 1 << 16;
+
+/// A block is split in two when it grows past this many slots.
+const SPLIT: usize = 128;
+
+/// A block that shrinks below this many slots is merged with a neighbour.
+const MERGE: usize = 32;
+
+/// The slots of a ring buffer's storage in ascending order of their values.
+///
+/// Every call passes the ring's storage (`values`); the index reads the values of the
+/// slots it holds from it, so a slot must be removed before its value is overwritten.
+#[derive(Clone, Debug, Default)]
+pub struct OrderIndex {
+    blocks: Vec<Vec<u16>>,
+    len: usize,
+}
+
+/// Order of two slots: by value (`f64::total_cmp`), then by slot.
+fn cmp(values: &[f64], a: u16, b: u16) -> Ordering {
+    values[usize::from(a)]
+        .total_cmp(&values[usize::from(b)])
+        .then(a.cmp(&b))
+}
+
+/// The slot, as the index stores it.
+fn slot16(slot: usize) -> u16 {
+    u16::try_from(slot).expect("an order index addresses at most MAX_SLOTS slots")
+}
+
+impl OrderIndex {
+    /// Values ordered.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no value is ordered.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The block that holds `slot`, or where it belongs (the index is not empty).
+    fn block_of(&self, values: &[f64], slot: u16) -> usize {
+        let last = |b: &Vec<u16>| *b.last().expect("blocks are never empty");
+        self.blocks
+            .partition_point(|b| cmp(values, last(b), slot) == Ordering::Less)
+            .min(self.blocks.len() - 1)
+    }
+
+    /// Orders `slot`, whose value `values[slot]` already holds (`slot < MAX_SLOTS`,
+    /// not ordered yet).
+    pub fn insert(&mut self, values: &[f64], slot: usize) {
+        let slot = slot16(slot);
+        self.len += 1;
+        if self.blocks.is_empty() {
+            self.blocks.push(vec![slot]);
+            return;
+        }
+        let b = self.block_of(values, slot);
+        let block = &mut self.blocks[b];
+        let at = block.partition_point(|&s| cmp(values, s, slot) == Ordering::Less);
+        block.insert(at, slot);
+        if block.len() > SPLIT {
+            let tail = block.split_off(block.len() / 2);
+            self.blocks.insert(b + 1, tail);
+        }
+    }
+
+    /// Forgets `slot`, whose value `values[slot]` still holds. Returns whether it was
+    /// ordered.
+    pub fn remove(&mut self, values: &[f64], slot: usize) -> bool {
+        let slot = slot16(slot);
+        if self.blocks.is_empty() {
+            return false;
+        }
+        let b = self.block_of(values, slot);
+        let block = &mut self.blocks[b];
+        let at = block.partition_point(|&s| cmp(values, s, slot) == Ordering::Less);
+        if block.get(at) != Some(&slot) {
+            return false;
+        }
+        block.remove(at);
+        self.len -= 1;
+        if block.len() < MERGE {
+            self.merge_small(b);
+        }
+        true
+    }
+
+    /// Merges block `b` (below [`MERGE`] slots) into a neighbour when the two fit in
+    /// one block, and drops it when it is empty, so blocks stay few and full.
+    fn merge_small(&mut self, b: usize) {
+        if self.blocks[b].is_empty() {
+            self.blocks.remove(b);
+            return;
+        }
+        let fits =
+            |i: usize, j: usize, blocks: &[Vec<u16>]| blocks[i].len() + blocks[j].len() <= SPLIT;
+        if b + 1 < self.blocks.len() && fits(b, b + 1, &self.blocks) {
+            let next = self.blocks.remove(b + 1);
+            self.blocks[b].extend(next);
+        } else if b > 0 && fits(b - 1, b, &self.blocks) {
+            let this = self.blocks.remove(b);
+            self.blocks[b - 1].extend(this);
+        }
+    }
+
+    /// Removes every slot.
+    pub fn clear(&mut self) {
+        self.blocks.clear();
+        self.len = 0;
+    }
+
+    /// A view that reads values by rank, using `starts` as working space.
+    pub fn ranked<'a>(&'a self, values: &'a [f64], starts: &'a mut Vec<usize>) -> Ranked<'a> {
+        starts.clear();
+        let mut at = 0;
+        for block in &self.blocks {
+            starts.push(at);
+            at += block.len();
+        }
+        Ranked {
+            blocks: &self.blocks,
+            values,
+            starts,
+            len: self.len,
+        }
+    }
+}
+
+/// An [`OrderIndex`] read by rank: the `r`-th smallest value in `O(log blocks)`.
+pub struct Ranked<'a> {
+    blocks: &'a [Vec<u16>],
+    values: &'a [f64],
+    starts: &'a [usize],
+    len: usize,
+}
+
+impl Ranked<'_> {
+    /// Values ordered.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether no value is ordered.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The `rank`-th smallest value (0-based, `rank < len`).
+    pub fn get(&self, rank: usize) -> f64 {
+        let slot = match self.blocks {
+            // A history of up to `SPLIT` values is one block.
+            [block] => block[rank],
+            blocks => {
+                let b = self.starts.partition_point(|&s| s <= rank) - 1;
+                blocks[b][rank - self.starts[b]]
+            }
+        };
+        self.values[usize::from(slot)]
+    }
+
+    /// The `p`-quantile by linear interpolation between closest ranks, equal to
+    /// [`super::robust::quantile`] of the same values; `None` when empty.
+    pub fn quantile(&self, p: f64) -> Option<f64> {
+        interpolate(self.len, p, |r| Some(self.get(r)))
+    }
+
+    /// The median of `|v − median|` over the values (the unscaled MAD), equal to
+    /// [`super::robust::quantile`]`(0.5)` of those distances; `None` when empty.
+    ///
+    /// The distances of the values below `median`, read downwards, and of the rest,
+    /// read upwards, are two ascending sequences; their order statistics are found
+    /// by a binary search over how many each contributes, never by listing them.
+    pub fn mad(&self, median: f64) -> Option<f64> {
+        let below = partition_point(self.len, |r| self.get(r) < median);
+        let left = |i: usize| (self.get(below - 1 - i) - median).abs();
+        let right = |j: usize| (self.get(below + j) - median).abs();
+        let (n_left, n_right) = (below, self.len - below);
+        interpolate(self.len, 0.5, |k| {
+            Some(kth_of_two(k, n_left, n_right, left, right))
+        })
+    }
+
+    /// The mean of `|v − median|` over the values (0 when empty).
+    pub fn mean_abs_deviation(&self, median: f64) -> f64 {
+        if self.len == 0 {
+            return 0.0;
+        }
+        let sum: f64 = self
+            .blocks
+            .iter()
+            .flatten()
+            .map(|&s| (self.values[usize::from(s)] - median).abs())
+            .sum();
+        sum / self.len as f64
+    }
+}
+
+/// The first of `0..n` for which `pred` is false (`pred` true then false).
+fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// The `k`-th smallest (0-based) of the union of two ascending sequences of lengths
+/// `n_left` and `n_right`, read by index (`k < n_left + n_right`).
+fn kth_of_two(
+    k: usize,
+    n_left: usize,
+    n_right: usize,
+    left: impl Fn(usize) -> f64,
+    right: impl Fn(usize) -> f64,
+) -> f64 {
+    // Take `i` of the `k + 1` smallest from the left and the rest from the right: the
+    // right `i` is the first at which the left's next value is not below the largest
+    // taken from the right.
+    let want = k + 1;
+    let lo = want.saturating_sub(n_right);
+    let hi = want.min(n_left);
+    let i = lo
+        + partition_point(hi - lo, |d| {
+            let i = lo + d;
+            left(i) < right(want - i - 1)
+        });
+    let j = want - i;
+    match (i, j) {
+        (0, _) => right(j - 1),
+        (_, 0) => left(i - 1),
+        _ => left(i - 1).max(right(j - 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::anomaly::robust::quantile;
+    use proptest::prelude::*;
+
+    /// Builds an index of `values` (slot i holds values[i]).
+    fn index_of(values: &[f64]) -> OrderIndex {
+        let mut index = OrderIndex::default();
+        (0..values.len()).for_each(|i| index.insert(values, i));
+        index
+    }
+
+    fn mad_by_sorting(values: &[f64]) -> f64 {
+        let median = quantile(&mut values.to_vec(), 0.5).unwrap();
+        let mut d: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+        quantile(&mut d, 0.5).unwrap()
+    }
+
+    /// Values with many ties, signed zeros and wide spreads.
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            -1e6f64..1e6,
+            (0u8..4).prop_map(f64::from),
+            Just(-0.0),
+            Just(0.0),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn ranks_quantiles_and_mad_equal_sorting(
+            values in prop::collection::vec(value(), 1..900),
+            p in 0.0f64..=1.0,
+        ) {
+            let index = index_of(&values);
+            let mut starts = Vec::new();
+            let ranked = index.ranked(&values, &mut starts);
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            for (r, v) in sorted.iter().enumerate() {
+                prop_assert_eq!(ranked.get(r).to_bits(), v.to_bits());
+            }
+            prop_assert_eq!(ranked.quantile(p), quantile(&mut values.clone(), p));
+            let median = ranked.quantile(0.5).unwrap();
+            prop_assert_eq!(ranked.mad(median).unwrap(), mad_by_sorting(&values));
+        }
+
+        #[test]
+        fn a_sliding_history_stays_ordered(
+            capacity in 1usize..400,
+            values in prop::collection::vec(value(), 1..1500),
+        ) {
+            // A ring of `capacity` slots, its oldest slot removed before it is reused.
+            let mut slots = vec![0.0; capacity];
+            let mut index = OrderIndex::default();
+            for (n, v) in values.iter().enumerate() {
+                let slot = n % capacity;
+                if n >= capacity {
+                    prop_assert!(index.remove(&slots, slot));
+                }
+                slots[slot] = *v;
+                index.insert(&slots, slot);
+                prop_assert!(index.blocks.iter().all(|b| !b.is_empty() && b.len() <= SPLIT));
+            }
+            let kept = &values[values.len().saturating_sub(capacity)..];
+            let mut sorted = kept.to_vec();
+            sorted.sort_by(f64::total_cmp);
+            let mut starts = Vec::new();
+            let ranked = index.ranked(&slots, &mut starts);
+            prop_assert_eq!(ranked.len(), kept.len());
+            let got: Vec<u64> = (0..ranked.len()).map(|r| ranked.get(r).to_bits()).collect();
+            let want: Vec<u64> = sorted.iter().map(|v| v.to_bits()).collect();
+            prop_assert_eq!(got, want);
+            let median = ranked.quantile(0.5).unwrap();
+            prop_assert_eq!(ranked.mad(median).unwrap(), mad_by_sorting(kept));
+        }
+    }
+
+    #[test]
+    fn removing_an_absent_slot_changes_nothing() {
+        let values = [3.0, 1.0, 2.0];
+        let mut index = index_of(&values[..2]);
+        assert!(!index.remove(&values, 2));
+        assert_eq!(index.len(), 2);
+        assert!(index.remove(&values, 0));
+        assert!(index.remove(&values, 1));
+        assert!(index.is_empty());
+        assert!(!index.remove(&values, 1));
+    }
+
+    #[test]
+    fn mean_abs_deviation_of_a_known_sample() {
+        let values = [1.0, 2.0, 3.0, 4.0, 10.0];
+        let index = index_of(&values);
+        let mut starts = Vec::new();
+        let ranked = index.ranked(&values, &mut starts);
+        assert_eq!(
+            ranked.mean_abs_deviation(3.0),
+            (2.0 + 1.0 + 0.0 + 1.0 + 7.0) / 5.0
+        );
+        assert_eq!(ranked.mad(3.0), Some(1.0));
+    }
+}
