@@ -36,7 +36,7 @@ pub(super) struct Chunk<R> {
 
 /// The encoder thread of one temporary file.
 ///
-/// Encoded rows come back to the writer's thread ([`Encoder::recycle`]) to be
+/// Encoded rows come back to the writer's thread ([`Encoder::spent`]) to be
 /// dropped there and their vector reused: rows freed on the thread that allocated
 /// them do not contend for its allocator (with glibc's malloc, a free from another
 /// thread takes the owning arena's lock, and made the worker's closes stall).
@@ -92,12 +92,10 @@ impl<R: ArrowRecord> Encoder<R> {
         if sent { Ok(()) } else { self.join() }
     }
 
-    /// An empty vector for the next chunk, from rows the encoder has written (which
-    /// are dropped here, on the caller's thread), if any has come back.
-    pub fn recycle(&mut self) -> Option<Vec<R>> {
-        let mut rows = self.spent.try_recv().ok()?;
-        rows.clear();
-        Some(rows)
+    /// Rows the encoder has written, if a chunk of them has come back: the caller
+    /// drops them on its own thread and reuses the vector.
+    pub fn spent(&mut self) -> Option<Vec<R>> {
+        self.spent.try_recv().ok()
     }
 
     /// Waits until every chunk is written and the file is complete and synced.

@@ -116,6 +116,10 @@ pub struct TableWriter<R: ArrowRecord> {
     props: WriterProperties,
     open: Option<OpenFile<R>>,
     buffer: Vec<R>,
+    /// Written rows back from the encoder, dropped two per row pushed: dropping a
+    /// whole chunk (8,192 rows of a dozen allocations each) at once stalled the
+    /// worker's window for 40 ms. Emptied, the vector holds the next chunk.
+    spent: Vec<R>,
     /// Names of extra nullable text columns appended after the record's own.
     extra_names: Vec<String>,
     /// Buffered extra values, one vector per extra column, aligned with `buffer`.
@@ -139,6 +143,7 @@ impl<R: ArrowRecord> TableWriter<R> {
             props: writer_properties(cfg),
             open: None,
             buffer: Vec::new(),
+            spent: Vec::new(),
             extra_names: Vec::new(),
             extra_values: Vec::new(),
             counters,
@@ -191,6 +196,10 @@ impl<R: ArrowRecord> TableWriter<R> {
         }
         self.counters.add_received(1);
         self.buffer.push(row);
+        // Twice the rate rows come in, so the spent rows are gone before the next
+        // chunk is handed over.
+        self.spent.pop();
+        self.spent.pop();
         for (i, column) in self.extra_values.iter_mut().enumerate() {
             column.push(extras.get(i).cloned().flatten());
         }
@@ -259,10 +268,16 @@ impl<R: ArrowRecord> TableWriter<R> {
         let Some(file) = self.open.as_mut() else {
             return Ok(());
         };
-        let next = file
-            .encoder
-            .recycle()
-            .unwrap_or_else(|| Vec::with_capacity(self.chunk_rows));
+        let next = if self.spent.is_empty() && self.spent.capacity() > 0 {
+            std::mem::take(&mut self.spent)
+        } else {
+            Vec::with_capacity(self.chunk_rows)
+        };
+        if self.spent.is_empty()
+            && let Some(spent) = file.encoder.spent()
+        {
+            self.spent = spent;
+        }
         let chunk = Chunk {
             rows: std::mem::replace(&mut self.buffer, next),
             extras: self.extra_values.iter_mut().map(std::mem::take).collect(),
