@@ -1,6 +1,6 @@
 //! A history's values in ascending order, kept up to date as values come and go, so
-//! a learner reads its quantiles and its median absolute deviation after every new
-//! value without sorting or selecting over the whole history.
+//! a learner reads its quantiles and its median absolute deviation without sorting
+//! or selecting over the whole history.
 //!
 //! [`OrderIndex`] holds 16-bit slots of a ring buffer's storage, ordered by the value
 //! in each slot (ties by slot), in blocks of at most [`SPLIT`] slots: inserting or
@@ -117,12 +117,6 @@ impl OrderIndex {
             let this = self.blocks.remove(b);
             self.blocks[b - 1].extend(this);
         }
-    }
-
-    /// Removes every slot.
-    pub fn clear(&mut self) {
-        self.blocks.clear();
-        self.len = 0;
     }
 
     /// A view that reads values by rank, using `starts` as working space.

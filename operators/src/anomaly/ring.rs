@@ -69,7 +69,7 @@ impl<T> RingBuffer<T> {
     }
 
     /// Values, oldest first.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + '_ {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &T> + Clone + '_ {
         let (newer, older) = self.items.split_at(self.head);
         older.iter().chain(newer.iter())
     }

@@ -183,9 +183,9 @@ impl RobustStats {
 /// that suddenly moves cannot produce an infinite score.
 pub const MAX_DEVIATION: f64 = 1000.0;
 
-/// How often a statistic that reads a whole history of `len` values (the σ band) is
-/// recomputed: after `len / 256 + 1` new values, so over a 10 000-point history every
-/// 40 values, lagging the newest values by under 0.4 % of the history.
+/// How often cached statistics over a history of `len` values are recomputed: after
+/// `len / 256 + 1` new values, so a 10 000-point history is re-read every 40 values
+/// and statistics lag the newest values by under 0.4 % of the history.
 pub fn refresh_interval(len: usize) -> usize {
     len / 256 + 1
 }

@@ -98,10 +98,10 @@ impl ThresholdParams {
 
     /// Mean ± `sigma_k` population standard deviations of a non-empty sample (sums
     /// in the sample's order).
-    fn sigma_band(&self, values: &[f64]) -> Bounds {
-        let n = values.len() as f64;
-        let mean = values.iter().sum::<f64>() / n;
-        let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+    fn sigma_band<'a>(&self, values: impl Iterator<Item = &'a f64> + Clone) -> Bounds {
+        let n = values.clone().count() as f64;
+        let mean = values.clone().sum::<f64>() / n;
+        let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
         let sd = var.sqrt();
         Bounds {
             lower: mean - self.sigma_k * sd,
@@ -115,7 +115,7 @@ impl ThresholdParams {
             return None;
         }
         if self.strategy == ThresholdStrategy::Sigma {
-            return Some(self.sigma_band(values));
+            return Some(self.sigma_band(values.iter()));
         }
         let mut q = Quantiles::default();
         q.select(values, &self.band_quantiles());
@@ -265,10 +265,7 @@ impl ThresholdLearner {
             return self.learned;
         }
         let sigma = (self.params.strategy == ThresholdStrategy::Sigma && !self.history.is_empty())
-            .then(|| {
-                let values: Vec<f64> = self.history.iter().copied().collect();
-                self.params.sigma_band(&values)
-            });
+            .then(|| self.params.sigma_band(self.history.iter()));
         let params = self.params;
         self.learned = STARTS.with_borrow_mut(|starts| {
             let ranked = self.order.ranked(self.history.slots(), starts);
