@@ -151,6 +151,52 @@ fn an_unfinished_file_is_never_visible() {
 }
 
 #[test]
+fn a_rolled_file_lands_without_waiting_for_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path());
+    let dir = prepare_table_dir(tmp.path(), "t", cfg.mode).unwrap();
+    let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 0, &cfg, Counters::shared());
+    let first: Vec<NodeMetric> = (0..5).map(|i| metric(T0 + i, i as u64)).collect();
+    w.write(first.clone()).unwrap();
+    // A row of the next span rolls the first file; its encoder completes it alone.
+    w.write([metric(T0 + 60_000_000_000, 9)]).unwrap();
+    let landed = dir.join("date=2026-01-01/hour=00/part-01767225600-0000.parquet");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !landed.exists() {
+        assert!(std::time::Instant::now() < deadline, "{:?}", files(&dir));
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(read_rows(&landed).0, first);
+    drop(w);
+    assert_eq!(
+        files(&dir),
+        [landed],
+        "the open span's partial file is removed"
+    );
+}
+
+#[test]
+fn a_rolled_file_that_cannot_land_fails_a_later_call_and_loses_no_other_span() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path());
+    let dir = prepare_table_dir(tmp.path(), "t", cfg.mode).unwrap();
+    let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 0, &cfg, Counters::shared());
+    w.write([metric(T0, 1)]).unwrap();
+    // A non-empty folder where the first file must go: its rename fails.
+    let blocked = dir.join("date=2026-01-01/hour=00/part-01767225600-0000.parquet");
+    fs::create_dir_all(blocked.join("in-the-way")).unwrap();
+    w.write([metric(T0 + 60_000_000_000, 2)]).unwrap();
+    let err = w.finish().unwrap_err().to_string();
+    assert!(
+        err.contains("renaming into place") && err.contains("part-01767225600-0000"),
+        "{err}"
+    );
+    drop(w);
+    let second = dir.join("date=2026-01-01/hour=00/part-01767225660-0000.parquet");
+    assert_eq!(read_rows(&second).0, [metric(T0 + 60_000_000_000, 2)]);
+}
+
+#[test]
 fn write_modes_and_stale_temporaries() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("t").join("date=2026-01-01").join("hour=00");
