@@ -71,9 +71,12 @@ impl WorkerScorer {
     }
 
     /// Starts a fit when one is due, and swaps in a finished one when its window has
-    /// come. The first fit is waited for at once (nothing can be scored before it);
-    /// a refit started at window `w` is swapped in at `w + refit_every / 2` (waiting
-    /// only if it has not finished by then), so results depend only on the input.
+    /// come, waiting only if it has not finished by then, so results depend only on
+    /// the input. A refit started at window `w` is swapped in at `w + refit_every / 2`.
+    /// The first fit is swapped in at the next window when it starts at the end of the
+    /// warm-up (no node can be scored before the next window, and waiting for the fit
+    /// at once stalled a live window's close by 300 ms), and at once if it starts later
+    /// (nodes are waiting for it).
     fn maintain_model(&mut self) {
         let due = match self.last_fit {
             None => {
@@ -95,7 +98,7 @@ impl WorkerScorer {
             match spawned {
                 Ok(_) => {
                     let delay = if self.model.is_none() {
-                        0
+                        u64::from(self.windows <= u64::from(self.cfg.warmup_windows))
                     } else {
                         u64::from(self.cfg.refit_every / 2).max(1)
                     };

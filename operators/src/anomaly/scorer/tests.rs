@@ -117,6 +117,27 @@ fn a_flooding_node_is_flagged_explained_and_recovers() {
     }
 }
 
+#[test]
+fn the_first_fit_runs_beside_the_last_warm_up_window_and_scores_the_next() {
+    let cfg = cfg(ModelKind::Gmm);
+    let warmup = u64::from(cfg.warmup_windows);
+    let mut scorer = WorkerScorer::new(cfg, Counters::shared());
+    for w in 1..=warmup + 1 {
+        let rows: Vec<NodeFeatures> = (0..8).map(|n| tcp_row(w, n)).collect();
+        let scores = scorer.process_window(&mut inputs(&rows));
+        if w <= warmup {
+            assert!(
+                scores.is_empty(),
+                "window {w} scored before the warm-up ended"
+            );
+            assert!(!scorer.has_model(), "window {w} waited for the fit");
+        } else {
+            assert_eq!(scores.len(), 8, "every node is scored once warmed up");
+        }
+    }
+    assert!(scorer.pending.is_none() && scorer.has_model());
+}
+
 /// `row` with the TCP health features a quiet node has: a retransmit or two per
 /// window, rates of about 1e-4, and an RTT around 20 ms.
 fn tcp_row(window: u64, node: u64) -> NodeFeatures {
