@@ -19,6 +19,7 @@
 //!   closed window, once the frontier has passed it.
 
 pub mod anomaly;
+pub mod chunked;
 pub mod emit;
 pub mod features;
 pub mod fork;

@@ -20,6 +20,7 @@ use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
 
+use crate::chunked::Chunked;
 use crate::hash::FxHashMap;
 
 /// What [`reduce_total`] keeps for one key.
@@ -41,6 +42,9 @@ impl<V, R, O> Default for KeyState<V, R, O> {
 
 /// A keyed input update of [`reduce_total`] and its weight, as it waits for its time.
 type InputUpdate<V, R> = ((u64, V), R);
+
+/// A time's pending input, each update taken (`None`) once grouped by key.
+type Pending<V, R> = Chunked<Option<InputUpdate<V, R>>>;
 
 /// An output update of [`reduce_total`].
 type OutputUpdate<O> = ((u64, O), u64, isize);
@@ -72,16 +76,16 @@ where
             name,
             move |capability, _info| {
                 let mut capability = Some(capability);
-                let mut pending: BTreeMap<u64, Vec<InputUpdate<V, R>>> = BTreeMap::new();
+                let mut pending: BTreeMap<u64, Pending<V, R>> = BTreeMap::new();
                 let mut state: FxHashMap<u64, KeyState<V, R, O>> = FxHashMap::default();
                 let mut fresh: Vec<(O, isize)> = Vec::new();
-                let mut order: Vec<(u64, usize)> = Vec::new();
+                let mut order: Vec<(u64, u32, u32)> = Vec::new();
                 let (mut incoming, mut merged) = (Vec::new(), Vec::new());
 
                 move |(input, frontier), output| {
                     input.for_each(|_cap, data| {
                         for (kv, t, r) in data.drain(..) {
-                            pending.entry(t).or_default().push((kv, r));
+                            pending.entry(t).or_default().push(Some((kv, r)));
                         }
                     });
                     while let Some(entry) = pending.first_entry() {
@@ -91,12 +95,15 @@ where
                         }
                         // Group the updates by key through a small sorted index, so
                         // each (possibly large) update moves a fixed number of times.
-                        let updates = entry.remove();
+                        let mut chunks = entry.remove();
                         order.clear();
-                        order.extend(updates.iter().enumerate().map(|(i, ((k, _), _))| (*k, i)));
+                        for (c, chunk) in chunks.chunks().iter().enumerate() {
+                            order.extend(chunk.iter().enumerate().filter_map(|(i, u)| {
+                                let ((k, _), _) = u.as_ref()?;
+                                Some((*k, c as u32, i as u32))
+                            }));
+                        }
                         order.sort_unstable();
-                        let mut updates: Vec<Option<InputUpdate<V, R>>> =
-                            updates.into_iter().map(Some).collect();
                         let cap = capability
                             .as_ref()
                             .expect("capability held while updates are pending");
@@ -105,11 +112,11 @@ where
                         for group in order.chunk_by(|a, b| a.0 == b.0) {
                             let key = group[0].0;
                             incoming.clear();
-                            incoming.extend(
-                                group.iter().filter_map(|&(_, i)| {
-                                    updates[i].take().map(|((_, v), r)| (v, r))
-                                }),
-                            );
+                            incoming.extend(group.iter().filter_map(|&(_, c, i)| {
+                                chunks.chunks_mut()[c as usize][i as usize]
+                                    .take()
+                                    .map(|((_, v), r)| (v, r))
+                            }));
                             consolidate(&mut incoming);
                             let keyed = state.entry(key).or_default();
                             merge(&mut keyed.values, &mut incoming, &mut merged);
@@ -190,7 +197,14 @@ fn merge<V: Ord, R: Semigroup>(
         merged.extend(next);
     }
     drop(old);
-    std::mem::swap(values, merged);
+    // The key keeps an allocation of its own, sized to what it holds: swapping in the
+    // scratch vector handed one key's capacity to the next, and key states carried up
+    // to twice the memory they needed.
+    if values.capacity() > 2 * merged.len() {
+        *values = Vec::new();
+    }
+    values.reserve_exact(merged.len());
+    values.append(merged);
 }
 
 /// Calls `emit` with the updates that turn `old` into `new` (both sorted and
@@ -335,6 +349,26 @@ mod tests {
             for workers in [1, 2] {
                 prop_assert_eq!(incremental(&updates, 12, workers), batch(&updates, 12), "workers {}", workers);
             }
+        }
+    }
+
+    #[test]
+    fn a_time_with_more_updates_than_a_chunk_equals_the_batch_recomputation() {
+        // Two and a half chunks at time 1, a few retractions at 2, one chunk at 3.
+        let mut updates: Updates = Vec::new();
+        for (t, n) in [(1u64, 10_000u64), (2, 300), (3, 4_096)] {
+            updates.extend((0..n).map(|i| {
+                let h = (i * 7 + t * 13).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
+                let diff = if t == 2 { -1 } else { 1 };
+                (t, h % 40, (h % 6) as u8, diff)
+            }));
+        }
+        for workers in [1, 2] {
+            assert_eq!(
+                incremental(&updates, 3, workers),
+                batch(&updates, 3),
+                "workers {workers}"
+            );
         }
     }
 
