@@ -11,6 +11,7 @@ use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
+use crate::chunked::Chunked;
 use crate::hash::FxHashMap;
 use crate::total::hold;
 use crate::window::WindowSpec;
@@ -62,7 +63,7 @@ where
             "EmitWindows",
             move |capability, _info| {
                 let mut capability = Some(capability);
-                let mut pending: BTreeMap<u64, Vec<Update<K, S::Part>>> = BTreeMap::new();
+                let mut pending: BTreeMap<u64, Chunked<Update<K, S::Part>>> = BTreeMap::new();
                 let mut current: FxHashMap<K, S> = FxHashMap::default();
                 let mut next_window: Option<u64> = None;
                 let mut keys: Vec<K> = Vec::new();
@@ -90,7 +91,7 @@ where
                             if *entry.key() > w {
                                 break;
                             }
-                            let mut updates = entry.remove();
+                            let mut updates = entry.remove().into_vec();
                             // Not every operator consolidates its output (an iterative
                             // scope may retract and re-add a value at one time), so net
                             // the updates first; then retractions before insertions, so
