@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, channel, sync_channel};
+use std::sync::mpsc::{Receiver, Sender, SyncSender, TryIter, channel, sync_channel};
 use std::thread::JoinHandle;
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
@@ -96,10 +96,10 @@ impl<R: ArrowRecord> Encoder<R> {
         if sent { Ok(()) } else { self.join() }
     }
 
-    /// Rows the encoder has written, if a chunk of them has come back: the caller
-    /// drops them on its own thread and reuses the vector.
-    pub fn spent(&mut self) -> Option<Vec<R>> {
-        self.spent.try_recv().ok()
+    /// The chunks of rows the encoder has written and sent back so far: the caller
+    /// drops them on its own thread and reuses the vectors.
+    pub fn spent(&self) -> TryIter<'_, Vec<R>> {
+        self.spent.try_iter()
     }
 
     /// Tells the encoder no more rows come: it completes, syncs and renames the

@@ -309,11 +309,9 @@ impl<R: ArrowRecord> TableWriter<R> {
 
     /// Takes the chunks every encoder has written, to be dropped on this thread.
     fn collect_spent(&mut self) {
-        let encoders = self.open.iter_mut().map(|f| &mut f.encoder);
-        for encoder in encoders.chain(self.closing.iter_mut()) {
-            while let Some(rows) = encoder.spent() {
-                self.spent_later.push(rows);
-            }
+        let encoders = self.open.iter().map(|f| &f.encoder);
+        for encoder in encoders.chain(&self.closing) {
+            self.spent_later.extend(encoder.spent());
         }
     }
 
@@ -333,9 +331,7 @@ impl<R: ArrowRecord> TableWriter<R> {
         };
         let done = encoder.finish();
         // The chunks it wrote last, still to be dropped gradually.
-        while let Some(rows) = encoder.spent() {
-            self.spent_later.push(rows);
-        }
+        self.spent_later.extend(encoder.spent());
         done
     }
 
