@@ -49,6 +49,9 @@ pub struct JobSection {
     /// epoch boundary after its last event), without a gap or an overlap in event time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replay_first: Option<PathBuf>,
+    /// Sum the time timely schedules each operator for, and print the table at the
+    /// end (where a job spends its time; costs a little per scheduling).
+    pub profile_operators: bool,
 }
 
 impl Default for JobSection {
@@ -59,6 +62,7 @@ impl Default for JobSection {
             lateness: HumanDuration::from_secs(0),
             progress_interval: "250ms".parse().expect("valid literal"),
             replay_first: None,
+            profile_operators: false,
         }
     }
 }

@@ -52,6 +52,10 @@ enum Command {
         /// (overrides job.replay_first).
         #[arg(long, value_name = "TRACE")]
         replay_first: Option<PathBuf>,
+        /// Print how long timely scheduled each operator (overrides
+        /// job.profile_operators).
+        #[arg(long)]
+        profile_operators: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -81,6 +85,10 @@ enum Command {
         /// without it, replay as fast as possible.
         #[arg(long, value_name = "N")]
         speed: Option<f64>,
+        /// Print how long timely scheduled each operator (overrides
+        /// job.profile_operators).
+        #[arg(long)]
+        profile_operators: bool,
         #[command(flatten)]
         cluster: ClusterArgs,
     },
@@ -330,6 +338,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             workers,
             out,
             replay_first,
+            profile_operators,
             cluster: c,
         } => {
             let mut cfg = load(config.as_ref())?;
@@ -342,6 +351,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if let Some(out) = out {
                 cfg.sinks.parquet.path = out;
             }
+            cfg.job.profile_operators |= profile_operators;
             execute(cfg, cluster(c)?)
         }
         Command::Replay {
@@ -353,6 +363,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             from,
             to,
             speed,
+            profile_operators,
             cluster: c,
         } => {
             let mut cfg = load(config.as_ref())?;
@@ -371,6 +382,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             if let Some(w) = workers {
                 cfg.job.workers = w;
             }
+            cfg.job.profile_operators |= profile_operators;
             execute(cfg, cluster(c)?)
         }
         Command::Sim {

@@ -125,6 +125,9 @@ pub fn human(v: f64) -> String {
     }
 }
 
+/// How many operators the summary lists with `job.profile_operators`.
+const OPERATORS_SHOWN: usize = 25;
+
 /// The end-of-job summary, with the next command to look at the results.
 pub fn summary_text(s: &Summary) -> String {
     let mut out = String::new();
@@ -168,6 +171,22 @@ pub fn summary_text(s: &Summary) -> String {
             ms(l.max),
             l.samples
         );
+    }
+    if !s.operators.is_empty() {
+        let total: std::time::Duration = s.operators.iter().map(|(_, t, _)| *t).sum();
+        let _ = writeln!(
+            out,
+            "  operator time (all workers, {:.2}s in all):",
+            total.as_secs_f64()
+        );
+        for (name, time, count) in s.operators.iter().take(OPERATORS_SHOWN) {
+            let _ = writeln!(
+                out,
+                "    {:>8.2}s {:>5.1}%  {name} ({count} runs)",
+                time.as_secs_f64(),
+                100.0 * time.as_secs_f64() / total.as_secs_f64().max(1e-9)
+            );
+        }
     }
     for (table, rows) in &s.rows {
         let _ = writeln!(

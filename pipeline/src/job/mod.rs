@@ -2,12 +2,14 @@
 //! `anomaly_scores`, and optionally the input tables).
 
 mod kafka;
+mod profile;
 mod raw;
 mod sources;
 mod summary;
 mod writer;
 
 pub use kafka::{KafkaReport, write_kafka};
+pub use profile::OperatorProfile;
 pub use sources::{SharedSource, SourceError, WorkerSource};
 pub use summary::{EmitLatency, Progress, Summary};
 pub use writer::{WriteReport, write_parquet};
@@ -212,6 +214,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         },
     };
 
+    let profile = cfg
+        .job
+        .profile_operators
+        .then(|| Arc::new(OperatorProfile::default()));
+    let w_profile = profile.clone();
     let w_kafka = kafka_report.clone();
     let (w_shared, w_counters, w_skipped, w_report, w_abort, w_error, w_progress) = (
         shared.clone(),
@@ -223,6 +230,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         progress.clone(),
     );
     let guards = timely::execute(timely_config, move |worker| {
+        if let Some(p) = &w_profile {
+            p.register(worker);
+        }
         let (index, peers) = (worker.index(), worker.peers());
         let mut session = InputSession::new();
         let (dir, sink, report, rows) = (
@@ -558,6 +568,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         skipped,
         elapsed: started.elapsed(),
         emit_latency: EmitLatency::of(&progress.emit_latency.lock().expect("lock")),
+        operators: profile.map_or_else(Vec::new, |p| p.rows()),
         out: cfg.sinks.parquet.path.clone(),
     })
 }

@@ -33,6 +33,9 @@ pub struct Summary {
     /// Wall time from a window's close (the input passing its end) to its rows leaving
     /// the feature dataflow, measured on worker 0 once per input advance.
     pub emit_latency: EmitLatency,
+    /// With `job.profile_operators`: time scheduled and times scheduled per operator
+    /// name, summed over this process's workers, longest first.
+    pub operators: Vec<(String, Duration, u64)>,
     /// The output folder.
     pub out: PathBuf,
 }
