@@ -1,4 +1,4 @@
-//! Neighbourhood aggregates (GraphSAGE mean/max, K = 2) and connected components.
+//! Neighbourhood aggregates (GraphSAGE mean/max, K = 2).
 //!
 //! The neighbours `N(v)` of a node are the nodes it exchanged a flow with, in either
 //! direction, in the window. For every base feature `f`:
@@ -16,7 +16,6 @@
 //! over the edges, so both layers cost O(edges) per change, never degree².
 
 use differential_dataflow::VecCollection;
-use differential_dataflow::algorithms::graphs::propagate::propagate_core;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::ValSpine;
 use serde::{Deserialize, Serialize};
@@ -62,8 +61,7 @@ fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues, is
 /// Type of a keyed collection of the feature graph.
 type Keyed<'s, V> = VecCollection<'s, u64, (u64, V), isize>;
 
-/// The window's symmetric edges `(v, u)`, arranged by `v` once for the joins and the
-/// components.
+/// The window's symmetric edges `(v, u)`, arranged by `v` once for both joins.
 pub type Edges<'s> = Arranged<'s, TraceAgent<ValSpine<u64, u64, u64, isize>>>;
 
 /// The 1-hop and 2-hop aggregates of every node with a neighbour, from the window's
@@ -98,25 +96,4 @@ pub fn neighbourhood<'s>(
         },
     );
     (one_hop, two_hop)
-}
-
-/// Each node's connected component (the smallest node id it reaches over the
-/// symmetric edges, arranged by their first end), and the number of components,
-/// attached to every node.
-pub fn components<'s>(
-    nodes: VecCollection<'s, u64, u64, isize>,
-    edges: Edges<'s>,
-) -> (Keyed<'s, u64>, Keyed<'s, u64>) {
-    let labels = propagate_core(edges, nodes.map(|n| (n, n)), |_| 0);
-    let count = labels
-        .clone()
-        .map(|(_, label)| label)
-        .distinct()
-        .map(|_| ())
-        .count();
-    let counts = labels
-        .clone()
-        .map(|(node, _)| ((), node))
-        .join_map(count, |_, node, n| (*node, *n as u64));
-    (labels, counts)
 }

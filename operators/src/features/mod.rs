@@ -12,7 +12,8 @@
 //! 1. a `reduce` keyed by node ([`reduce_total`]) folds a node's updates into its
 //!    [`NodeBase`] and lists its neighbours (the window's edges);
 //! 2. joins with the edges give the 1-hop and 2-hop aggregates ([`graph`]);
-//! 3. label propagation over the edges gives connected components;
+//! 3. union-find over the edges, in two steps, gives connected components
+//!    ([`components`]);
 //! 4. [`emit_windows`] puts each node's parts together and writes one
 //!    [`NodeFeatures`] per node for every closed window.
 //!
@@ -20,6 +21,7 @@
 
 mod base;
 mod combiner;
+mod components;
 mod diff;
 pub mod graph;
 mod input;
@@ -156,20 +158,21 @@ pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u6
         NodeOut::Base(b) => Some((n, *b)),
         _ => None,
     });
-    let edges = edges
-        .flat_map(|(n, o)| match o {
-            NodeOut::Neighbour(p) => Some((n, p)),
-            _ => None,
-        })
-        .arrange_by_key_named("Arrange: Edges");
+    let edges = edges.flat_map(|(n, o)| match o {
+        NodeOut::Neighbour(p) => Some((n, p)),
+        _ => None,
+    });
+    // The edges are symmetric: components need each once.
+    let labels = components::components(nodes, edges.clone().filter(|(v, u)| v < u));
+    let edges = edges.arrange_by_key_named("Arrange: Edges");
     let values = base.clone().map(|(n, b)| (n, b.values()));
-    let (one_hop, two_hop) = graph::neighbourhood(edges.clone(), values);
-    let (labels, counts) = graph::components(nodes, edges);
+    let (one_hop, two_hop) = graph::neighbourhood(edges, values);
     base.map(|(n, b)| (n, Part::Base(b)))
         .concat(one_hop.map(|(n, a)| (n, Part::OneHop(a))))
         .concat(two_hop.map(|(n, a)| (n, Part::TwoHop(a))))
-        .concat(labels.map(|(n, l)| (n, Part::Component(l))))
-        .concat(counts.map(|(n, c)| (n, Part::Components(c))))
+        .concat(labels.flat_map(|(n, (label, count))| {
+            [(n, Part::Component(label)), (n, Part::Components(count))]
+        }))
 }
 
 /// The per-node reduce's output split by kind: presence, own features, neighbours.
