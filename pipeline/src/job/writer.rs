@@ -37,13 +37,17 @@ pub fn write_parquet<'s, R, F>(
 {
     let buckets = cfg.buckets;
     let route = Exchange::new(move |r: &R| u64::from(bucket_and_key(r, buckets).0));
-    let mut pending: BTreeMap<u64, Vec<R>> = BTreeMap::new();
+    // A window's rows as they arrived, in the containers they came in: rows are large
+    // (hundreds of bytes), so they are moved once, into the writer, not appended,
+    // sorted and regrouped.
+    let mut pending: BTreeMap<u64, Vec<Vec<R>>> = BTreeMap::new();
     let mut writers: BTreeMap<u32, TableWriter<R>> = BTreeMap::new();
+    let mut order: Vec<(u32, u64, u32, u32)> = Vec::new();
     let mut finished = false;
     rows.sink(route, "ParquetWriter", move |(input, frontier)| {
         input.for_each(|cap, data| {
             if let Some(time) = cap.least() {
-                pending.entry(*time).or_default().append(data);
+                pending.entry(*time).or_default().push(std::mem::take(data));
             }
         });
         if report.error.lock().expect("report lock").is_some() {
@@ -57,23 +61,31 @@ pub fn write_parquet<'s, R, F>(
             if frontier.less_equal(entry.key()) {
                 break;
             }
-            let (window, mut rows) = entry.remove_entry();
-            rows.sort_by_key(|r| bucket_and_key(r, buckets));
-            let mut group = Vec::new();
-            let mut rows = rows.into_iter().peekable();
-            while let Some(row) = rows.next() {
-                let bucket = bucket_and_key(&row, buckets).0;
-                group.push(row);
-                if rows
-                    .peek()
-                    .is_some_and(|next| bucket_and_key(next, buckets).0 == bucket)
-                {
-                    continue;
-                }
-                let writer = writers.entry(bucket).or_insert_with(|| {
-                    TableWriter::new(dir.clone(), bucket, &cfg, counters.clone())
+            let (window, chunks) = entry.remove_entry();
+            // (bucket, key, container, index) of every row, sorted: by bucket and
+            // key, and ties in arrival order.
+            order.clear();
+            for (c, chunk) in chunks.iter().enumerate() {
+                order.extend(chunk.iter().enumerate().map(|(i, row)| {
+                    let (bucket, key) = bucket_and_key(row, buckets);
+                    (bucket, key, c as u32, i as u32)
+                }));
+            }
+            if !order.is_sorted() {
+                order.sort_unstable();
+            }
+            let mut slots: Vec<Vec<Option<R>>> = chunks
+                .into_iter()
+                .map(|chunk| chunk.into_iter().map(Some).collect())
+                .collect();
+            for group in order.chunk_by(|a, b| a.0 == b.0) {
+                let writer = writers.entry(group[0].0).or_insert_with(|| {
+                    TableWriter::new(dir.clone(), group[0].0, &cfg, counters.clone())
                 });
-                if let Err(e) = writer.write(group.drain(..)) {
+                let rows = group
+                    .iter()
+                    .filter_map(|&(_, _, c, i)| slots[c as usize][i as usize].take());
+                if let Err(e) = writer.write(rows) {
                     fail(e.to_string());
                     return;
                 }
