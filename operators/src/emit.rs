@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 
 use differential_dataflow::Hashable;
 use differential_dataflow::VecCollection;
-use differential_dataflow::consolidation::consolidate;
 use timely::ExchangeData;
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
@@ -23,8 +22,10 @@ type Update<K, P> = ((K, P), isize);
 pub trait Assemble: Default + 'static {
     /// One part of the row, as the collection carries it.
     type Part;
-    /// Applies an update of a part: `diff > 0` sets it, `diff < 0` clears it.
-    fn apply(&mut self, part: Self::Part, diff: isize);
+    /// Clears the part's kind (a retraction of its value).
+    fn clear(&mut self, part: &Self::Part);
+    /// Sets the part's kind to the part (an insertion).
+    fn set(&mut self, part: Self::Part);
     /// Whether every part is clear, so the key can be forgotten.
     fn is_empty(&self) -> bool;
     /// Whether the parts make a row (e.g. the node's own features are present).
@@ -33,7 +34,9 @@ pub trait Assemble: Default + 'static {
 
 /// Turns a windowed collection of row parts (contents at time `W` = window `W`, at
 /// most one value per key and part kind) into complete rows for every window once the
-/// frontier has passed it.
+/// frontier has passed it. At each time, a key's part kind may change by at most the
+/// retraction of its old value and the insertion of its new one, in either order (as
+/// a reduce's output changes, or a value split into parts, are).
 ///
 /// Differential reports only changes; a window whose contents equal the previous
 /// one's produces no updates, yet needs its rows. This operator keeps the current
@@ -91,18 +94,24 @@ where
                             if *entry.key() > w {
                                 break;
                             }
-                            let mut updates = entry.remove().into_vec();
-                            // Not every operator consolidates its output (an iterative
-                            // scope may retract and re-add a value at one time), so net
-                            // the updates first; then retractions before insertions, so
-                            // a part's new value replaces the old.
-                            consolidate(&mut updates);
-                            updates.sort_by_key(|u| u.1);
-                            for ((k, part), r) in updates {
-                                let parts = current.entry(k.clone()).or_default();
-                                parts.apply(part, r);
-                                if parts.is_empty() {
-                                    current.remove(&k);
+                            let mut updates = entry.remove();
+                            // Retractions first, then insertions, so a part's new value
+                            // replaces the old; parts (large) move once, when set.
+                            for ((k, part), _) in
+                                updates.chunks().iter().flatten().filter(|u| u.1 < 0)
+                            {
+                                if let Some(parts) = current.get_mut(k) {
+                                    parts.clear(part);
+                                    if parts.is_empty() {
+                                        current.remove(k);
+                                    }
+                                }
+                            }
+                            for chunk in updates.chunks_mut() {
+                                for ((k, part), r) in chunk.drain(..) {
+                                    if r > 0 {
+                                        current.entry(k).or_default().set(part);
+                                    }
                                 }
                             }
                         }

@@ -80,21 +80,26 @@ pub struct NodeRow {
     pub components: Option<u64>,
 }
 
-/// Sets `slot` to `value` for a positive weight, clears it for a negative one.
-fn put<T>(slot: &mut Option<T>, value: T, diff: isize) {
-    *slot = (diff > 0).then_some(value);
-}
-
 impl Assemble for NodeRow {
     type Part = Part;
 
-    fn apply(&mut self, part: Part, diff: isize) {
+    fn clear(&mut self, part: &Part) {
         match part {
-            Part::Base(b) => put(&mut self.base, b, diff),
-            Part::OneHop(a) => put(&mut self.one_hop, a, diff),
-            Part::TwoHop(a) => put(&mut self.two_hop, a, diff),
-            Part::Component(c) => put(&mut self.component, c, diff),
-            Part::Components(c) => put(&mut self.components, c, diff),
+            Part::Base(_) => self.base = None,
+            Part::OneHop(_) => self.one_hop = None,
+            Part::TwoHop(_) => self.two_hop = None,
+            Part::Component(_) => self.component = None,
+            Part::Components(_) => self.components = None,
+        }
+    }
+
+    fn set(&mut self, part: Part) {
+        match part {
+            Part::Base(b) => self.base = Some(b),
+            Part::OneHop(a) => self.one_hop = Some(a),
+            Part::TwoHop(a) => self.two_hop = Some(a),
+            Part::Component(c) => self.component = Some(c),
+            Part::Components(c) => self.components = Some(c),
         }
     }
 
