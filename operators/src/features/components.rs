@@ -212,3 +212,113 @@ pub fn components<'s>(
         |_, label, count| Some((label, count)),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use differential_dataflow::input::InputSession;
+    use timely::dataflow::operators::probe::Handle;
+
+    use super::components;
+
+    /// Per time, the (node, (label, count)) updates the operator emitted, netted.
+    type Emitted = BTreeMap<u64, BTreeMap<(u64, (u64, u64)), isize>>;
+
+    /// A window's nodes and its edges (each pair once).
+    type Window = (Vec<u64>, Vec<(u64, u64)>);
+
+    /// The updates that replace every node's `(label, count)` in `before` by `after`.
+    fn replaced(
+        before: &[(u64, u64)],
+        old: u64,
+        after: &[(u64, u64)],
+        new: u64,
+    ) -> BTreeMap<(u64, (u64, u64)), isize> {
+        let mut updates = BTreeMap::new();
+        for &(n, l) in before {
+            updates.insert((n, (l, old)), -1);
+        }
+        for &(n, l) in after {
+            updates.insert((n, (l, new)), 1);
+        }
+        updates
+    }
+
+    /// Runs `components` over windows 0, 1, 2, … of the given (nodes, edges), the edges
+    /// given once per pair, on `workers` workers; every worker feeds a share.
+    fn run(windows: Vec<Window>, workers: usize) -> Emitted {
+        let out = Arc::new(Mutex::new(Emitted::new()));
+        let sink = out.clone();
+        let windows = Arc::new(windows);
+        timely::execute(timely::Config::process(workers), move |worker| {
+            let (index, peers) = (worker.index(), worker.peers());
+            let (mut nodes, mut edges) = (InputSession::new(), InputSession::new());
+            let sink = sink.clone();
+            let probe = Handle::new();
+            worker.dataflow::<u64, _, _>(|scope| {
+                components(nodes.to_collection(scope), edges.to_collection(scope))
+                    .inspect(move |((node, value), t, r)| {
+                        let mut emitted = sink.lock().unwrap();
+                        let at = emitted.entry(*t).or_default();
+                        *at.entry((*node, *value)).or_default() += r;
+                        at.retain(|_, r| *r != 0);
+                    })
+                    .probe_with(&probe);
+            });
+            let (mut held_nodes, mut held_edges) = (Vec::new(), Vec::new());
+            for (t, (ns, es)) in windows.iter().enumerate() {
+                let t = t as u64;
+                nodes.advance_to(t);
+                edges.advance_to(t);
+                let mine = |x: &u64| *x as usize % peers == index;
+                for n in held_nodes.drain(..) {
+                    nodes.remove(n);
+                }
+                for e in held_edges.drain(..) {
+                    edges.remove(e);
+                }
+                held_nodes.extend(ns.iter().copied().filter(mine));
+                held_edges.extend(es.iter().copied().filter(|e| mine(&e.0)));
+                for n in &held_nodes {
+                    nodes.insert(*n);
+                }
+                for e in &held_edges {
+                    edges.insert(*e);
+                }
+            }
+            nodes.close();
+            edges.close();
+            worker.step_while(|| !probe.done());
+        })
+        .unwrap();
+        Arc::try_unwrap(out).ok().unwrap().into_inner().unwrap()
+    }
+
+    #[test]
+    fn a_bridge_removed_splits_and_a_new_edge_merges_emitting_only_changes() {
+        let nodes = vec![1, 2, 3, 4, 5];
+        let windows = vec![
+            // 1-2-3 and 4-5: two components.
+            (nodes.clone(), vec![(1, 2), (2, 3), (4, 5)]),
+            // The same, with another edge inside 1-2-3: nothing changes.
+            (nodes.clone(), vec![(1, 2), (2, 3), (1, 3), (4, 5)]),
+            // 2-3 and 1-3 gone: 3 is alone, three components.
+            (nodes.clone(), vec![(1, 2), (4, 5)]),
+            // 3-4 joins 3 with 4-5: labels 3, 4, 5 become 3; two components.
+            (nodes, vec![(1, 2), (3, 4), (4, 5)]),
+        ];
+        for workers in [1, 2] {
+            let got = run(windows.clone(), workers);
+            let at = |t: u64| got.get(&t).cloned().unwrap_or_default();
+            let first = [(1, 1), (2, 1), (3, 1), (4, 4), (5, 4)];
+            let split = [(1, 1), (2, 1), (3, 3), (4, 4), (5, 4)];
+            let merged = [(1, 1), (2, 1), (3, 3), (4, 3), (5, 3)];
+            assert_eq!(at(0), replaced(&[], 0, &first, 2), "{workers} workers");
+            assert_eq!(at(1), BTreeMap::new(), "{workers} workers");
+            assert_eq!(at(2), replaced(&first, 2, &split, 3), "{workers} workers");
+            assert_eq!(at(3), replaced(&split, 3, &merged, 2), "{workers} workers");
+        }
+    }
+}
