@@ -86,16 +86,23 @@ impl UnionFind {
         }
     }
 
-    /// Every node's component label (its smallest id), and the number of components.
-    fn labels(&mut self, out: &mut FxHashMap<u64, u64>) -> u64 {
-        out.clear();
+    /// Points every node straight at its root; returns the number of components.
+    fn flatten(&mut self) -> u64 {
         let mut count = 0;
         for i in 0..self.ids.len() as u32 {
             let root = self.find(i);
+            self.parent[i as usize] = root;
             count += u64::from(root == i);
-            out.insert(self.ids[i as usize], self.ids[root as usize]);
         }
         count
+    }
+
+    /// Every node and its component label (its smallest id); call after `flatten`.
+    fn labels(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.ids
+            .iter()
+            .zip(&self.parent)
+            .map(|(&id, &root)| (id, self.ids[root as usize]))
     }
 }
 
@@ -124,7 +131,6 @@ where
                 let mut held: FxHashMap<(u64, u64), isize> = FxHashMap::default();
                 let mut current: FxHashMap<u64, O> = FxHashMap::default();
                 let mut fresh: FxHashMap<u64, O> = FxHashMap::default();
-                let mut labels: FxHashMap<u64, u64> = FxHashMap::default();
                 let mut forest = UnionFind::default();
                 move |(input, frontier), output| {
                     input.for_each(|_cap, data| {
@@ -156,12 +162,12 @@ where
                                 forest.union(a, b);
                             }
                         }
-                        let count = forest.labels(&mut labels);
+                        let count = forest.flatten();
                         fresh.clear();
                         fresh.extend(
-                            labels.iter().filter_map(|(&node, &label)| {
-                                Some((node, out(node, label, count)?))
-                            }),
+                            forest
+                                .labels()
+                                .filter_map(|(node, label)| Some((node, out(node, label, count)?))),
                         );
                         let cap = capability
                             .as_ref()

@@ -5,7 +5,7 @@
 //! and, when it ends, adds its sums to a table shared by the process, which the job's
 //! summary prints. Only leaf operators are counted: a scope's time includes theirs.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -88,7 +88,7 @@ impl WorkerCounts {
 impl Drop for WorkerCounts {
     fn drop(&mut self) {
         // A scope's address is a prefix of its operators' addresses.
-        let scopes: std::collections::HashSet<&[usize]> = self
+        let scopes: HashSet<&[usize]> = self
             .operators
             .values()
             .filter_map(|(_, addr)| addr.split_last().map(|(_, parent)| parent))

@@ -37,9 +37,9 @@ pub fn write_parquet<'s, R, F>(
 {
     let buckets = cfg.buckets;
     let route = Exchange::new(move |r: &R| u64::from(bucket_and_key(r, buckets).0));
-    // A window's rows as they arrived, in the containers they came in: rows are large
-    // (hundreds of bytes), so they are moved once, into the writer, not appended,
-    // sorted and regrouped.
+    // A window's rows as they arrived, in the containers they came in. Rows are large
+    // (hundreds of bytes), so only a small index of them is sorted: a row moves into
+    // an `Option` slot and from there into its writer, never through a sort.
     let mut pending: BTreeMap<u64, Vec<Vec<R>>> = BTreeMap::new();
     let mut writers: BTreeMap<u32, TableWriter<R>> = BTreeMap::new();
     let mut order: Vec<(u32, u64, u32, u32)> = Vec::new();
