@@ -14,6 +14,11 @@ use meshflow::report::{ProgressLine, summary_text};
 use meshflow::sql::{Format, Lines, SqlSession, Terminal, history_path, run_prompt, write_result};
 use meshflow_sources::simulator::{SimConfig, TopologyKind};
 
+/// mimalloc instead of glibc's allocator: the dataflow allocates and frees small
+/// records at a high rate (measured in benchmarks/README.md, session 12).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "meshflow",
