@@ -125,7 +125,7 @@ where
                                 logic(&key, &keyed.values, &mut fresh);
                                 consolidate(&mut fresh);
                             }
-                            changes(&keyed.output, &fresh, |o, r| {
+                            changes(&mut keyed.output, &fresh, |o, r| {
                                 session.give(((key, o), t, r));
                             });
                             std::mem::swap(&mut keyed.output, &mut fresh);
@@ -168,11 +168,19 @@ pub(crate) fn hold(
 
 /// Adds `incoming` (sorted, consolidated; left empty) to `values` (sorted,
 /// consolidated), dropping values whose weight becomes zero; `merged` is scratch.
+///
+/// Most changes only move the weight of values the key already holds (a node's
+/// traffic totals, every window): those are added in place, by binary search, and
+/// the key's values are rebuilt by a merge only when one appears or disappears.
 fn merge<V: Ord, R: Semigroup>(
     values: &mut Vec<(V, R)>,
     incoming: &mut Vec<(V, R)>,
     merged: &mut Vec<(V, R)>,
 ) {
+    if incoming.len() * 4 <= values.len() && adds_in_place(values, incoming) {
+        incoming.clear();
+        return;
+    }
     merged.clear();
     let mut old = values.drain(..).peekable();
     let mut new = incoming.drain(..).peekable();
@@ -207,31 +215,62 @@ fn merge<V: Ord, R: Semigroup>(
     values.append(merged);
 }
 
+/// Adds every update of `incoming` to the weight `values` holds for its value, if
+/// each value is held and no weight becomes zero; otherwise changes nothing and
+/// returns `false` (the caller merges).
+fn adds_in_place<V: Ord, R: Semigroup>(values: &mut [(V, R)], incoming: &[(V, R)]) -> bool {
+    let find = |v: &V| values.binary_search_by(|probe| probe.0.cmp(v));
+    let fits = incoming.iter().all(|(v, add)| {
+        find(v).is_ok_and(|i| {
+            let mut sum = values[i].1.clone();
+            sum.plus_equals(add);
+            !sum.is_zero()
+        })
+    });
+    if fits {
+        for (v, add) in incoming {
+            if let Ok(i) = values.binary_search_by(|probe| probe.0.cmp(v)) {
+                values[i].1.plus_equals(add);
+            }
+        }
+    }
+    fits
+}
+
 /// Calls `emit` with the updates that turn `old` into `new` (both sorted and
-/// consolidated).
-fn changes<O: Ord + Clone>(old: &[(O, isize)], new: &[(O, isize)], mut emit: impl FnMut(O, isize)) {
-    let (mut i, mut j) = (0, 0);
-    while i < old.len() || j < new.len() {
-        let order = match (old.get(i), new.get(j)) {
+/// consolidated), and leaves `old` empty: a retraction moves the old value out, and
+/// only what is new is cloned.
+fn changes<O: Ord + Clone>(
+    old: &mut Vec<(O, isize)>,
+    new: &[(O, isize)],
+    mut emit: impl FnMut(O, isize),
+) {
+    let mut old = old.drain(..).peekable();
+    let mut new = new.iter().peekable();
+    loop {
+        let order = match (old.peek(), new.peek()) {
             (Some(a), Some(b)) => a.0.cmp(&b.0),
             (Some(_), None) => Ordering::Less,
-            _ => Ordering::Greater,
+            (None, Some(_)) => Ordering::Greater,
+            (None, None) => break,
         };
         match order {
             Ordering::Less => {
-                emit(old[i].0.clone(), -old[i].1);
-                i += 1;
+                if let Some((o, r)) = old.next() {
+                    emit(o, -r);
+                }
             }
             Ordering::Greater => {
-                emit(new[j].0.clone(), new[j].1);
-                j += 1;
+                if let Some((o, r)) = new.next() {
+                    emit(o.clone(), *r);
+                }
             }
             Ordering::Equal => {
-                if old[i].1 != new[j].1 {
-                    emit(new[j].0.clone(), new[j].1 - old[i].1);
+                if let (Some((_, was)), Some((o, r))) = (old.next(), new.next())
+                    && was != *r
+                {
+                    emit(o.clone(), r - was);
                 }
-                i += 1;
-                j += 1;
             }
         }
     }
@@ -374,7 +413,7 @@ mod tests {
 
     fn collect(old: &[(i32, isize)], new: &[(i32, isize)]) -> Vec<(i32, isize)> {
         let mut out = Vec::new();
-        changes(old, new, |o, r| out.push((o, r)));
+        changes(&mut old.to_vec(), new, |o, r| out.push((o, r)));
         out
     }
 
@@ -385,6 +424,27 @@ mod tests {
         assert_eq!(collect(&old, &new), vec![(1, -1), (2, 1), (3, -1), (7, 4)]);
         assert_eq!(collect(&old, &[]), vec![(1, -1), (3, -2), (5, -1)]);
         assert!(collect(&new, &new).is_empty());
+    }
+
+    proptest! {
+        /// Few updates of held values take the in-place path, others the rebuild;
+        /// both equal adding weights in a map.
+        #[test]
+        fn merge_equals_adding_in_a_map(
+            held in prop::collection::btree_map(0u8..40, -3isize..4, 0..30),
+            incoming in prop::collection::btree_map(0u8..40, -3isize..4, 0..8),
+        ) {
+            let held: Vec<(u8, isize)> = held.into_iter().filter(|e| e.1 != 0).collect();
+            let incoming: Vec<(u8, isize)> = incoming.into_iter().filter(|e| e.1 != 0).collect();
+            let mut expect: BTreeMap<u8, isize> = held.iter().copied().collect();
+            for (v, r) in &incoming {
+                *expect.entry(*v).or_default() += r;
+            }
+            let expect: Vec<(u8, isize)> = expect.into_iter().filter(|e| e.1 != 0).collect();
+            let mut values = held;
+            merge(&mut values, &mut incoming.clone(), &mut Vec::new());
+            prop_assert_eq!(values, expect);
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! A node's own features in one window, from the combined updates.
 
+use std::sync::Arc;
+
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures};
 use serde::{Deserialize, Serialize};
 
@@ -79,9 +81,10 @@ pub struct NodeBase {
 pub enum NodeOut {
     /// The node has a row in this window (stable while it does, unlike `Base`).
     Present,
-    /// The node's own features, boxed: the reduce keeps every node's output, and an
-    /// inline `NodeBase` would make each of its neighbour records as large.
-    Base(Box<NodeBase>),
+    /// The node's own features, behind a pointer: the reduce keeps every node's
+    /// output, and an inline `NodeBase` would make each of its neighbour records as
+    /// large; shared, so emitting a change copies the pointer, not the features.
+    Base(Arc<NodeBase>),
     /// A neighbour: a node that exchanged a flow with this one in either direction.
     Neighbour(u64),
 }

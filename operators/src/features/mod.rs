@@ -35,6 +35,8 @@ pub use input::{
     DataEndInput, FeatureInput, FeatureSession, Late, Link, Refusals, Refused, UNKNOWN_DROP_REASON,
 };
 
+use std::sync::Arc;
+
 use differential_dataflow::{AsCollection, VecCollection};
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs};
 use serde::{Deserialize, Serialize};
@@ -52,8 +54,9 @@ pub type FeatureUpdates<'s> = VecCollection<'s, u64, (u64, FeatureVal), FeatureD
 /// A part of a node's row in one window, as collection data.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Part {
-    /// The node's own features.
-    Base(NodeBase),
+    /// The node's own features, shared with the reduce that keeps them (a window's
+    /// change then copies a pointer, not the features).
+    Base(Arc<NodeBase>),
     /// 1-hop aggregates (absent without neighbours).
     OneHop(Agg),
     /// 2-hop aggregates (absent without neighbours).
@@ -69,7 +72,7 @@ pub enum Part {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct NodeRow {
     /// The node's own features; the node has a row while they are present.
-    pub base: Option<NodeBase>,
+    pub base: Option<Arc<NodeBase>>,
     /// 1-hop aggregates; `None` without neighbours.
     pub one_hop: Option<Agg>,
     /// 2-hop aggregates; `None` without neighbours.
@@ -151,16 +154,16 @@ pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u6
         let mut neighbours = Vec::new();
         let base = NodeBase::fold(input, &mut neighbours);
         output.push((NodeOut::Present, 1));
-        output.push((NodeOut::Base(Box::new(base)), 1));
+        output.push((NodeOut::Base(Arc::new(base)), 1));
         output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
     });
     // Each output record goes to the one stream of its kind, moved: cloning every
-    // record (and its boxed features) for three readers that each keep one kind
-    // would copy it twice for nothing.
+    // record for three readers that each keep one kind would copy it twice for
+    // nothing.
     let [nodes, base, edges] = split_kinds(per_node);
     let nodes = nodes.flat_map(|(n, o)| matches!(o, NodeOut::Present).then_some(n));
     let base = base.flat_map(|(n, o)| match o {
-        NodeOut::Base(b) => Some((n, *b)),
+        NodeOut::Base(b) => Some((n, b)),
         _ => None,
     });
     let edges = edges.flat_map(|(n, o)| match o {
