@@ -219,9 +219,9 @@ fn merge<V: Ord, R: Semigroup>(
 /// each value is held and no weight becomes zero; otherwise changes nothing and
 /// returns `false` (the caller merges).
 fn adds_in_place<V: Ord, R: Semigroup>(values: &mut [(V, R)], incoming: &[(V, R)]) -> bool {
-    let find = |v: &V| values.binary_search_by(|probe| probe.0.cmp(v));
+    let position = |values: &[(V, R)], v: &V| values.binary_search_by(|probe| probe.0.cmp(v));
     let fits = incoming.iter().all(|(v, add)| {
-        find(v).is_ok_and(|i| {
+        position(values, v).is_ok_and(|i| {
             let mut sum = values[i].1.clone();
             sum.plus_equals(add);
             !sum.is_zero()
@@ -229,7 +229,7 @@ fn adds_in_place<V: Ord, R: Semigroup>(values: &mut [(V, R)], incoming: &[(V, R)
     });
     if fits {
         for (v, add) in incoming {
-            if let Ok(i) = values.binary_search_by(|probe| probe.0.cmp(v)) {
+            if let Ok(i) = position(values, v) {
                 values[i].1.plus_equals(add);
             }
         }
