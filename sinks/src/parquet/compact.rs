@@ -182,8 +182,9 @@ fn merge(
         .unwrap_or_default();
     let tmp = folder.join(format!(".{merged_name}.tmp"));
     let file = File::create(&tmp).map_err(io("creating", &tmp))?;
-    let mut writer = ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(cfg)))
-        .map_err(parquet(&tmp))?;
+    let mut writer =
+        ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(cfg, &schema)))
+            .map_err(parquet(&tmp))?;
     writer.write(&sorted).map_err(parquet(&tmp))?;
     let file = writer.into_inner().map_err(parquet(&tmp))?;
     file.sync_all().map_err(io("syncing", &tmp))?;

@@ -401,3 +401,35 @@ fn an_interrupted_compaction_is_finished_without_losing_or_doubling_rows() {
         );
     }
 }
+
+#[test]
+fn float_columns_are_written_without_a_dictionary_and_text_keeps_one() {
+    use datafusion::parquet::basic::Encoding;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path());
+    let dir = prepare_table_dir(tmp.path(), NodeMetric::TABLE, cfg.mode).unwrap();
+    let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 0, &cfg, Counters::shared());
+    w.write((0..5).map(|i| metric(T0 + i, i as u64))).unwrap();
+    w.finish().unwrap();
+    let file = fs::File::open(&files(&dir)[0]).unwrap();
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+    let group = reader.metadata().row_group(0);
+    let encodings = |name: &str| {
+        let column = (0..group.num_columns())
+            .map(|i| group.column(i))
+            .find(|c| c.column_path().string() == name)
+            .unwrap_or_else(|| panic!("no column {name}"));
+        column.encodings().collect::<Vec<_>>()
+    };
+    let dictionary = |e: &Vec<Encoding>| {
+        e.iter()
+            .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+    };
+    assert!(!dictionary(&encodings("value")), "{:?}", encodings("value"));
+    assert!(
+        dictionary(&encodings("metric")),
+        "{:?}",
+        encodings("metric")
+    );
+    assert_eq!(read_rows(&files(&dir)[0]).0.len(), 5);
+}

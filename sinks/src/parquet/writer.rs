@@ -8,6 +8,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::basic::{Compression, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnPath;
 use meshflow_schemas::{ArrowRecord, Counters, TimestampNs};
 
 use super::encoder::{Chunk, Encoder};
@@ -82,13 +83,22 @@ fn remove_temporaries(dir: &Path) -> Result<(), SinkError> {
 
 /// The Parquet settings of every file the sink writes: zstd at the configured level,
 /// row groups of `row_group_rows` (the encoder cuts them, whatever the chunks it is
-/// given), page statistics (for pruning).
-pub(super) fn writer_properties(cfg: &ParquetSinkConfig) -> WriterProperties {
+/// given), page statistics (for pruning), and no dictionary for the `schema`'s
+/// floating-point columns: measured values rarely repeat, so a dictionary there only
+/// costs the encoder an intern per value before it falls back to plain encoding.
+pub(super) fn writer_properties(cfg: &ParquetSinkConfig, schema: &Schema) -> WriterProperties {
     let level = ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default();
-    WriterProperties::builder()
+    let builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(cfg.row_group_rows))
-        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_statistics_enabled(EnabledStatistics::Page);
+    schema
+        .fields()
+        .iter()
+        .filter(|f| matches!(f.data_type(), DataType::Float32 | DataType::Float64))
+        .fold(builder, |b, f| {
+            b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false)
+        })
         .build()
 }
 
@@ -149,7 +159,7 @@ impl<R: ArrowRecord> TableWriter<R> {
             bucket,
             roll_ns: cfg.roll_interval.as_nanos_i64(),
             chunk_rows: cfg.row_group_rows.min(CHUNK_ROWS),
-            props: writer_properties(cfg),
+            props: writer_properties(cfg, &R::schema()),
             open: None,
             closing: VecDeque::new(),
             buffer: Vec::new(),
