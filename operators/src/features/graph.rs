@@ -15,6 +15,8 @@
 //! aggregates are derived from the neighbours' 1-hop aggregates with one more join
 //! over the edges, so both layers cost O(edges) per change, never degree².
 
+use std::sync::Arc;
+
 use differential_dataflow::VecCollection;
 use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
 use differential_dataflow::trace::implementations::ValSpine;
@@ -69,30 +71,31 @@ pub type Edges<'s> = Arranged<'s, TraceAgent<ValSpine<u64, u64, u64, isize>>>;
 ///
 /// Each layer joins the edges with what the neighbours hold and aggregates per node
 /// with [`reduce_total`], which keeps one copy of a node's joined values instead of
-/// arranged batches of old and new per-edge records.
+/// arranged batches of old and new per-edge records. Values and aggregates travel
+/// behind an `Arc`: every edge copies a pointer, not 64 or 128 bytes, through the
+/// join's output, the exchange and the reduce.
 pub fn neighbourhood<'s>(
     edges: Edges<'s>,
-    values: Keyed<'s, BaseValues>,
-) -> (Keyed<'s, Agg>, Keyed<'s, Agg>) {
+    values: Keyed<'s, Arc<BaseValues>>,
+) -> (Keyed<'s, Arc<Agg>>, Keyed<'s, Arc<Agg>>) {
     let one_hop = reduce_total(
         edges
             .clone()
-            .join_core(values.arrange_by_key(), |_u, v, x| Some((*v, *x))),
+            .join_core(values.arrange_by_key(), |_u, v, x| Some((*v, x.clone()))),
         "OneHop",
         |_v, input, output| {
-            output.push((aggregate(input.iter().map(|(x, c)| (x, x, *c))), 1));
+            let agg = aggregate(input.iter().map(|(x, c)| (&**x, &**x, *c)));
+            output.push((Arc::new(agg), 1));
         },
     );
     let two_hop = reduce_total(
         edges.join_core(one_hop.clone().arrange_by_key(), |_u, v, agg| {
-            Some((*v, *agg))
+            Some((*v, agg.clone()))
         }),
         "TwoHop",
         |_v, input, output| {
-            output.push((
-                aggregate(input.iter().map(|(a, c)| (&a.mean, &a.max, *c))),
-                1,
-            ));
+            let agg = aggregate(input.iter().map(|(a, c)| (&a.mean, &a.max, *c)));
+            output.push((Arc::new(agg), 1));
         },
     );
     (one_hop, two_hop)

@@ -57,10 +57,10 @@ pub enum Part {
     /// The node's own features, shared with the reduce that keeps them (a window's
     /// change then copies a pointer, not the features).
     Base(Arc<NodeBase>),
-    /// 1-hop aggregates (absent without neighbours).
-    OneHop(Agg),
-    /// 2-hop aggregates (absent without neighbours).
-    TwoHop(Agg),
+    /// 1-hop aggregates (absent without neighbours), shared with the reduce.
+    OneHop(Arc<Agg>),
+    /// 2-hop aggregates (absent without neighbours), shared with the reduce.
+    TwoHop(Arc<Agg>),
     /// Smallest node id of the node's connected component.
     Component(u64),
     /// Connected components in the window.
@@ -74,9 +74,9 @@ pub struct NodeRow {
     /// The node's own features; the node has a row while they are present.
     pub base: Option<Arc<NodeBase>>,
     /// 1-hop aggregates; `None` without neighbours.
-    pub one_hop: Option<Agg>,
+    pub one_hop: Option<Arc<Agg>>,
     /// 2-hop aggregates; `None` without neighbours.
-    pub two_hop: Option<Agg>,
+    pub two_hop: Option<Arc<Agg>>,
     /// Smallest node id of the node's connected component.
     pub component: Option<u64>,
     /// Connected components in the window.
@@ -126,7 +126,7 @@ impl NodeRow {
         if let Some(base) = &self.base {
             base.fill(&mut row);
         }
-        let get = |agg: &Option<Agg>, mean: bool, i: usize| {
+        let get = |agg: &Option<Arc<Agg>>, mean: bool, i: usize| {
             agg.as_ref()
                 .and_then(|a| if mean { a.mean.get(i) } else { a.max.get(i) })
         };
@@ -173,7 +173,7 @@ pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u6
     // The edges are symmetric: components need each once.
     let labels = components::components(nodes, edges.clone().filter(|(v, u)| v < u));
     let edges = edges.arrange_by_key_named("Arrange: Edges");
-    let values = base.clone().map(|(n, b)| (n, b.values()));
+    let values = base.clone().map(|(n, b)| (n, Arc::new(b.values())));
     let (one_hop, two_hop) = graph::neighbourhood(edges, values);
     base.map(|(n, b)| (n, Part::Base(b)))
         .concat(one_hop.map(|(n, a)| (n, Part::OneHop(a))))
