@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::parquet::basic::{Compression, ZstdLevel};
+use datafusion::parquet::arrow::ArrowSchemaConverter;
+use datafusion::parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use datafusion::parquet::schema::types::ColumnPath;
 use meshflow_schemas::{ArrowRecord, Counters, TimestampNs};
 
 use super::encoder::{Chunk, Encoder};
@@ -84,20 +84,29 @@ fn remove_temporaries(dir: &Path) -> Result<(), SinkError> {
 /// The Parquet settings of every file the sink writes: zstd at the configured level,
 /// row groups of `row_group_rows` (the encoder cuts them, whatever the chunks it is
 /// given), page statistics (for pruning), and no dictionary for the `schema`'s
-/// floating-point columns: measured values rarely repeat, so a dictionary there only
-/// costs the encoder an intern per value before it falls back to plain encoding.
+/// floating-point leaf columns, lists of floats included: measured values rarely
+/// repeat, so a dictionary there only costs the encoder an intern per value before
+/// it falls back to plain encoding.
 pub(super) fn writer_properties(cfg: &ParquetSinkConfig, schema: &Schema) -> WriterProperties {
     let level = ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default();
     let builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(cfg.row_group_rows))
         .set_statistics_enabled(EnabledStatistics::Page);
-    schema
-        .fields()
+    // The leaves as the writer lays them out; a schema it cannot convert fails when
+    // the file is opened, with the writer's own error.
+    let leaves = ArrowSchemaConverter::new().convert(schema);
+    leaves
         .iter()
-        .filter(|f| matches!(f.data_type(), DataType::Float32 | DataType::Float64))
-        .fold(builder, |b, f| {
-            b.set_column_dictionary_enabled(ColumnPath::from(f.name().as_str()), false)
+        .flat_map(|descr| descr.columns())
+        .filter(|c| {
+            matches!(
+                c.physical_type(),
+                PhysicalType::FLOAT | PhysicalType::DOUBLE
+            )
+        })
+        .fold(builder, |b, c| {
+            b.set_column_dictionary_enabled(c.path().clone(), false)
         })
         .build()
 }
