@@ -11,19 +11,37 @@
 //!   2-step walk reaches (`v` included, `v`'s direct neighbours only when they are
 //!   also 2 steps away).
 //!
-//! Null values are skipped and an aggregate over no values is null. The 2-hop
-//! aggregates are derived from the neighbours' 1-hop aggregates with one more join
-//! over the edges, so both layers cost O(edges) per change, never degree².
+//! Null values are skipped and an aggregate over no values is null.
+//!
+//! Each layer is a join of what the nodes hold with the window's edges, maintained as
+//! deltas over the totally ordered windows: a node sends its values along its edges
+//! when they change (to a new neighbour also when they did not, and an empty message to
+//! a neighbour it lost), and every node keeps the latest value from each neighbour and
+//! aggregates again when one arrives. The edges are symmetric (both ends of a flow are
+//! each other's peer), so the nodes a node hears from are its own neighbours, and the
+//! 1-hop layer sends its aggregates on to them for the 2-hop layer. Both layers cost
+//! O(edges) per change, never degree².
+//!
+//! Differential's `join_core` over arranged edges computes the same, but carries a
+//! retraction and an insertion per edge for every change and keeps both of its inputs
+//! arranged; where every node's values change every slide (as in the simulator) that
+//! was twice the records plus the arrangements' merges, for no output the deltas miss
+//! (benchmarks/README.md, session 14).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use differential_dataflow::VecCollection;
-use differential_dataflow::operators::arrange::{Arranged, TraceAgent};
-use differential_dataflow::trace::implementations::ValSpine;
+use differential_dataflow::{AsCollection, ExchangeData, Hashable, VecCollection};
 use serde::{Deserialize, Serialize};
+use timely::container::CapacityContainerBuilder;
+use timely::dataflow::Stream;
+use timely::dataflow::channels::pact::{Exchange, Pipeline};
+use timely::dataflow::operators::generic::Operator;
+use timely::dataflow::operators::vec::{Map, Partition};
 
-use super::base::BaseValues;
-use crate::total::reduce_total;
+use super::base::{BaseValues, NodeBase};
+use crate::hash::FxHashMap;
+use crate::total::hold;
 
 /// Mean and max of every base feature over a set of nodes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -34,18 +52,18 @@ pub struct Agg {
     pub max: BaseValues,
 }
 
-/// Aggregates `(means, maxes, multiplicity)` items: the mean of the means and the
-/// max of the maxes, feature by feature, skipping nulls (sums in `f64`, results
-/// rounded to `f32` as [`BaseValues`] keeps them).
-fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues, isize)>) -> Agg {
+/// Aggregates `(means, maxes)` items: the mean of the means and the max of the maxes,
+/// feature by feature, skipping nulls (sums in `f64`, results rounded to `f32` as
+/// [`BaseValues`] keeps them).
+fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues)>) -> Agg {
     let mut sum = [0.0f64; super::BASE_FEATURE_COUNT];
-    let mut n = [0isize; super::BASE_FEATURE_COUNT];
+    let mut n = [0u32; super::BASE_FEATURE_COUNT];
     let mut max: [Option<f64>; super::BASE_FEATURE_COUNT] = [None; super::BASE_FEATURE_COUNT];
-    for (means, maxes, count) in items {
+    for (means, maxes) in items {
         for i in 0..sum.len() {
             if let Some(v) = means.get(i) {
-                sum[i] += v * count as f64;
-                n[i] += count;
+                sum[i] += v;
+                n[i] += 1;
             }
             if let Some(v) = maxes.get(i) {
                 max[i] = Some(max[i].map_or(v, |m| m.max(v)));
@@ -54,7 +72,7 @@ fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues, is
     }
     Agg {
         mean: BaseValues::from_values(std::array::from_fn(|i| {
-            (n[i] > 0).then(|| sum[i] / n[i] as f64)
+            (n[i] > 0).then(|| sum[i] / f64::from(n[i]))
         })),
         max: BaseValues::from_values(max),
     }
@@ -63,40 +81,327 @@ fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues, is
 /// Type of a keyed collection of the feature graph.
 type Keyed<'s, V> = VecCollection<'s, u64, (u64, V), isize>;
 
-/// The window's symmetric edges `(v, u)`, arranged by `v` once for both joins.
-pub type Edges<'s> = Arranged<'s, TraceAgent<ValSpine<u64, u64, u64, isize>>>;
+/// A value sent along an edge: `(to, from, value)`; `None` tells `to` that `from` is
+/// no longer its neighbour.
+type Message<X> = (u64, u64, Option<Arc<X>>);
 
-/// The 1-hop and 2-hop aggregates of every node with a neighbour, from the window's
-/// symmetric edges `(v, u)` (arranged by `v`) and the nodes' base values.
-///
-/// Each layer joins the edges with what the neighbours hold and aggregates per node
-/// with [`reduce_total`], which keeps one copy of a node's joined values instead of
-/// arranged batches of old and new per-edge records. Values and aggregates travel
-/// behind an `Arc`: every edge copies a pointer, not 64 or 128 bytes, through the
-/// join's output, the exchange and the reduce.
+/// Messages, each with the window (time) it belongs to.
+type Messages<'s, X> = Stream<'s, u64, Vec<(Message<X>, u64)>>;
+
+/// The 1-hop and 2-hop aggregates of every node with a neighbour, from the nodes' own
+/// features and the window's symmetric edges `(v, u)`, both as the per-node reduce
+/// outputs them (on the worker that owns `v`).
 pub fn neighbourhood<'s>(
-    edges: Edges<'s>,
-    values: Keyed<'s, Arc<BaseValues>>,
+    base: Keyed<'s, Arc<NodeBase>>,
+    edges: Keyed<'s, u64>,
 ) -> (Keyed<'s, Arc<Agg>>, Keyed<'s, Arc<Agg>>) {
-    let one_hop = reduce_total(
-        edges
-            .clone()
-            .join_core(values.arrange_by_key(), |_u, v, x| Some((*v, x.clone()))),
-        "OneHop",
-        |_v, input, output| {
-            let agg = aggregate(input.iter().map(|(x, c)| (&**x, &**x, *c)));
-            output.push((Arc::new(agg), 1));
-        },
-    );
-    let two_hop = reduce_total(
-        edges.join_core(one_hop.clone().arrange_by_key(), |_u, v, agg| {
-            Some((*v, agg.clone()))
-        }),
-        "TwoHop",
-        |_v, input, output| {
-            let agg = aggregate(input.iter().map(|(a, c)| (&a.mean, &a.max, *c)));
-            output.push((Arc::new(agg), 1));
-        },
-    );
+    let values = send_values(base, edges);
+    let (one_hop, onward) = gather(values, "OneHop", true, |from| {
+        aggregate(from.iter().map(|(_, x)| (&**x, &**x)))
+    });
+    let (two_hop, _) = gather(onward, "TwoHop", false, |from| {
+        aggregate(from.iter().map(|(_, a)| (&a.mean, &a.max)))
+    });
     (one_hop, two_hop)
+}
+
+/// A change of a node's row in the per-node reduce's output.
+enum NodeChange {
+    /// The node's features: the new ones, or `None` for a retraction.
+    Base(Option<Arc<NodeBase>>),
+    /// A neighbour added (positive weight) or removed.
+    Neighbour(u64, isize),
+}
+
+/// What [`send_values`] keeps per node.
+#[derive(Default)]
+struct Sender {
+    /// The values last sent.
+    values: Option<Arc<BaseValues>>,
+    /// The current neighbours, sorted.
+    neighbours: Vec<u64>,
+}
+
+/// Sends every node's base values to its neighbours at each window in which they
+/// changed, and to a neighbour that is new; tells a lost neighbour with `None`.
+fn send_values<'s>(
+    base: Keyed<'s, Arc<NodeBase>>,
+    edges: Keyed<'s, u64>,
+) -> Messages<'s, BaseValues> {
+    base.inner
+        .binary_frontier::<_, CapacityContainerBuilder<Vec<(Message<BaseValues>, u64)>>, _, _, _, _>(
+            edges.inner,
+            Pipeline,
+            Pipeline,
+            "SendValues",
+            |capability, _info| {
+                let mut capability = Some(capability);
+                let mut pending: BTreeMap<u64, Vec<(u64, NodeChange)>> = BTreeMap::new();
+                let mut senders: FxHashMap<u64, Sender> = FxHashMap::default();
+                let (mut added, mut removed) = (Vec::new(), Vec::new());
+                move |(base, base_frontier), (edges, edges_frontier), output| {
+                    base.for_each(|_cap, data| {
+                        for ((n, b), t, r) in data.drain(..) {
+                            let change = NodeChange::Base((r > 0).then_some(b));
+                            pending.entry(t).or_default().push((n, change));
+                        }
+                    });
+                    edges.for_each(|_cap, data| {
+                        for ((n, p), t, r) in data.drain(..) {
+                            let change = NodeChange::Neighbour(p, r);
+                            pending.entry(t).or_default().push((n, change));
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        let t = *entry.key();
+                        if base_frontier.less_equal(&t) || edges_frontier.less_equal(&t) {
+                            break;
+                        }
+                        let mut changes = entry.remove();
+                        changes.sort_unstable_by_key(|c| c.0);
+                        let cap = capability
+                            .as_ref()
+                            .expect("capability held while changes are pending");
+                        let delayed = cap.delayed(&t);
+                        let mut session = output.session(&delayed);
+                        for group in changes.chunk_by(|a, b| a.0 == b.0) {
+                            let node = group[0].0;
+                            let mut new_base = None;
+                            added.clear();
+                            removed.clear();
+                            for (_, change) in group {
+                                match change {
+                                    NodeChange::Base(Some(b)) => new_base = Some(Some(b)),
+                                    NodeChange::Base(None) => {
+                                        new_base.get_or_insert(None);
+                                    }
+                                    NodeChange::Neighbour(p, r) if *r > 0 => added.push(*p),
+                                    NodeChange::Neighbour(p, _) => removed.push(*p),
+                                }
+                            }
+                            let sender = senders.entry(node).or_default();
+                            let changed = new_base.is_some_and(|b| {
+                                let values = b.map(|b| Arc::new(b.values()));
+                                let changed = values != sender.values;
+                                sender.values = values;
+                                changed
+                            });
+                            if !added.is_empty() || !removed.is_empty() {
+                                removed.sort_unstable();
+                                sender
+                                    .neighbours
+                                    .retain(|p| removed.binary_search(p).is_err());
+                                sender.neighbours.extend_from_slice(&added);
+                                sender.neighbours.sort_unstable();
+                            }
+                            match &sender.values {
+                                Some(values) => {
+                                    let to = if changed { &sender.neighbours } else { &added };
+                                    for &p in to {
+                                        session.give(((p, node, Some(values.clone())), t));
+                                    }
+                                    for &p in &removed {
+                                        session.give(((p, node, None), t));
+                                    }
+                                }
+                                None => {
+                                    for &p in removed.iter().chain(&sender.neighbours) {
+                                        session.give(((p, node, None), t));
+                                    }
+                                }
+                            }
+                            if sender.values.is_none() && sender.neighbours.is_empty() {
+                                senders.remove(&node);
+                            }
+                        }
+                    }
+                    hold(
+                        &mut capability,
+                        [
+                            pending.keys().next().copied(),
+                            base_frontier.frontier().iter().min().copied(),
+                            edges_frontier.frontier().iter().min().copied(),
+                        ],
+                    );
+                }
+            },
+        )
+}
+
+/// What [`gather`] outputs: a change of a node's aggregate, or a message onward.
+#[derive(Clone)]
+enum Gathered<Y> {
+    /// A change of the aggregates collection.
+    Change(((u64, Arc<Y>), u64, isize)),
+    /// The node's aggregate sent to a neighbour, for the next layer.
+    Onward((Message<Y>, u64)),
+}
+
+/// What [`gather`] keeps per node.
+struct Held<X, Y> {
+    /// The latest value from each neighbour, sorted by neighbour.
+    from: Vec<(u64, Arc<X>)>,
+    /// The node's current aggregate.
+    out: Option<Arc<Y>>,
+}
+
+impl<X, Y> Default for Held<X, Y> {
+    fn default() -> Self {
+        Self {
+            from: Vec::new(),
+            out: None,
+        }
+    }
+}
+
+/// Keeps, per node, the latest value each neighbour sent (messages exchanged by the
+/// receiving node) and the `aggregate` of them, and emits the aggregate's changes as
+/// a collection once the frontier has passed their window. With `onward`, it also
+/// sends the aggregate to the node's neighbours (the nodes it hears from) as
+/// [`send_values`] sends values: the next layer's messages.
+fn gather<'s, X, Y, F>(
+    messages: Messages<'s, X>,
+    name: &str,
+    onward: bool,
+    aggregate: F,
+) -> (Keyed<'s, Arc<Y>>, Messages<'s, Y>)
+where
+    X: ExchangeData + Sync,
+    Y: ExchangeData + Sync + PartialEq,
+    F: Fn(&[(u64, Arc<X>)]) -> Y + 'static,
+{
+    let pact = Exchange::new(|m: &(Message<X>, u64)| (m.0).0.hashed());
+    let parts = messages
+        .unary_frontier::<CapacityContainerBuilder<Vec<Gathered<Y>>>, _, _, _>(
+            pact,
+            name,
+            move |capability, _info| {
+                let mut capability = Some(capability);
+                let mut pending: BTreeMap<u64, Vec<Message<X>>> = BTreeMap::new();
+                let mut nodes: FxHashMap<u64, Held<X, Y>> = FxHashMap::default();
+                let (mut added, mut removed, mut merged) = (Vec::new(), Vec::new(), Vec::new());
+                move |(input, frontier), output| {
+                    input.for_each(|_cap, data| {
+                        for (m, t) in data.drain(..) {
+                            pending.entry(t).or_default().push(m);
+                        }
+                    });
+                    while let Some(entry) = pending.first_entry() {
+                        let t = *entry.key();
+                        if frontier.less_equal(&t) {
+                            break;
+                        }
+                        let mut messages = entry.remove();
+                        messages.sort_unstable_by_key(|m| (m.0, m.1));
+                        let cap = capability
+                            .as_ref()
+                            .expect("capability held while messages are pending");
+                        let delayed = cap.delayed(&t);
+                        let mut session = output.session(&delayed);
+                        for group in messages.chunk_by_mut(|a, b| a.0 == b.0) {
+                            let node = group[0].0;
+                            let held = nodes.entry(node).or_default();
+                            added.clear();
+                            removed.clear();
+                            apply(&mut held.from, group, &mut merged, &mut added, &mut removed);
+                            let out = (!held.from.is_empty()).then(|| aggregate(&held.from));
+                            let changed = out.as_ref() != held.out.as_deref();
+                            if changed {
+                                if let Some(old) = held.out.take() {
+                                    session.give(Gathered::Change(((node, old), t, -1)));
+                                }
+                                held.out = out.map(Arc::new);
+                                if let Some(new) = &held.out {
+                                    session.give(Gathered::Change(((node, new.clone()), t, 1)));
+                                }
+                            }
+                            if onward {
+                                if let Some(out) = &held.out {
+                                    let mut send = |p: u64| {
+                                        let m = (p, node, Some(out.clone()));
+                                        session.give(Gathered::Onward((m, t)));
+                                    };
+                                    if changed {
+                                        held.from.iter().for_each(|f| send(f.0));
+                                    } else {
+                                        added.iter().for_each(|&p| send(p));
+                                    }
+                                }
+                                for &p in &removed {
+                                    session.give(Gathered::Onward(((p, node, None), t)));
+                                }
+                            }
+                            if held.from.is_empty() && held.out.is_none() {
+                                nodes.remove(&node);
+                            }
+                        }
+                    }
+                    hold(
+                        &mut capability,
+                        [
+                            pending.keys().next().copied(),
+                            frontier.frontier().iter().min().copied(),
+                        ],
+                    );
+                }
+            },
+        )
+        .partition(2, |g| match g {
+            Gathered::Change(_) => (0, g),
+            Gathered::Onward(_) => (1, g),
+        });
+    let mut parts = parts.into_iter();
+    let changes = parts.next().expect("two partitions").flat_map(|g| match g {
+        Gathered::Change(c) => Some(c),
+        Gathered::Onward(_) => None,
+    });
+    let onward = parts.next().expect("two partitions").flat_map(|g| match g {
+        Gathered::Onward(m) => Some(m),
+        Gathered::Change(_) => None,
+    });
+    (changes.as_collection(), onward)
+}
+
+/// Applies one node's messages (sorted by sender, each sender once) to the values it
+/// holds (sorted by sender), noting the senders `added` and `removed`; `merged` is
+/// scratch.
+fn apply<X>(
+    held: &mut Vec<(u64, Arc<X>)>,
+    messages: &mut [Message<X>],
+    merged: &mut Vec<(u64, Arc<X>)>,
+    added: &mut Vec<u64>,
+    removed: &mut Vec<u64>,
+) {
+    // Most windows only replace the values of senders already held.
+    let in_place = messages
+        .iter()
+        .all(|m| m.2.is_some() && held.binary_search_by_key(&m.1, |h| h.0).is_ok());
+    if in_place {
+        for (_, from, value) in messages.iter_mut() {
+            if let (Ok(i), Some(value)) = (held.binary_search_by_key(from, |h| h.0), value.take()) {
+                held[i].1 = value;
+            }
+        }
+        return;
+    }
+    merged.clear();
+    let mut old = held.drain(..).peekable();
+    for (_, from, value) in messages.iter_mut() {
+        while let Some(kept) = old.next_if(|h| h.0 < *from) {
+            merged.push(kept);
+        }
+        let had = old.next_if(|h| h.0 == *from).is_some();
+        match value.take() {
+            Some(value) => {
+                if !had {
+                    added.push(*from);
+                }
+                merged.push((*from, value));
+            }
+            None if had => removed.push(*from),
+            None => {}
+        }
+    }
+    merged.extend(old);
+    held.append(merged);
 }

@@ -172,9 +172,7 @@ pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u6
     });
     // The edges are symmetric: components need each once.
     let labels = components::components(nodes, edges.clone().filter(|(v, u)| v < u));
-    let edges = edges.arrange_by_key_named("Arrange: Edges");
-    let values = base.clone().map(|(n, b)| (n, Arc::new(b.values())));
-    let (one_hop, two_hop) = graph::neighbourhood(edges, values);
+    let (one_hop, two_hop) = graph::neighbourhood(base.clone(), edges);
     base.map(|(n, b)| (n, Part::Base(b)))
         .concat(one_hop.map(|(n, a)| (n, Part::OneHop(a))))
         .concat(two_hop.map(|(n, a)| (n, Part::TwoHop(a))))
