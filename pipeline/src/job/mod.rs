@@ -371,7 +371,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             }
         };
         // How far (in epochs) sources may run ahead of the windows being written: one
-        // slide. Every window in flight holds its neighbourhood-join output in the
+        // slide. Every window in flight holds its neighbourhood messages in the
         // dataflow, so a longer backlog costs memory in proportion to the edges, and
         // it buys no throughput (benchmarks/README.md, "backlog").
         let max_lag = spec.slide;
