@@ -262,7 +262,12 @@ mod tests {
 
     fn mad_by_sorting(values: &[f64]) -> f64 {
         let median = quantile(&mut values.to_vec(), 0.5).unwrap();
-        let mut d: Vec<f64> = values.iter().map(|v| (v - median).abs()).collect();
+        distance_median_by_sorting(values, median)
+    }
+
+    /// The median of `|v − x|` over `values`, by sorting.
+    fn distance_median_by_sorting(values: &[f64], x: f64) -> f64 {
+        let mut d: Vec<f64> = values.iter().map(|v| (v - x).abs()).collect();
         quantile(&mut d, 0.5).unwrap()
     }
 
@@ -281,6 +286,7 @@ mod tests {
         fn ranks_quantiles_and_mad_equal_sorting(
             values in prop::collection::vec(value(), 1..900),
             p in 0.0f64..=1.0,
+            centre in value(),
         ) {
             let index = index_of(&values);
             let mut starts = Vec::new();
@@ -293,6 +299,47 @@ mod tests {
             prop_assert_eq!(ranked.quantile(p), quantile(&mut values.clone(), p));
             let median = ranked.quantile(0.5).unwrap();
             prop_assert_eq!(ranked.mad(median).unwrap(), mad_by_sorting(&values));
+            // Any centre, not only the median (the search for the values below it
+            // starts from the median's rank).
+            prop_assert_eq!(
+                ranked.mad(centre).unwrap(),
+                distance_median_by_sorting(&values, centre)
+            );
+            // Centres at and between the values around the median's rank, where that
+            // search decides.
+            let mid = values.len() / 2;
+            for r in mid.saturating_sub(3)..(mid + 3).min(values.len()) {
+                let next = sorted.get(r + 1).copied().unwrap_or(sorted[r]);
+                for centre in [sorted[r], sorted[r] + 0.1 * (next - sorted[r]), sorted[r] + 0.9 * (next - sorted[r])] {
+                    prop_assert_eq!(
+                        ranked.mad(centre).unwrap(),
+                        distance_median_by_sorting(&values, centre),
+                        "centre {}", centre
+                    );
+                }
+            }
+        }
+
+        #[test]
+        fn mad_of_a_small_sample_equals_sorting_at_any_centre(
+            values in prop::collection::vec(value(), 1..10),
+            fraction in 0.0f64..1.0,
+        ) {
+            let index = index_of(&values);
+            let mut starts = Vec::new();
+            let ranked = index.ranked(&values, &mut starts);
+            let mut sorted = values.clone();
+            sorted.sort_by(f64::total_cmp);
+            for (r, v) in sorted.iter().enumerate() {
+                let next = sorted.get(r + 1).copied().unwrap_or(v + 1.0);
+                for centre in [*v, v + fraction * (next - v), v - 1.0] {
+                    prop_assert_eq!(
+                        ranked.mad(centre).unwrap(),
+                        distance_median_by_sorting(&values, centre),
+                        "centre {}", centre
+                    );
+                }
+            }
         }
 
         #[test]
