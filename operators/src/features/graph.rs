@@ -36,8 +36,9 @@ use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::{Map, Partition};
+use timely::dataflow::operators::Capability;
+use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
+use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 
 use super::base::{BaseValues, NodeBase};
 use crate::hash::FxHashMap;
@@ -84,6 +85,9 @@ type Keyed<'s, V> = VecCollection<'s, u64, (u64, V), isize>;
 /// A value sent along an edge: `(to, from, value)`; `None` tells `to` that `from` is
 /// no longer its neighbour.
 type Message<X> = (u64, u64, Option<Arc<X>>);
+
+/// A change of a node's aggregate, as collection data.
+type Update<Y> = ((u64, Arc<Y>), u64, isize);
 
 /// Messages, each with the window (time) it belongs to.
 type Messages<'s, X> = Stream<'s, u64, Vec<(Message<X>, u64)>>;
@@ -228,15 +232,6 @@ fn send_values<'s>(
         )
 }
 
-/// What [`gather`] outputs: a change of a node's aggregate, or a message onward.
-#[derive(Clone)]
-enum Gathered<Y> {
-    /// A change of the aggregates collection.
-    Change(((u64, Arc<Y>), u64, isize)),
-    /// The node's aggregate sent to a neighbour, for the next layer.
-    Onward((Message<Y>, u64)),
-}
-
 /// What [`gather`] keeps per node.
 struct Held<X, Y> {
     /// The latest value from each neighbour, sorted by neighbour.
@@ -271,95 +266,88 @@ where
     F: Fn(&[(u64, Arc<X>)]) -> Y + 'static,
 {
     let pact = Exchange::new(|m: &(Message<X>, u64)| (m.0).0.hashed());
-    let parts = messages
-        .unary_frontier::<CapacityContainerBuilder<Vec<Gathered<Y>>>, _, _, _>(
-            pact,
-            name,
-            move |capability, _info| {
-                let mut capability = Some(capability);
-                let mut pending: BTreeMap<u64, Vec<Message<X>>> = BTreeMap::new();
-                let mut nodes: FxHashMap<u64, Held<X, Y>> = FxHashMap::default();
-                let (mut added, mut removed, mut merged) = (Vec::new(), Vec::new(), Vec::new());
-                move |(input, frontier), output| {
-                    input.for_each(|_cap, data| {
-                        for (m, t) in data.drain(..) {
-                            pending.entry(t).or_default().push(m);
+    let mut builder = OperatorBuilder::new(name.to_owned(), messages.scope());
+    let mut input = builder.new_input(messages, pact);
+    let (changes, changes_stream) = builder.new_output::<Vec<Update<Y>>>();
+    let (sent, sent_stream) = builder.new_output::<Vec<(Message<Y>, u64)>>();
+    let mut changes = OutputBuilder::<_, CapacityContainerBuilder<_>>::from(changes);
+    let mut sent = OutputBuilder::<_, CapacityContainerBuilder<_>>::from(sent);
+    builder.build(move |capabilities| {
+        // One capability per output, each held back to the earliest time still due.
+        let mut capabilities: Vec<Option<Capability<u64>>> =
+            capabilities.into_iter().map(Some).collect();
+        let mut pending: BTreeMap<u64, Vec<Message<X>>> = BTreeMap::new();
+        let mut nodes: FxHashMap<u64, Held<X, Y>> = FxHashMap::default();
+        let (mut added, mut removed, mut merged) = (Vec::new(), Vec::new(), Vec::new());
+        move |frontiers| {
+            let frontier = &frontiers[0];
+            input.for_each(|_cap, data| {
+                for (m, t) in data.drain(..) {
+                    pending.entry(t).or_default().push(m);
+                }
+            });
+            let mut changes = changes.activate();
+            let mut sent = sent.activate();
+            while let Some(entry) = pending.first_entry() {
+                let t = *entry.key();
+                if frontier.less_equal(&t) {
+                    break;
+                }
+                let mut messages = entry.remove();
+                messages.sort_unstable_by_key(|m| (m.0, m.1));
+                let [Some(change_cap), Some(sent_cap)] = &capabilities[..] else {
+                    unreachable!("capabilities held while messages are pending");
+                };
+                let (change_cap, sent_cap) = (change_cap.delayed(&t), sent_cap.delayed(&t));
+                let mut changes = changes.session(&change_cap);
+                let mut sent = sent.session(&sent_cap);
+                for group in messages.chunk_by_mut(|a, b| a.0 == b.0) {
+                    let node = group[0].0;
+                    let held = nodes.entry(node).or_default();
+                    added.clear();
+                    removed.clear();
+                    apply(&mut held.from, group, &mut merged, &mut added, &mut removed);
+                    let out = (!held.from.is_empty()).then(|| aggregate(&held.from));
+                    let changed = out.as_ref() != held.out.as_deref();
+                    if changed {
+                        if let Some(old) = held.out.take() {
+                            changes.give(((node, old), t, -1));
                         }
-                    });
-                    while let Some(entry) = pending.first_entry() {
-                        let t = *entry.key();
-                        if frontier.less_equal(&t) {
-                            break;
-                        }
-                        let mut messages = entry.remove();
-                        messages.sort_unstable_by_key(|m| (m.0, m.1));
-                        let cap = capability
-                            .as_ref()
-                            .expect("capability held while messages are pending");
-                        let delayed = cap.delayed(&t);
-                        let mut session = output.session(&delayed);
-                        for group in messages.chunk_by_mut(|a, b| a.0 == b.0) {
-                            let node = group[0].0;
-                            let held = nodes.entry(node).or_default();
-                            added.clear();
-                            removed.clear();
-                            apply(&mut held.from, group, &mut merged, &mut added, &mut removed);
-                            let out = (!held.from.is_empty()).then(|| aggregate(&held.from));
-                            let changed = out.as_ref() != held.out.as_deref();
-                            if changed {
-                                if let Some(old) = held.out.take() {
-                                    session.give(Gathered::Change(((node, old), t, -1)));
-                                }
-                                held.out = out.map(Arc::new);
-                                if let Some(new) = &held.out {
-                                    session.give(Gathered::Change(((node, new.clone()), t, 1)));
-                                }
-                            }
-                            if onward {
-                                if let Some(out) = &held.out {
-                                    let mut send = |p: u64| {
-                                        let m = (p, node, Some(out.clone()));
-                                        session.give(Gathered::Onward((m, t)));
-                                    };
-                                    if changed {
-                                        held.from.iter().for_each(|f| send(f.0));
-                                    } else {
-                                        added.iter().for_each(|&p| send(p));
-                                    }
-                                }
-                                for &p in &removed {
-                                    session.give(Gathered::Onward(((p, node, None), t)));
-                                }
-                            }
-                            if held.from.is_empty() && held.out.is_none() {
-                                nodes.remove(&node);
-                            }
+                        held.out = out.map(Arc::new);
+                        if let Some(new) = &held.out {
+                            changes.give(((node, new.clone()), t, 1));
                         }
                     }
-                    hold(
-                        &mut capability,
-                        [
-                            pending.keys().next().copied(),
-                            frontier.frontier().iter().min().copied(),
-                        ],
-                    );
+                    if onward {
+                        if let Some(out) = &held.out {
+                            let mut send = |p: u64| sent.give(((p, node, Some(out.clone())), t));
+                            if changed {
+                                held.from.iter().for_each(|f| send(f.0));
+                            } else {
+                                added.iter().for_each(|&p| send(p));
+                            }
+                        }
+                        for &p in &removed {
+                            sent.give(((p, node, None), t));
+                        }
+                    }
+                    if held.from.is_empty() && held.out.is_none() {
+                        nodes.remove(&node);
+                    }
                 }
-            },
-        )
-        .partition(2, |g| match g {
-            Gathered::Change(_) => (0, g),
-            Gathered::Onward(_) => (1, g),
-        });
-    let mut parts = parts.into_iter();
-    let changes = parts.next().expect("two partitions").flat_map(|g| match g {
-        Gathered::Change(c) => Some(c),
-        Gathered::Onward(_) => None,
+            }
+            for capability in &mut capabilities {
+                hold(
+                    capability,
+                    [
+                        pending.keys().next().copied(),
+                        frontier.frontier().iter().min().copied(),
+                    ],
+                );
+            }
+        }
     });
-    let onward = parts.next().expect("two partitions").flat_map(|g| match g {
-        Gathered::Onward(m) => Some(m),
-        Gathered::Change(_) => None,
-    });
-    (changes.as_collection(), onward)
+    (changes_stream.as_collection(), sent_stream)
 }
 
 /// Applies one node's messages (sorted by sender, each sender once) to the values it
