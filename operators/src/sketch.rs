@@ -40,20 +40,27 @@ pub fn value_of(bucket: i32) -> f64 {
 /// The bucket holding the `q`-quantile of samples given as `(bucket, count)` in
 /// ascending bucket order: the bucket of the sample at rank `floor(q · (n - 1))`
 /// (0-based) of the sorted samples. `None` when there are no samples.
-pub fn quantile_bucket(buckets: &[(i32, u64)], q: f64) -> Option<i32> {
-    let n: u64 = buckets.iter().map(|b| b.1).sum();
+pub fn quantile_bucket<I>(buckets: I, q: f64) -> Option<i32>
+where
+    I: IntoIterator<Item = (i32, u64)>,
+    I::IntoIter: Clone,
+{
+    let buckets = buckets.into_iter();
+    let n: u64 = buckets.clone().map(|b| b.1).sum();
     if n == 0 {
         return None;
     }
     let rank = (q.clamp(0.0, 1.0) * (n - 1) as f64).floor() as u64;
     let mut seen = 0;
-    for &(bucket, count) in buckets {
+    let mut last = None;
+    for (bucket, count) in buckets {
         seen += count;
         if seen > rank {
             return Some(bucket);
         }
+        last = Some(bucket);
     }
-    buckets.last().map(|b| b.0)
+    last
 }
 
 /// A sketch held in one place (the batch reference and tests use it; the dataflow
@@ -83,8 +90,7 @@ impl QuantileSketch {
 
     /// The `q`-quantile, within [`ALPHA`] of the exact sample at rank `floor(q · (n - 1))`.
     pub fn quantile(&self, q: f64) -> Option<f64> {
-        let buckets: Vec<(i32, u64)> = self.counts.iter().map(|(&b, &c)| (b, c)).collect();
-        quantile_bucket(&buckets, q).map(value_of)
+        quantile_bucket(self.counts.iter().map(|(&b, &c)| (b, c)), q).map(value_of)
     }
 }
 

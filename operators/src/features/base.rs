@@ -5,8 +5,11 @@ use std::sync::Arc;
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures};
 use serde::{Deserialize, Serialize};
 
+use differential_dataflow::difference::Semigroup;
+
 use super::diff::{Direction, FeatureDiff, FeatureVal, Name, metric_mean};
 use crate::sketch::{quantile_bucket, value_of};
+use crate::total::Accumulate;
 
 /// The base features of a node as collection data, aligned with `BASE_FEATURES`: what
 /// every neighbourhood join carries per edge, so it is kept small. Each value is an
@@ -89,45 +92,126 @@ pub enum NodeOut {
     Neighbour(u64),
 }
 
-impl NodeBase {
-    /// Folds one node's window of updates (values sorted, as `reduce` presents them).
-    pub fn fold(input: &[(FeatureVal, FeatureDiff)], neighbours: &mut Vec<u64>) -> Self {
-        let mut b = NodeBase::default();
-        let (mut rtt, mut syscalls) = (Vec::new(), Vec::new());
-        let clamp = |v: i64| v.max(0) as u64;
-        for (val, diff) in input {
-            match val {
-                FeatureVal::Totals => {
-                    b.bytes_in = clamp(diff.bytes_in);
-                    b.bytes_out = clamp(diff.bytes_out);
-                    b.packets_in = clamp(diff.packets_in);
-                    b.packets_out = clamp(diff.packets_out);
-                    b.flows_in = clamp(diff.flows_in);
-                    b.flows_out = clamp(diff.flows_out);
-                    b.retransmits = clamp(diff.retransmits);
-                }
-                _ if diff.count <= 0 => {}
-                FeatureVal::Peer(peer, direction) => {
-                    match direction {
-                        Direction::In => b.in_degree += 1,
-                        Direction::Out => b.out_degree += 1,
-                    }
-                    if neighbours.last() != Some(peer) {
-                        b.distinct_peers += 1;
-                        neighbours.push(*peer);
-                    }
-                }
-                FeatureVal::Drop(reason) => b.drops.push((reason.clone(), diff.count as u64)),
-                FeatureVal::Rtt(bucket) => rtt.push((*bucket, diff.count as u64)),
-                FeatureVal::Syscall(bucket) => syscalls.push((*bucket, diff.count as u64)),
-                FeatureVal::Metric(name) => {
-                    b.metrics.push((name.clone(), diff.sum, diff.count as u64))
-                }
+/// One node's input in the current window, added up: what the per-node reduce keeps
+/// instead of the window's updates. Each kind keeps only the numbers its features
+/// read (a count, and a sum for metric series), in a small sorted vector, so an update
+/// is a binary search and an addition, and the node's features are read off directly.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeTally {
+    /// Traffic totals and retransmits.
+    totals: FeatureDiff,
+    /// Presence of each peer and direction, counted.
+    peers: Vec<((u64, Direction), i64)>,
+    /// Drops per reason.
+    drops: Vec<(Name, i64)>,
+    /// RTT samples per sketch bucket.
+    rtt: Vec<(i32, i64)>,
+    /// System-call latency samples per sketch bucket.
+    syscalls: Vec<(i32, i64)>,
+    /// Per metric series: sample count and sum of micro-units.
+    metrics: Vec<(Name, (i64, i128))>,
+}
+
+/// Adds to the weight `entries` (sorted by key) hold for `key`, keeping the entry
+/// only while its weight is not zero.
+fn tally<K: Ord + Clone, W: Default + PartialEq>(
+    entries: &mut Vec<(K, W)>,
+    key: &K,
+    add: impl FnOnce(&mut W),
+) {
+    match entries.binary_search_by(|e| e.0.cmp(key)) {
+        Ok(i) => {
+            add(&mut entries[i].1);
+            if entries[i].1 == W::default() {
+                entries.remove(i);
             }
         }
-        b.rtt_p50 = quantile_bucket(&rtt, 0.5);
-        b.rtt_p99 = quantile_bucket(&rtt, 0.99);
-        b.syscall_p99 = quantile_bucket(&syscalls, 0.99);
+        Err(i) => {
+            let mut w = W::default();
+            add(&mut w);
+            if w != W::default() {
+                entries.insert(i, (key.clone(), w));
+            }
+        }
+    }
+}
+
+impl Accumulate<FeatureVal, FeatureDiff> for NodeTally {
+    fn add(&mut self, value: &FeatureVal, diff: &FeatureDiff) {
+        let count = diff.count;
+        match value {
+            FeatureVal::Totals => self.totals.plus_equals(diff),
+            FeatureVal::Peer(peer, direction) => {
+                tally(&mut self.peers, &(*peer, *direction), |c| *c += count)
+            }
+            FeatureVal::Drop(reason) => tally(&mut self.drops, reason, |c| *c += count),
+            FeatureVal::Rtt(bucket) => tally(&mut self.rtt, bucket, |c| *c += count),
+            FeatureVal::Syscall(bucket) => tally(&mut self.syscalls, bucket, |c| *c += count),
+            FeatureVal::Metric(name) => tally(&mut self.metrics, name, |(c, s)| {
+                *c += count;
+                *s += diff.sum;
+            }),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.totals == FeatureDiff::default()
+            && self.peers.is_empty()
+            && self.drops.is_empty()
+            && self.rtt.is_empty()
+            && self.syscalls.is_empty()
+            && self.metrics.is_empty()
+    }
+}
+
+/// The sketch buckets of `counts` that hold samples, for [`quantile_bucket`].
+fn samples(counts: &[(i32, i64)]) -> impl Iterator<Item = (i32, u64)> + Clone + '_ {
+    counts
+        .iter()
+        .filter(|e| e.1 > 0)
+        .map(|&(bucket, count)| (bucket, count as u64))
+}
+
+impl NodeBase {
+    /// Reads one node's features off its window's tally, and lists its neighbours
+    /// (sorted, each once).
+    pub fn fold(input: &NodeTally, neighbours: &mut Vec<u64>) -> Self {
+        let clamp = |v: i64| v.max(0) as u64;
+        let t = &input.totals;
+        let mut b = NodeBase {
+            bytes_in: clamp(t.bytes_in),
+            bytes_out: clamp(t.bytes_out),
+            packets_in: clamp(t.packets_in),
+            packets_out: clamp(t.packets_out),
+            flows_in: clamp(t.flows_in),
+            flows_out: clamp(t.flows_out),
+            retransmits: clamp(t.retransmits),
+            ..Default::default()
+        };
+        for &((peer, direction), count) in &input.peers {
+            if count <= 0 {
+                continue;
+            }
+            match direction {
+                Direction::In => b.in_degree += 1,
+                Direction::Out => b.out_degree += 1,
+            }
+            if neighbours.last() != Some(&peer) {
+                b.distinct_peers += 1;
+                neighbours.push(peer);
+            }
+        }
+        b.drops = (input.drops.iter())
+            .filter(|d| d.1 > 0)
+            .map(|(reason, count)| (reason.clone(), *count as u64))
+            .collect();
+        b.metrics = (input.metrics.iter())
+            .filter(|m| m.1.0 > 0)
+            .map(|(name, (count, sum))| (name.clone(), *sum, *count as u64))
+            .collect();
+        b.rtt_p50 = quantile_bucket(samples(&input.rtt), 0.5);
+        b.rtt_p99 = quantile_bucket(samples(&input.rtt), 0.99);
+        b.syscall_p99 = quantile_bucket(samples(&input.syscalls), 0.99);
         b
     }
 

@@ -9,8 +9,9 @@
 //! an entry against a pending retraction of the same key, so a steady edge costs
 //! nothing once its window is full. Then, in differential dataflow:
 //!
-//! 1. a `reduce` keyed by node ([`reduce_total`]) folds a node's updates into its
-//!    [`NodeBase`] and lists its neighbours (the window's edges);
+//! 1. a `reduce` keyed by node ([`reduce_total`]) adds a node's updates up in a
+//!    [`NodeTally`], reads its [`NodeBase`] off it and lists its neighbours (the
+//!    window's edges);
 //! 2. joins with the edges give the 1-hop and 2-hop aggregates ([`graph`]);
 //! 3. union-find over the edges, in two steps, gives connected components
 //!    ([`components`]);
@@ -26,7 +27,7 @@ mod diff;
 pub mod graph;
 mod input;
 
-pub use base::{BaseValues, NodeBase, NodeOut};
+pub use base::{BaseValues, NodeBase, NodeOut, NodeTally};
 pub use combiner::FeatureCombiner;
 pub use diff::{
     Direction, FeatureDiff, FeatureVal, METRIC_SCALE, Name, Names, metric_mean, quantize_metric,
@@ -150,7 +151,7 @@ impl NodeRow {
 /// Maintains the [`Part`]s of every node's row for every window from combiner
 /// updates: the collection's contents at time `W` are window `W`'s parts.
 pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u64, Part), isize> {
-    let per_node = reduce_total(updates, "NodeBase", |_node, input, output| {
+    let per_node = reduce_total(updates, "NodeBase", |_node, input: &NodeTally, output| {
         let mut neighbours = Vec::new();
         let base = NodeBase::fold(input, &mut neighbours);
         output.push((NodeOut::Present, 1));

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use differential_dataflow::difference::Abelian;
 use differential_dataflow::input::InputSession;
 use meshflow_schemas::{
     FEATURE_NAMES, Ip16, NodeFeatures, NodeMetric, SyscallLatency, TcpEvent, TcpEventKind,
@@ -13,6 +14,7 @@ use timely::dataflow::operators::{Inspect, Probe};
 
 use super::batch::{Event, batch};
 use super::*;
+use crate::total::Accumulate;
 use crate::window::WindowSpec;
 
 const EPOCH_NS: i64 = 1_000;
@@ -356,7 +358,11 @@ fn base_values_of_the_operator_and_the_row_agree() {
         (rtt, FeatureDiff::count(2)),
         (sys, FeatureDiff::count(1)),
     ];
-    let base = NodeBase::fold(&input, &mut neighbours);
+    let mut tally = NodeTally::default();
+    for (val, diff) in &input {
+        tally.add(val, diff);
+    }
+    let base = NodeBase::fold(&tally, &mut neighbours);
     assert_eq!(neighbours, vec![5]);
     let mut row = NodeFeatures::empty(TimestampNs(0), TimestampNs(1), 1);
     base.fill(&mut row);
@@ -405,4 +411,58 @@ fn names_are_allocated_once_and_the_cache_is_bounded() {
         a,
         "equal after the cache started over"
     );
+}
+
+/// A feature update drawn from a few values of each kind.
+fn feature_update() -> impl Strategy<Value = (FeatureVal, FeatureDiff)> {
+    let val = prop_oneof![
+        Just(FeatureVal::Totals),
+        (0u64..4, any::<bool>()).prop_map(|(p, out)| FeatureVal::Peer(
+            p,
+            if out { Direction::Out } else { Direction::In }
+        )),
+        (0usize..3).prop_map(|r| FeatureVal::Drop(Name::from(["a", "b", "c"][r]))),
+        (0i32..5).prop_map(FeatureVal::Rtt),
+        (0i32..5).prop_map(FeatureVal::Syscall),
+        (0usize..2).prop_map(|m| FeatureVal::Metric(Name::from(["m", "n"][m]))),
+    ];
+    (val, -3i64..4, -5i64..6, -7i128..8).prop_map(|(val, count, bytes, sum)| {
+        let diff = FeatureDiff {
+            count,
+            bytes_in: bytes,
+            retransmits: count,
+            sum,
+            ..Default::default()
+        };
+        (val, diff)
+    })
+}
+
+proptest! {
+    /// A tally is the same whatever the order of its updates, and is empty again once
+    /// each update is retracted.
+    #[test]
+    fn a_tally_commutes_and_its_retractions_cancel(
+        updates in prop::collection::vec(feature_update(), 0..40),
+        seed in any::<u64>(),
+    ) {
+        let mut forward = NodeTally::default();
+        updates.iter().for_each(|(v, d)| forward.add(v, d));
+        let mut shuffled = updates.clone();
+        let n = shuffled.len();
+        for i in 0..n {
+            let j = (seed.rotate_left(i as u32) as usize ^ i) % n;
+            shuffled.swap(i, j);
+        }
+        let mut other = NodeTally::default();
+        shuffled.iter().rev().for_each(|(v, d)| other.add(v, d));
+        prop_assert_eq!(&forward, &other);
+        for (v, d) in &updates {
+            let mut negated = *d;
+            negated.negate();
+            forward.add(v, &negated);
+        }
+        prop_assert!(forward.is_empty());
+        prop_assert_eq!(forward, NodeTally::default());
+    }
 }
