@@ -16,66 +16,54 @@ type Key = (u64, FeatureVal);
 /// count of one, so it is kept apart from the other keys, without a weight.
 type PeerKey = (u64, u64, Direction);
 
-/// The inserts of one time. Peer presence is a 24-byte set entry rather than a
-/// map entry of key and weight (112 bytes); everything else sums into `other`.
+/// The inserts of one time, each kind of value in a map of its own, keyed and
+/// weighted no larger than it needs: traffic totals by node alone (the hot key, one
+/// per flow end), peer presence as a set entry of 24 bytes, drops and sketch buckets
+/// as a count, metric series as a count and a sum. A full key and weight would take
+/// 112 bytes.
 #[derive(Default)]
 struct Inserts {
+    totals: FxHashMap<u64, FeatureDiff>,
     peers: FxHashSet<PeerKey>,
-    other: FxHashMap<Key, FeatureDiff>,
+    counts: FxHashMap<Key, i64>,
+    sums: FxHashMap<Key, (i64, i128)>,
 }
 
-/// The retractions due at one time, each kept with the weight it needs: they wait a
-/// whole window length, so a node holds `length / slide` times its updates per slide.
-/// Peer presence, the bulk of them, always retracts a count of one, so it is kept as
-/// `(node, peer, direction)` alone: a steady mesh of `E` directed edges holds
-/// `2 E × length / slide` of these at any time. Sketch buckets and drops retract a
-/// count (40 bytes instead of a 112-byte key and full weight), metric series a count
-/// and a sum (64 bytes); only traffic totals keep the full weight.
+impl Inserts {
+    fn is_empty(&self) -> bool {
+        self.totals.is_empty()
+            && self.peers.is_empty()
+            && self.counts.is_empty()
+            && self.sums.is_empty()
+    }
+}
+
+/// The inserts of one time kept until their retraction is due: they wait a whole
+/// window length, so a node holds `length / slide` times its updates per slide. Each
+/// kind keeps what its insert held (a steady mesh of `E` directed edges holds
+/// `2 E × length / slide` peer entries at any time).
 #[derive(Default)]
 struct Retractions {
+    totals: Vec<(u64, FeatureDiff)>,
     peers: Vec<PeerKey>,
     counts: Vec<(Key, i64)>,
     sums: Vec<(Key, i64, i128)>,
-    other: Vec<(Key, FeatureDiff)>,
 }
 
 impl Retractions {
-    /// Schedules the retraction of `inserted` at `key`.
-    fn schedule(&mut self, key: &Key, inserted: &FeatureDiff) {
-        let count_and_sum = FeatureDiff {
-            count: inserted.count,
-            sum: inserted.sum,
-            ..Default::default()
-        };
-        if *inserted == FeatureDiff::count(inserted.count) {
-            self.counts.push((key.clone(), -inserted.count));
-        } else if *inserted == count_and_sum {
-            self.sums
-                .push((key.clone(), -inserted.count, -inserted.sum));
-        } else {
-            let mut retraction = *inserted;
-            retraction.negate();
-            self.other.push((key.clone(), retraction));
-        }
-    }
-
-    /// Every retraction other than peer presence, with its full weight.
-    fn weighted(self) -> impl Iterator<Item = (Key, FeatureDiff)> {
-        let counts = self
-            .counts
-            .into_iter()
-            .map(|(key, count)| (key, FeatureDiff::count(count)));
-        let sums = self.sums.into_iter().map(|(key, count, sum)| {
-            (
-                key,
-                FeatureDiff {
-                    count,
-                    sum,
-                    ..Default::default()
-                },
-            )
-        });
-        counts.chain(sums).chain(self.other)
+    /// Schedules the retraction of everything in `inserts`.
+    fn schedule(&mut self, inserts: &Inserts) {
+        self.totals
+            .extend(inserts.totals.iter().map(|(&node, &diff)| (node, diff)));
+        self.peers.extend(inserts.peers.iter().copied());
+        self.counts.extend(
+            inserts
+                .counts
+                .iter()
+                .map(|(key, &count)| (key.clone(), count)),
+        );
+        self.sums
+            .extend((inserts.sums.iter()).map(|(key, &(count, sum))| (key.clone(), count, sum)));
     }
 }
 
@@ -113,29 +101,14 @@ impl FeatureCombiner {
     pub fn add_flow(&mut self, epoch: u64, src: u64, dst: u64, bytes: u64, packets: u64) {
         let bucket = self.bucket(epoch);
         let (bytes, packets) = (bytes as i64, packets as i64);
-        let sent = FeatureDiff {
-            bytes_out: bytes,
-            packets_out: packets,
-            flows_out: 1,
-            ..Default::default()
-        };
-        bucket
-            .other
-            .entry((src, FeatureVal::Totals))
-            .or_default()
-            .plus_equals(&sent);
-        let received = FeatureDiff {
-            bytes_in: bytes,
-            packets_in: packets,
-            flows_in: 1,
-            ..Default::default()
-        };
-        bucket
-            .other
-            .entry((dst, FeatureVal::Totals))
-            .or_default()
-            .plus_equals(&received);
-
+        let sent = bucket.totals.entry(src).or_default();
+        sent.bytes_out += bytes;
+        sent.packets_out += packets;
+        sent.flows_out += 1;
+        let received = bucket.totals.entry(dst).or_default();
+        received.bytes_in += bytes;
+        received.packets_in += packets;
+        received.flows_in += 1;
         peers(bucket, src, dst);
     }
 
@@ -145,39 +118,39 @@ impl FeatureCombiner {
         peers(self.bucket(epoch), src, dst);
     }
 
-    /// Adds `diff` to `node`'s `val` at `epoch` (any value but [`FeatureVal::Peer`],
-    /// whose presence only [`FeatureCombiner::add_flow`] and
-    /// [`FeatureCombiner::add_link`] maintain).
+    /// Adds `diff` to `node`'s `val` at `epoch`, for any value but
+    /// [`FeatureVal::Peer`], whose presence only [`FeatureCombiner::add_flow`] and
+    /// [`FeatureCombiner::add_link`] maintain. Only the fields the value is read for
+    /// are kept: all of them for [`FeatureVal::Totals`], `count` and `sum` for
+    /// [`FeatureVal::Metric`], `count` for the others.
     pub fn add(&mut self, epoch: u64, node: u64, val: FeatureVal, diff: FeatureDiff) {
         debug_assert!(!matches!(val, FeatureVal::Peer(..)));
-        self.bucket(epoch)
-            .other
-            .entry((node, val))
-            .or_default()
-            .plus_equals(&diff);
+        let bucket = self.bucket(epoch);
+        match val {
+            FeatureVal::Totals => bucket.totals.entry(node).or_default().plus_equals(&diff),
+            FeatureVal::Metric(_) => {
+                let (count, sum) = bucket.sums.entry((node, val)).or_default();
+                *count += diff.count;
+                *sum += diff.sum;
+            }
+            _ => *bucket.counts.entry((node, val)).or_default() += diff.count,
+        }
     }
 
     /// Emits every pending update at a time before `before`, scheduling the
     /// retractions of its inserts. Call it before advancing the input to `before`.
     pub fn flush(&mut self, before: u64, mut emit: impl FnMut(Key, u64, FeatureDiff)) {
         while let Some(time) = self.next_time().filter(|&t| t < before) {
-            let Inserts {
-                mut peers,
-                other: mut net,
-            } = self.pending.remove(&time).unwrap_or_default();
-            // Schedule the retraction of every insert of this time.
-            if !peers.is_empty() || !net.is_empty() {
+            let mut net = self.pending.remove(&time).unwrap_or_default();
+            if !net.is_empty() {
                 let later = self.retractions.entry(self.spec.retire(time)).or_default();
-                later.peers.extend(peers.iter().copied());
-                for (key, inserted) in &net {
-                    later.schedule(key, inserted);
-                }
+                later.schedule(&net);
             }
             // Net the retractions due now against the inserts. A peer is inserted at
             // most once per time, and retracted at most once (from one earlier time).
-            if let Some(mut due) = self.retractions.remove(&time) {
-                for (node, peer, direction) in std::mem::take(&mut due.peers) {
-                    if !peers.remove(&(node, peer, direction)) {
+            if let Some(due) = self.retractions.remove(&time) {
+                for (node, peer, direction) in due.peers {
+                    if !net.peers.remove(&(node, peer, direction)) {
                         emit(
                             (node, FeatureVal::Peer(peer, direction)),
                             time,
@@ -185,19 +158,43 @@ impl FeatureCombiner {
                         );
                     }
                 }
-                for (key, retraction) in due.weighted() {
-                    net.entry(key).or_default().plus_equals(&retraction);
+                for (node, mut inserted) in due.totals {
+                    inserted.negate();
+                    net.totals.entry(node).or_default().plus_equals(&inserted);
+                }
+                for (key, count) in due.counts {
+                    *net.counts.entry(key).or_default() -= count;
+                }
+                for (key, count, sum) in due.sums {
+                    let net = net.sums.entry(key).or_default();
+                    net.0 -= count;
+                    net.1 -= sum;
                 }
             }
-            for (node, peer, direction) in peers {
+            for (node, peer, direction) in net.peers {
                 emit(
                     (node, FeatureVal::Peer(peer, direction)),
                     time,
                     FeatureDiff::count(1),
                 );
             }
-            for (key, diff) in net {
+            for (node, diff) in net.totals {
                 if diff != FeatureDiff::default() {
+                    emit((node, FeatureVal::Totals), time, diff);
+                }
+            }
+            for (key, count) in net.counts {
+                if count != 0 {
+                    emit(key, time, FeatureDiff::count(count));
+                }
+            }
+            for (key, (count, sum)) in net.sums {
+                if (count, sum) != (0, 0) {
+                    let diff = FeatureDiff {
+                        count,
+                        sum,
+                        ..Default::default()
+                    };
                     emit(key, time, diff);
                 }
             }
@@ -227,4 +224,140 @@ fn peers(bucket: &mut Inserts, src: u64, dst: u64) {
     }
     bucket.peers.insert((src, dst, Direction::Out));
     bucket.peers.insert((dst, src, Direction::In));
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use differential_dataflow::difference::Semigroup;
+    use proptest::prelude::*;
+
+    use super::{FeatureCombiner, Key};
+    use crate::features::diff::{FeatureDiff, FeatureVal, Name};
+    use crate::window::WindowSpec;
+
+    /// A combiner input: a flow `(src, dst, bytes)` or a value added to a node.
+    #[derive(Clone, Debug)]
+    enum Input {
+        Flow(u64, u64, u64),
+        Add(u64, FeatureVal, FeatureDiff),
+    }
+
+    fn input() -> impl Strategy<Value = Input> {
+        let val = prop_oneof![
+            Just(FeatureVal::Totals),
+            (0usize..2).prop_map(|r| FeatureVal::Drop(Name::from(["a", "b"][r]))),
+            (0i32..3).prop_map(FeatureVal::Rtt),
+            (0i32..3).prop_map(FeatureVal::Syscall),
+            (0usize..2).prop_map(|m| FeatureVal::Metric(Name::from(["m", "n"][m]))),
+        ];
+        let add = (0u64..4, val, -2i64..3, -3i128..4).prop_map(|(node, val, count, sum)| {
+            let diff = match val {
+                FeatureVal::Totals => FeatureDiff {
+                    retransmits: count,
+                    ..Default::default()
+                },
+                FeatureVal::Metric(_) => FeatureDiff {
+                    count,
+                    sum,
+                    ..Default::default()
+                },
+                _ => FeatureDiff::count(count),
+            };
+            Input::Add(node, val, diff)
+        });
+        prop_oneof![
+            (0u64..4, 0u64..4, 0u64..50).prop_map(|(s, d, b)| Input::Flow(s, d, b)),
+            add,
+        ]
+    }
+
+    /// Window `w`'s contents straight from the inputs: the sum of each key's weights
+    /// over the inputs whose first window is one of the `length` ending at `w`, with
+    /// a peer counted once per first window.
+    fn direct(inputs: &[(u64, Input)], spec: WindowSpec, w: u64) -> BTreeMap<Key, FeatureDiff> {
+        let mut sums: BTreeMap<Key, FeatureDiff> = BTreeMap::new();
+        let mut peers = BTreeSet::new();
+        for (epoch, input) in inputs {
+            let first = spec.first_window(*epoch);
+            if first > w || spec.retire(first) <= w {
+                continue;
+            }
+            match input {
+                Input::Flow(src, dst, bytes) => {
+                    let (b, p) = (*bytes as i64, 3);
+                    let mut add = |node, diff: FeatureDiff| {
+                        sums.entry((node, FeatureVal::Totals))
+                            .or_default()
+                            .plus_equals(&diff)
+                    };
+                    let sent = FeatureDiff {
+                        bytes_out: b,
+                        packets_out: p,
+                        flows_out: 1,
+                        ..Default::default()
+                    };
+                    add(*src, sent);
+                    let received = FeatureDiff {
+                        bytes_in: b,
+                        packets_in: p,
+                        flows_in: 1,
+                        ..Default::default()
+                    };
+                    add(*dst, received);
+                    if src != dst {
+                        use crate::features::diff::Direction::{In, Out};
+                        peers.insert((first, *src, FeatureVal::Peer(*dst, Out)));
+                        peers.insert((first, *dst, FeatureVal::Peer(*src, In)));
+                    }
+                }
+                Input::Add(node, val, diff) => sums
+                    .entry((*node, val.clone()))
+                    .or_default()
+                    .plus_equals(diff),
+            }
+        }
+        for (_, node, val) in peers {
+            sums.entry((node, val))
+                .or_default()
+                .plus_equals(&FeatureDiff::count(1));
+        }
+        sums.retain(|_, d| *d != FeatureDiff::default());
+        sums
+    }
+
+    proptest! {
+        /// The updates the combiner emits up to each window add up to that window's
+        /// contents, computed straight from the inputs.
+        #[test]
+        fn updates_add_up_to_each_window(
+            mut inputs in prop::collection::vec((0u64..12, input()), 0..60),
+            (slide, mult) in (1u64..3, 1u64..4),
+        ) {
+            let spec = WindowSpec::new(1, (slide * mult) as i64, slide as i64).unwrap();
+            inputs.sort_by_key(|i| i.0);
+            let mut combiner = FeatureCombiner::new(spec);
+            let mut updates: Vec<(Key, u64, FeatureDiff)> = Vec::new();
+            for (epoch, input) in &inputs {
+                combiner.flush(spec.first_window(*epoch), |k, t, d| updates.push((k, t, d)));
+                match input {
+                    Input::Flow(s, d, b) => combiner.add_flow(*epoch, *s, *d, *b, 3),
+                    Input::Add(node, val, diff) => combiner.add(*epoch, *node, val.clone(), *diff),
+                }
+            }
+            combiner.flush(u64::MAX, |k, t, d| updates.push((k, t, d)));
+            prop_assert!(combiner.is_empty());
+            for w in 0..24 {
+                let mut got: BTreeMap<Key, FeatureDiff> = BTreeMap::new();
+                for (k, t, d) in &updates {
+                    if *t <= w {
+                        got.entry(k.clone()).or_default().plus_equals(d);
+                    }
+                }
+                got.retain(|_, d| *d != FeatureDiff::default());
+                prop_assert_eq!(got, direct(&inputs, spec, w), "window {}", w);
+            }
+        }
+    }
 }
