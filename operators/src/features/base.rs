@@ -2,10 +2,9 @@
 
 use std::sync::Arc;
 
+use differential_dataflow::difference::Semigroup;
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures};
 use serde::{Deserialize, Serialize};
-
-use differential_dataflow::difference::Semigroup;
 
 use super::diff::{Direction, FeatureDiff, FeatureVal, Name, metric_mean};
 use crate::sketch::{quantile_bucket, value_of};

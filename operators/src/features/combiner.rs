@@ -234,7 +234,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::{FeatureCombiner, Key};
-    use crate::features::diff::{FeatureDiff, FeatureVal, Name};
+    use crate::features::diff::{FeatureDiff, FeatureVal};
     use crate::window::WindowSpec;
 
     /// A combiner input: a flow `(src, dst, bytes)` or a value added to a node.
@@ -245,13 +245,7 @@ mod tests {
     }
 
     fn input() -> impl Strategy<Value = Input> {
-        let val = prop_oneof![
-            Just(FeatureVal::Totals),
-            (0usize..2).prop_map(|r| FeatureVal::Drop(Name::from(["a", "b"][r]))),
-            (0i32..3).prop_map(FeatureVal::Rtt),
-            (0i32..3).prop_map(FeatureVal::Syscall),
-            (0usize..2).prop_map(|m| FeatureVal::Metric(Name::from(["m", "n"][m]))),
-        ];
+        let val = crate::features::tests::non_peer_value();
         let add = (0u64..4, val, -2i64..3, -3i128..4).prop_map(|(node, val, count, sum)| {
             let diff = match val {
                 FeatureVal::Totals => FeatureDiff {
