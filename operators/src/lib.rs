@@ -24,6 +24,7 @@ pub mod emit;
 pub mod features;
 pub mod fork;
 pub mod hash;
+pub mod prefetch;
 pub mod raw;
 pub mod sketch;
 pub mod total;

@@ -22,6 +22,7 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::chunked::Chunked;
 use crate::hash::FxHashMap;
+use crate::prefetch::prefetch;
 
 /// A key's input as [`reduce_total`] keeps it: every update so far, added up.
 ///
@@ -165,26 +166,6 @@ where
 
 /// How many updates ahead of its use [`reduce_total`] asks for an update's memory.
 const PREFETCH_AHEAD: usize = 16;
-
-/// Asks the processor to start loading the memory of `item` into its caches, so that
-/// a later read of it need not wait; changes nothing else.
-#[inline]
-fn prefetch<T>(item: &T) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-        let start: *const i8 = (item as *const T).cast();
-        // SAFETY: SSE, which `_mm_prefetch` needs, is part of every x86_64 processor;
-        // a prefetch is only a hint, reads no value and cannot fault, even on an
-        // address past the item's end.
-        unsafe {
-            _mm_prefetch::<_MM_HINT_T0>(start);
-            _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(64));
-        }
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = item;
-}
 
 /// Downgrades `capability` to the earliest of `candidates` (the times still to be
 /// output, and the input frontier), or drops it when there is none.

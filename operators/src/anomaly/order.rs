@@ -10,6 +10,7 @@
 use std::cmp::Ordering;
 
 use super::robust::interpolate;
+use crate::prefetch::prefetch_slice;
 
 /// Most slots an index can address: the longest history it can order.
 pub const MAX_SLOTS: usize = 1 << 16;
@@ -117,6 +118,17 @@ impl OrderIndex {
             let this = self.blocks.remove(b);
             self.blocks[b - 1].extend(this);
         }
+    }
+
+    /// Asks for the memory of the list of blocks (a hint: see [`crate::prefetch`]).
+    pub fn prefetch_list(&self) {
+        prefetch_slice(&self.blocks);
+    }
+
+    /// Asks for the memory of every block; read the list first
+    /// ([`Self::prefetch_list`]), as this follows its pointers.
+    pub fn prefetch_blocks(&self) {
+        self.blocks.iter().for_each(|b| prefetch_slice(b));
     }
 
     /// A view that reads values by rank, using `starts` as working space.

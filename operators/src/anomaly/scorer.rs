@@ -2,7 +2,6 @@
 //! closed window at a time. The timely operator ([`super::operator`]) routes each
 //! node to one worker and calls [`WorkerScorer::process_window`] in time order.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
@@ -15,6 +14,8 @@ use super::model::{MIN_TRAINING_ROWS, Model, ModelError, squash};
 use super::ring::RingBuffer;
 use super::threshold::{ThresholdLearner, ThresholdParams};
 use super::vector::{FEATURES, ScoreInput};
+use crate::hash::FxHashMap;
+use crate::prefetch::prefetch;
 
 /// Windows of a node's own history before its deviations count (before that they
 /// are 0): a median/MAD over fewer values means little.
@@ -24,14 +25,37 @@ pub const MIN_NODE_HISTORY: usize = 10;
 /// threshold is `min_threshold`).
 pub const MIN_SCORE_HISTORY: usize = 10;
 
-/// Everything kept about one node.
+/// Everything kept about one node, in one piece of memory but for the histories.
 #[derive(Clone, Debug)]
 struct NodeState {
-    features: Vec<ThresholdLearner>,
+    features: [ThresholdLearner; FEATURES.len()],
     scores: ThresholdLearner,
     health: Health,
     windows: u64,
 }
+
+impl NodeState {
+    /// A node with no history.
+    fn new(params: ThresholdParams, history: usize) -> Self {
+        Self {
+            features: std::array::from_fn(|_| ThresholdLearner::new(params, history)),
+            scores: ThresholdLearner::new(params, history),
+            health: Health::default(),
+            windows: 0,
+        }
+    }
+
+    /// The learners, features first.
+    fn learners(&self) -> impl Iterator<Item = &ThresholdLearner> {
+        self.features.iter().chain([&self.scores])
+    }
+}
+
+/// How many rows ahead [`WorkerScorer::process_window`] asks for a node's state, then
+/// its histories, then their orders: each step follows pointers the previous one
+/// loaded. A window's node states are far larger than the caches, and a row's work
+/// waits mostly on them.
+const PREFETCH_STATE: usize = 3;
 
 /// A fit running on a background thread, swapped in at window `swap_at`.
 struct PendingFit {
@@ -44,7 +68,11 @@ pub struct WorkerScorer {
     cfg: AnomalyConfig,
     params: ThresholdParams,
     hysteresis: Hysteresis,
-    nodes: BTreeMap<u64, NodeState>,
+    /// Each node's index in `states`.
+    index: FxHashMap<u64, usize>,
+    states: Vec<NodeState>,
+    /// The state index of each row of the window being scored.
+    slots: Vec<usize>,
     training: RingBuffer<Vec<f64>>,
     model: Option<Model>,
     pending: Option<PendingFit>,
@@ -60,7 +88,9 @@ impl WorkerScorer {
             params: cfg.threshold_params(),
             hysteresis: cfg.hysteresis(),
             training: RingBuffer::new(cfg.training_rows),
-            nodes: BTreeMap::new(),
+            index: FxHashMap::default(),
+            states: Vec::new(),
+            slots: Vec::new(),
             model: None,
             pending: None,
             windows: 0,
@@ -133,17 +163,20 @@ impl WorkerScorer {
         self.windows += 1;
         self.maintain_model();
         let mut out = Vec::new();
+        self.slots.clear();
         for row in rows.iter() {
+            let fresh = self.states.len();
+            let slot = *self.index.entry(row.node).or_insert(fresh);
+            if slot == fresh {
+                self.states
+                    .push(NodeState::new(self.params, self.cfg.history));
+            }
+            self.slots.push(slot);
+        }
+        for (i, row) in rows.iter().enumerate() {
+            prefetch_ahead(&self.states, &self.slots[i + 1..]);
             let vector = row.vector;
-            let (params, history) = (self.params, self.cfg.history);
-            let state = self.nodes.entry(row.node).or_insert_with(|| NodeState {
-                features: (0..vector.len())
-                    .map(|_| ThresholdLearner::new(params, history))
-                    .collect(),
-                scores: ThresholdLearner::new(params, history),
-                health: Health::default(),
-                windows: 0,
-            });
+            let state = &mut self.states[self.slots[i]];
             state.windows += 1;
             // A missing value (no RTT sample in the window) is no evidence either
             // way: its deviation is 0 and it is not added to the history.
@@ -166,7 +199,12 @@ impl WorkerScorer {
                 }
                 _ => None,
             };
-            let top = top_k(&deviations, self.cfg.top_k);
+            // The explanation is read before the window's values join the histories.
+            let top = if scored.is_some() {
+                top_k(&deviations, self.cfg.top_k)
+            } else {
+                Vec::new()
+            };
             let top_thresholds: Vec<f64> = top
                 .iter()
                 .map(|&i| {
@@ -238,6 +276,25 @@ impl WorkerScorer {
     /// Whether a model has been fitted and swapped in.
     pub fn has_model(&self) -> bool {
         self.model.is_some()
+    }
+}
+
+/// Asks for the memory of the rows to come (`ahead`: their state indices), a stage
+/// per row: the state of the row [`PREFETCH_STATE`] ahead, the histories of the one
+/// before it, and the histories' orders of the next row.
+fn prefetch_ahead(states: &[NodeState], ahead: &[usize]) {
+    if let Some(&s) = ahead.get(PREFETCH_STATE - 1) {
+        prefetch(&states[s]);
+    }
+    if let Some(&s) = ahead.get(PREFETCH_STATE - 2) {
+        states[s]
+            .learners()
+            .for_each(ThresholdLearner::prefetch_history);
+    }
+    if let Some(&s) = ahead.first() {
+        states[s]
+            .learners()
+            .for_each(ThresholdLearner::prefetch_order);
     }
 }
 

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::order::{MAX_SLOTS, OrderIndex};
 use super::ring::RingBuffer;
 use super::robust::{Quantiles, RobustStats, refresh_interval};
+use crate::prefetch::prefetch_slice;
 
 /// How a threshold is learned from a history of values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -213,6 +214,10 @@ pub struct ThresholdLearner {
     since_refresh: usize,
 }
 
+/// Longest history [`ThresholdLearner::prefetch_history`] asks for whole (4 KB of
+/// values): a refresh re-reads a short history all over, a long one in a few places.
+const PREFETCH_MAX: usize = 512;
+
 thread_local! {
     /// Working space for reading an [`OrderIndex`] by rank, shared by the thread's
     /// learners.
@@ -306,6 +311,24 @@ impl ThresholdLearner {
             }
             .standardise(x)
         })
+    }
+
+    /// Asks for the history and the list of its order's blocks, which the next
+    /// deviation re-reads when it refreshes a short history (longer ones are read in
+    /// a few places only, and not asked for). A hint: see [`crate::prefetch`].
+    pub fn prefetch_history(&self) {
+        if self.len() <= PREFETCH_MAX {
+            prefetch_slice(self.history.slots());
+            self.order.prefetch_list();
+        }
+    }
+
+    /// Asks for the blocks of the history's order, after
+    /// [`Self::prefetch_history`] (this follows the list's pointers).
+    pub fn prefetch_order(&self) {
+        if self.len() <= PREFETCH_MAX {
+            self.order.prefetch_blocks();
+        }
     }
 
     /// The trend of the newest `window` values.

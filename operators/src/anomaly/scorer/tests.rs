@@ -1,6 +1,7 @@
 //! The scorer on synthetic windows, and the timely operator against a plain batch
 //! recomputation on 1 and 2 workers.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use meshflow_schemas::{HealthState, NodeFeatures, TimestampNs};
