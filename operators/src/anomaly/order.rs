@@ -9,7 +9,7 @@
 
 use std::cmp::Ordering;
 
-use super::robust::interpolate;
+use super::robust::{interpolate, interpolate_pair};
 use crate::prefetch::prefetch_slice;
 
 /// Most slots an index can address: the longest history it can order.
@@ -192,13 +192,15 @@ impl Ranked<'_> {
     /// The distances of the values below `median`, read downwards, and of the rest,
     /// read upwards, are two ascending sequences; their order statistics are found
     /// by a binary search over how many each contributes, never by listing them.
+    /// The values below `median` end near the middle rank when `median` is the
+    /// median, so their count is searched outwards from there.
     pub fn mad(&self, median: f64) -> Option<f64> {
-        let below = partition_point(self.len, |r| self.get(r) < median);
+        let below = partition_point_from(self.len, self.len / 2, |r| self.get(r) < median);
         let left = |i: usize| (self.get(below - 1 - i) - median).abs();
         let right = |j: usize| (self.get(below + j) - median).abs();
         let (n_left, n_right) = (below, self.len - below);
-        interpolate(self.len, 0.5, |k| {
-            Some(kth_of_two(k, n_left, n_right, left, right))
+        interpolate_pair(self.len, 0.5, |k, next| {
+            kth_of_two(k, next, n_left, n_right, left, right)
         })
     }
 
@@ -231,15 +233,52 @@ fn partition_point(n: usize, pred: impl Fn(usize) -> bool) -> usize {
     lo
 }
 
+/// As [`partition_point`], searching outwards from `hint` (a guess at the answer) in
+/// steps that double, then by halves: `O(log d)` reads for an answer `d` from `hint`.
+fn partition_point_from(n: usize, hint: usize, pred: impl Fn(usize) -> bool) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    let hint = hint.min(n - 1);
+    // The answer lies in `lo..=hi`: `pred` is true below `lo`, and false at `hi`
+    // unless `hi == n`.
+    let (mut lo, mut hi) = (0, n);
+    let mut step = 1;
+    if pred(hint) {
+        lo = hint + 1;
+        while let Some(probe) = Some(hint + step).filter(|&p| p < n) {
+            if !pred(probe) {
+                hi = probe;
+                break;
+            }
+            lo = probe + 1;
+            step *= 2;
+        }
+    } else {
+        hi = hint;
+        while let Some(probe) = hint.checked_sub(step) {
+            if pred(probe) {
+                lo = probe + 1;
+                break;
+            }
+            hi = probe;
+            step *= 2;
+        }
+    }
+    lo + partition_point(hi - lo, |d| pred(lo + d))
+}
+
 /// The `k`-th smallest (0-based) of the union of two ascending sequences of lengths
-/// `n_left` and `n_right`, read by index (`k < n_left + n_right`).
+/// `n_left` and `n_right`, read by index (`k < n_left + n_right`), and with `next`
+/// the `k + 1`-th too (`None` when there is none).
 fn kth_of_two(
     k: usize,
+    next: bool,
     n_left: usize,
     n_right: usize,
     left: impl Fn(usize) -> f64,
     right: impl Fn(usize) -> f64,
-) -> f64 {
+) -> (f64, Option<f64>) {
     // Take `i` of the `k + 1` smallest from the left and the rest from the right: the
     // right `i` is the first at which the left's next value is not below the largest
     // taken from the right.
@@ -252,11 +291,23 @@ fn kth_of_two(
             left(i) < right(want - i - 1)
         });
     let j = want - i;
-    match (i, j) {
+    let kth = match (i, j) {
         (0, _) => right(j - 1),
         (_, 0) => left(i - 1),
         _ => left(i - 1).max(right(j - 1)),
-    }
+    };
+    // The next smallest is the smaller of the first ones not taken.
+    let after = next
+        .then(|| {
+            let from_left = (i < n_left).then(|| left(i));
+            let from_right = (j < n_right).then(|| right(j));
+            match (from_left, from_right) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            }
+        })
+        .flatten();
+    (kth, after)
 }
 
 #[cfg(test)]
@@ -387,6 +438,27 @@ mod tests {
             prop_assert_eq!(got, want);
             let median = ranked.quantile(0.5).unwrap();
             prop_assert_eq!(ranked.mad(median).unwrap(), mad_by_sorting(kept));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_search_from_a_hint_finds_the_partition_point(
+            n in 0usize..300,
+            answer in 0usize..300,
+            hint in 0usize..320,
+        ) {
+            let answer = answer.min(n);
+            let reads = std::cell::Cell::new(0);
+            let pred = |r: usize| {
+                reads.set(reads.get() + 1);
+                r < answer
+            };
+            prop_assert_eq!(partition_point_from(n, hint, pred), answer);
+            prop_assert_eq!(partition_point(n, |r| r < answer), answer);
+            // Outwards from the hint: about two reads per doubling of the distance.
+            let distance = answer.abs_diff(hint.min(n.saturating_sub(1))) + 1;
+            prop_assert!(reads.get() <= 2 * (usize::BITS - distance.leading_zeros()) as usize + 2);
         }
     }
 

@@ -85,6 +85,26 @@ pub(crate) fn interpolate(n: usize, p: f64, at: impl Fn(usize) -> Option<f64>) -
     Some(lo_value + frac * (at(lo + 1)? - lo_value))
 }
 
+/// As [`interpolate`], for sources that find a rank's value and the next one in one
+/// search: `at(rank, next)` gives the value at `rank` and, when `next`, the value at
+/// `rank + 1`.
+pub(crate) fn interpolate_pair(
+    n: usize,
+    p: f64,
+    at: impl FnOnce(usize, bool) -> (f64, Option<f64>),
+) -> Option<f64> {
+    if n == 0 {
+        return None;
+    }
+    let (lo, frac) = rank_of(p, n);
+    let next = frac != 0.0 && lo + 1 < n;
+    let (lo_value, next_value) = at(lo, next);
+    if !next {
+        return Some(lo_value);
+    }
+    Some(lo_value + frac * (next_value? - lo_value))
+}
+
 /// The lower rank of the `p`-quantile of `n` values and the interpolation fraction.
 fn rank_of(p: f64, n: usize) -> (usize, f64) {
     let rank = p.clamp(0.0, 1.0) * (n - 1) as f64;
