@@ -42,6 +42,7 @@ use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 
 use super::base::{BaseValues, NodeBase};
 use crate::hash::FxHashMap;
+use crate::prefetch::prefetch;
 use crate::total::hold;
 
 /// Mean and max of every base feature over a set of nodes.
@@ -232,6 +233,9 @@ fn send_values<'s>(
         )
 }
 
+/// How many messages ahead of its node [`gather`] asks for a message's value.
+const PREFETCH_AHEAD: usize = 16;
+
 /// What [`gather`] keeps per node.
 struct Held<X, Y> {
     /// The latest value from each neighbour, sorted by neighbour.
@@ -301,8 +305,21 @@ where
                 let (change_cap, sent_cap) = (change_cap.delayed(&t), sent_cap.delayed(&t));
                 let mut changes = changes.session(&change_cap);
                 let mut sent = sent.session(&sent_cap);
-                for group in messages.chunk_by_mut(|a, b| a.0 == b.0) {
-                    let node = group[0].0;
+                let (mut start, mut asked) = (0, 0);
+                while start < messages.len() {
+                    let node = messages[start].0;
+                    let end = start + messages[start..].partition_point(|m| m.0 == node);
+                    // The values lie scattered over the heap: ask for those a few
+                    // messages ahead, so their loads overlap this node's work.
+                    let ahead = (end + PREFETCH_AHEAD).min(messages.len());
+                    for m in &messages[asked.max(end)..ahead] {
+                        if let Some(value) = &m.2 {
+                            prefetch(&**value);
+                        }
+                    }
+                    asked = ahead;
+                    let group = &mut messages[start..end];
+                    start = end;
                     let held = nodes.entry(node).or_default();
                     added.clear();
                     removed.clear();
