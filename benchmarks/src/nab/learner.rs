@@ -83,9 +83,9 @@ impl Feature {
     fn update(&mut self, v: f64) -> Option<f64> {
         let mut exceedance = None;
         if self.level.len() >= self.median_warmup
-            && let Some(learned) = self.level.learned()
+            && let Some(stats) = self.level.stats()
         {
-            let d = (v - learned.stats.median).abs();
+            let d = (v - stats.median).abs();
             if self.deviations.len() >= self.threshold_warmup
                 && let Some(bounds) = self.deviations.bounds()
             {

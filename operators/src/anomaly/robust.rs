@@ -164,28 +164,37 @@ impl RobustStats {
         }
         let mean_abs = values.iter().sum::<f64>() / values.len() as f64;
         let mad = quantile(values, 0.5)?;
-        Some(Self::from_parts(median, (q1, q3), mad, || mean_abs))
+        Some(Self::from_parts(
+            median,
+            || (Some(q1), Some(q3)),
+            mad,
+            || mean_abs,
+        ))
     }
 
-    /// Statistics from a sample's median, quartiles `(q1, q3)` and median absolute
-    /// deviation from the median (`mad`, unscaled). `mean_abs`, the mean absolute
-    /// deviation from the median, is asked for only when the MAD and the IQR are
-    /// both 0.
+    /// Statistics from a sample's median and median absolute deviation from the
+    /// median (`mad`, unscaled). The quartiles `(q1, q3)` are asked for only when the
+    /// MAD is 0, and `mean_abs`, the mean absolute deviation from the median, only
+    /// when the IQR is 0 too (or a quartile is missing).
     pub fn from_parts(
         median: f64,
-        (q1, q3): (f64, f64),
+        quartiles: impl FnOnce() -> (Option<f64>, Option<f64>),
         mad: f64,
         mean_abs: impl FnOnce() -> f64,
     ) -> Self {
         let mad = mad * MAD_TO_SIGMA;
-        let iqr = (q3 - q1) / 1.349;
         let floor = (1e-3 * median.abs()).max(1e-9);
+        let iqr = || match quartiles() {
+            (Some(q1), Some(q3)) => (q3 - q1) / 1.349,
+            _ => 0.0,
+        };
         let scale = if mad > 0.0 {
             mad
-        } else if iqr > 0.0 {
-            iqr
         } else {
-            mean_abs() * 1.2533
+            match iqr() {
+                iqr if iqr > 0.0 => iqr,
+                _ => mean_abs() * 1.2533,
+            }
         };
         Self {
             median,

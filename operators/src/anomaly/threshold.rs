@@ -205,12 +205,19 @@ pub struct Learned {
 /// The history's values are also kept in ascending order ([`OrderIndex`]), so a
 /// refresh reads the median, quartiles, MAD and quantile band in `O(log n)` instead
 /// of sorting or selecting over the history; only the σ band sums over it.
+///
+/// A refresh computes the statistics; the band, which fewer readers want, is computed
+/// when first asked for, from the history as the refresh saw it (before a new value
+/// changes the history, if the band may still be read before the next refresh).
 #[derive(Clone, Debug)]
 pub struct ThresholdLearner {
     params: ThresholdParams,
     history: RingBuffer<f64>,
     order: OrderIndex,
-    learned: Option<Learned>,
+    /// The statistics of the last refresh, `None` before any value.
+    stats: Option<RobustStats>,
+    /// The band of the last refresh, `None` until asked for.
+    bounds: Option<Bounds>,
     since_refresh: usize,
 }
 
@@ -231,7 +238,8 @@ impl ThresholdLearner {
             params,
             history: RingBuffer::new(capacity.min(MAX_SLOTS)),
             order: OrderIndex::default(),
-            learned: None,
+            stats: None,
+            bounds: None,
             since_refresh: 0,
         }
     }
@@ -254,6 +262,16 @@ impl ThresholdLearner {
     /// Adds a value (non-finite values are ignored).
     pub fn push(&mut self, x: f64) {
         if x.is_finite() {
+            // A band not computed yet is computed now if it may be read before the
+            // next refresh (a refresh is due from then on once it is due at all:
+            // `since_refresh` grows by one a value, the interval by one in 256).
+            let len = (self.history.len() + 1).min(self.history.capacity());
+            if self.stats.is_some()
+                && self.bounds.is_none()
+                && self.since_refresh + 1 < refresh_interval(len)
+            {
+                self.bounds = self.compute_bounds();
+            }
             let slot = self.history.next_slot();
             if self.history.is_full() {
                 self.order.remove(self.history.slots(), slot);
@@ -264,50 +282,74 @@ impl ThresholdLearner {
         }
     }
 
-    /// What was learned so far, `None` before any value.
-    pub fn learned(&mut self) -> Option<Learned> {
-        if self.learned.is_some() && self.since_refresh < refresh_interval(self.history.len()) {
-            return self.learned;
+    /// Recomputes the statistics when a refresh is due, and forgets the band.
+    fn refresh(&mut self) {
+        if self.stats.is_some() && self.since_refresh < refresh_interval(self.history.len()) {
+            return;
         }
-        let sigma = (self.params.strategy == ThresholdStrategy::Sigma && !self.history.is_empty())
-            .then(|| self.params.sigma_band(self.history.iter()));
-        let params = self.params;
-        self.learned = STARTS.with_borrow_mut(|starts| {
+        self.stats = STARTS.with_borrow_mut(|starts| {
             let ranked = self.order.ranked(self.history.slots(), starts);
-            let quantile = |p| ranked.quantile(p);
-            let median = quantile(0.5)?;
-            let stats = RobustStats::from_parts(
+            let median = ranked.quantile(0.5)?;
+            Some(RobustStats::from_parts(
                 median,
-                (quantile(0.25)?, quantile(0.75)?),
+                || (ranked.quantile(0.25), ranked.quantile(0.75)),
                 ranked.mad(median)?,
                 || ranked.mean_abs_deviation(median),
-            );
-            let bounds = match sigma {
-                Some(bounds) => bounds,
-                None => params.quantile_band(quantile)?,
-            };
-            Some(Learned { bounds, stats })
+            ))
         });
+        self.bounds = None;
         self.since_refresh = 0;
-        self.learned
+    }
+
+    /// The band of the history as it is; `None` when empty.
+    fn compute_bounds(&self) -> Option<Bounds> {
+        if self.history.is_empty() {
+            return None;
+        }
+        if self.params.strategy == ThresholdStrategy::Sigma {
+            return Some(self.params.sigma_band(self.history.iter()));
+        }
+        STARTS.with_borrow_mut(|starts| {
+            let ranked = self.order.ranked(self.history.slots(), starts);
+            self.params.quantile_band(|p| ranked.quantile(p))
+        })
+    }
+
+    /// The median and robust scale learned so far, `None` before any value.
+    pub fn stats(&mut self) -> Option<RobustStats> {
+        self.refresh();
+        self.stats
     }
 
     /// The current band, `None` before any value.
     pub fn bounds(&mut self) -> Option<Bounds> {
-        self.learned().map(|l| l.bounds)
+        self.refresh();
+        if self.bounds.is_none() && self.stats.is_some() {
+            self.bounds = self.compute_bounds();
+        }
+        self.bounds
+    }
+
+    /// What was learned so far, `None` before any value.
+    pub fn learned(&mut self) -> Option<Learned> {
+        let bounds = self.bounds()?;
+        Some(Learned {
+            bounds,
+            stats: self.stats?,
+        })
     }
 
     /// The robust standardised deviation of `x` from the history (0 before any value).
     pub fn deviation(&mut self, x: f64) -> f64 {
-        self.learned().map_or(0.0, |l| l.stats.standardise(x))
+        self.stats().map_or(0.0, |s| s.standardise(x))
     }
 
     /// As [`ThresholdLearner::deviation`], with the scale at least `min_scale`.
     pub fn deviation_with_floor(&mut self, x: f64, min_scale: f64) -> f64 {
-        self.learned().map_or(0.0, |l| {
+        self.stats().map_or(0.0, |s| {
             RobustStats {
-                scale: l.stats.scale.max(min_scale),
-                ..l.stats
+                scale: s.scale.max(min_scale),
+                ..s
             }
             .standardise(x)
         })
@@ -496,6 +538,35 @@ mod tests {
                 prop_assert_eq!(got.bounds, params.bounds(&mut kept.clone()).unwrap());
                 prop_assert_eq!(got.stats.median, stats.median);
                 prop_assert!((got.stats.scale - stats.scale).abs() <= 1e-12 * stats.scale);
+            }
+        }
+
+        #[test]
+        fn a_band_asked_for_late_is_the_band_of_its_refresh(
+            capacity in 200usize..700,
+            values in prop::collection::vec(
+                prop_oneof![-1e3f64..1e3, (0u8..3).prop_map(f64::from)],
+                1..1500,
+            ),
+            asks in prop::collection::vec(any::<bool>(), 1500),
+            strategy in prop_oneof![
+                Just(ThresholdStrategy::Percentile),
+                Just(ThresholdStrategy::Sigma),
+                Just(ThresholdStrategy::Iqr),
+            ],
+        ) {
+            // `eager` computes its band at every refresh; `lazy` only when asked,
+            // some values later (histories past 256 values refresh every few).
+            let mut eager = ThresholdLearner::new(params(strategy), capacity);
+            let mut lazy = ThresholdLearner::new(params(strategy), capacity);
+            for (v, ask) in values.iter().zip(&asks) {
+                eager.push(*v);
+                lazy.push(*v);
+                let band = eager.bounds();
+                prop_assert_eq!(lazy.stats(), eager.stats());
+                if *ask {
+                    prop_assert_eq!(lazy.bounds(), band);
+                }
             }
         }
 
