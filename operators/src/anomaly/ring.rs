@@ -75,7 +75,7 @@ impl<T> RingBuffer<T> {
     }
 
     /// The newest `n` values (fewer if fewer are kept), oldest first.
-    pub fn latest(&self, n: usize) -> impl Iterator<Item = &T> + '_ {
+    pub fn latest(&self, n: usize) -> impl Iterator<Item = &T> + Clone + '_ {
         self.iter().skip(self.len().saturating_sub(n))
     }
 

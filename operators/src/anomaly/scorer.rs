@@ -68,6 +68,8 @@ pub struct WorkerScorer {
     cfg: AnomalyConfig,
     params: ThresholdParams,
     hysteresis: Hysteresis,
+    /// The `strategy` column: threshold strategy / model.
+    strategy: String,
     /// Each node's index in `states`.
     index: FxHashMap<u64, usize>,
     states: Vec<NodeState>,
@@ -87,6 +89,11 @@ impl WorkerScorer {
         Self {
             params: cfg.threshold_params(),
             hysteresis: cfg.hysteresis(),
+            strategy: format!(
+                "{}/{}",
+                cfg.threshold_params().strategy.as_str(),
+                cfg.model.as_str()
+            ),
             training: RingBuffer::new(cfg.training_rows),
             index: FxHashMap::default(),
             states: Vec::new(),
@@ -180,18 +187,15 @@ impl WorkerScorer {
             state.windows += 1;
             // A missing value (no RTT sample in the window) is no evidence either
             // way: its deviation is 0 and it is not added to the history.
-            let deviations: Vec<f64> = state
-                .features
-                .iter_mut()
-                .zip(&vector)
-                .zip(&FEATURES)
-                .map(|((learner, v), (_, _, kind))| match v {
+            let deviations: [f64; FEATURES.len()] = std::array::from_fn(|f| {
+                let learner = &mut state.features[f];
+                match vector[f] {
                     Some(v) if learner.len() >= MIN_NODE_HISTORY => {
-                        learner.deviation_with_floor(*v, kind.min_scale())
+                        learner.deviation_with_floor(v, FEATURES[f].2.min_scale())
                     }
                     _ => 0.0,
-                })
-                .collect();
+                }
+            });
             let x: Vec<f64> = deviations.iter().map(|z| squash(*z)).collect();
             let scored = match &self.model {
                 Some(model) if state.windows > u64::from(self.cfg.warmup_windows) => {
@@ -253,11 +257,7 @@ impl WorkerScorer {
                 threshold,
                 is_anomaly,
                 state: health,
-                strategy: format!(
-                    "{}/{}",
-                    self.params.strategy.as_str(),
-                    self.cfg.model.as_str()
-                ),
+                strategy: self.strategy.clone(),
                 score_trend: state.scores.trend(trend_windows).as_str().to_string(),
                 top_features: top.iter().map(|&i| FEATURES[i].0.to_string()).collect(),
                 top_deviations: top.iter().map(|&i| deviations[i]).collect(),

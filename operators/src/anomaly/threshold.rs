@@ -154,22 +154,26 @@ pub const TREND_MIN_CHANGE: f64 = 2.0;
 /// the window's span, against the residuals' standard deviation. Fewer than 3 values
 /// are `Stable`.
 pub fn classify_trend(values: &[f64]) -> Trend {
-    let n = values.len();
+    classify_trend_of(values.len(), values.iter())
+}
+
+/// [`classify_trend`] of the `n` values an iterator yields (read three times), so a
+/// history's newest values need not be copied out first.
+fn classify_trend_of<'a>(n: usize, values: impl Iterator<Item = &'a f64> + Clone) -> Trend {
     if n < 3 {
         return Trend::Stable;
     }
     let nf = n as f64;
     let mean_x = (nf - 1.0) / 2.0;
-    let mean_y = values.iter().sum::<f64>() / nf;
+    let mean_y = values.clone().sum::<f64>() / nf;
     let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (i, y) in values.iter().enumerate() {
+    for (i, y) in values.clone().enumerate() {
         let dx = i as f64 - mean_x;
         sxy += dx * (y - mean_y);
         sxx += dx * dx;
     }
     let slope = sxy / sxx;
     let resid_var = values
-        .iter()
         .enumerate()
         .map(|(i, y)| {
             let r = y - (mean_y + slope * (i as f64 - mean_x));
@@ -375,8 +379,7 @@ impl ThresholdLearner {
 
     /// The trend of the newest `window` values.
     pub fn trend(&self, window: usize) -> Trend {
-        let recent: Vec<f64> = self.history.latest(window).copied().collect();
-        classify_trend(&recent)
+        classify_trend_of(self.len().min(window), self.history.latest(window))
     }
 
     /// The history, oldest first.
@@ -568,6 +571,19 @@ mod tests {
                     prop_assert_eq!(lazy.bounds(), band);
                 }
             }
+        }
+
+        #[test]
+        fn a_learners_trend_is_the_trend_of_its_newest_values(
+            capacity in 1usize..80,
+            values in prop::collection::vec(-1e3f64..1e3, 0..200),
+            window in 0usize..100,
+        ) {
+            let mut learner = ThresholdLearner::new(ThresholdParams::default(), capacity);
+            values.iter().for_each(|v| learner.push(*v));
+            let kept = &values[values.len().saturating_sub(capacity)..];
+            let newest = &kept[kept.len().saturating_sub(window)..];
+            prop_assert_eq!(learner.trend(window), classify_trend(newest));
         }
 
         #[test]
