@@ -1,5 +1,6 @@
 //! `[anomaly]`: the anomaly scorer's settings.
 
+use meshflow_schemas::HumanDuration;
 use serde::{Deserialize, Serialize};
 
 use super::health::Hysteresis;
@@ -51,6 +52,10 @@ pub struct AnomalyConfig {
     pub recover_after: u32,
     /// Consecutive normal windows: RECOVERING → HEALTHY.
     pub healthy_after: u32,
+    /// A node without a window for longer than this (in event time) is forgotten:
+    /// its histories, threshold and health state are dropped, and if it comes back it
+    /// warms up again. Bounds the scorer's memory where nodes come and go.
+    pub forget_after: HumanDuration,
 }
 
 impl Default for AnomalyConfig {
@@ -76,6 +81,7 @@ impl Default for AnomalyConfig {
             critical_after: h.critical_after,
             recover_after: h.recover_after,
             healthy_after: h.healthy_after,
+            forget_after: HumanDuration::from_secs(3600),
         }
     }
 }
@@ -145,6 +151,9 @@ impl AnomalyConfig {
                 return err(key, format!("is {v}; it must be a number ≥ 0"));
             }
         }
+        if self.forget_after.0.is_zero() {
+            return err("forget_after", "must be longer than 0".into());
+        }
         if self.history > MAX_SLOTS {
             return err(
                 "history",
@@ -185,5 +194,10 @@ mod tests {
         let err = bad.validate().unwrap_err();
         assert_eq!(err.key, "history");
         assert!(err.reason.contains("at most 65536"), "{}", err.reason);
+        let bad = AnomalyConfig {
+            forget_after: HumanDuration::from_secs(0),
+            ..AnomalyConfig::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().key, "forget_after");
     }
 }

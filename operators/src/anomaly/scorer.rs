@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, channel};
 
-use meshflow_schemas::{AnomalyScore, Counters};
+use meshflow_schemas::{AnomalyScore, Counters, TimestampNs};
 
 use super::config::AnomalyConfig;
 use super::explain::top_k;
@@ -28,6 +28,9 @@ pub const MIN_SCORE_HISTORY: usize = 10;
 /// Everything kept about one node, in one piece of memory but for the histories.
 #[derive(Clone, Debug)]
 struct NodeState {
+    node: u64,
+    /// End of the node's latest window.
+    last_seen: TimestampNs,
     features: [ThresholdLearner; FEATURES.len()],
     scores: ThresholdLearner,
     health: Health,
@@ -35,9 +38,11 @@ struct NodeState {
 }
 
 impl NodeState {
-    /// A node with no history.
-    fn new(params: ThresholdParams, history: usize) -> Self {
+    /// A node with no history, seen in the window ending `now`.
+    fn new(node: u64, now: TimestampNs, params: ThresholdParams, history: usize) -> Self {
         Self {
+            node,
+            last_seen: now,
             features: std::array::from_fn(|_| ThresholdLearner::new(params, history)),
             scores: ThresholdLearner::new(params, history),
             health: Health::default(),
@@ -75,6 +80,8 @@ pub struct WorkerScorer {
     states: Vec<NodeState>,
     /// The state index of each row of the window being scored.
     slots: Vec<usize>,
+    /// When absent nodes were last looked for (a window's end).
+    last_sweep: Option<TimestampNs>,
     training: RingBuffer<Vec<f64>>,
     model: Option<Model>,
     pending: Option<PendingFit>,
@@ -98,6 +105,7 @@ impl WorkerScorer {
             index: FxHashMap::default(),
             states: Vec::new(),
             slots: Vec::new(),
+            last_sweep: None,
             model: None,
             pending: None,
             windows: 0,
@@ -170,14 +178,28 @@ impl WorkerScorer {
         self.windows += 1;
         self.maintain_model();
         let mut out = Vec::new();
+        if let Some(now) = rows.iter().map(|r| r.window_end).max() {
+            self.forget_absent(now);
+        }
         self.slots.clear();
+        let span = self.cfg.forget_after.as_nanos_i64();
         for row in rows.iter() {
             let fresh = self.states.len();
             let slot = *self.index.entry(row.node).or_insert(fresh);
+            let new = || NodeState::new(row.node, row.window_end, self.params, self.cfg.history);
             if slot == fresh {
-                self.states
-                    .push(NodeState::new(self.params, self.cfg.history));
+                self.states.push(new());
+            } else if row
+                .window_end
+                .0
+                .saturating_sub(self.states[slot].last_seen.0)
+                > span
+            {
+                // Back after longer than `forget_after`, whether or not a sweep has
+                // dropped it yet: it starts again, the same on any worker.
+                self.states[slot] = new();
             }
+            self.states[slot].last_seen = row.window_end;
             self.slots.push(slot);
         }
         for (i, row) in rows.iter().enumerate() {
@@ -271,6 +293,41 @@ impl WorkerScorer {
         }
         self.counters.add_sent(out.len() as u64);
         out
+    }
+
+    /// Drops the state of every node whose latest window ended longer than
+    /// `forget_after` before `now`. Looks at most once per quarter of that span of
+    /// event time, so a window rarely pays for the scan; a node that returns is
+    /// reset when its row arrives either way (see [`Self::process_window`]).
+    fn forget_absent(&mut self, now: TimestampNs) {
+        let span = self.cfg.forget_after.as_nanos_i64();
+        if self
+            .last_sweep
+            .is_some_and(|t| now.0.saturating_sub(t.0) < span / 4)
+        {
+            return;
+        }
+        self.last_sweep = Some(now);
+        let mut i = 0;
+        while i < self.states.len() {
+            if now.0.saturating_sub(self.states[i].last_seen.0) > span {
+                let gone = self.states.swap_remove(i);
+                self.index.remove(&gone.node);
+                if let Some(moved) = self.states.get(i) {
+                    self.index.insert(moved.node, i);
+                }
+            } else {
+                i += 1;
+            }
+        }
+        if self.states.len() < self.states.capacity() / 4 {
+            self.states.shrink_to_fit();
+        }
+    }
+
+    /// Nodes whose state is kept.
+    pub fn nodes_kept(&self) -> usize {
+        self.states.len()
     }
 
     /// Whether a model has been fitted and swapped in.

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use meshflow_schemas::{HealthState, NodeFeatures, TimestampNs};
+use meshflow_schemas::{HealthState, HumanDuration, NodeFeatures, TimestampNs};
 use proptest::prelude::*;
 use timely::dataflow::operators::vec::Input as _;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -52,6 +52,45 @@ fn cfg(model: ModelKind) -> AnomalyConfig {
         refit_every: 40,
         ..AnomalyConfig::default()
     }
+}
+
+#[test]
+fn a_node_gone_longer_than_forget_after_is_forgotten_and_warms_up_again() {
+    let config = AnomalyConfig {
+        forget_after: HumanDuration::from_secs(20),
+        ..cfg(ModelKind::Robust)
+    };
+    let mut scorer = WorkerScorer::new(config, Counters::shared());
+    // Node 0 is always there; node 1 is gone for windows 41..=70 (31 s, longer than
+    // `forget_after`), node 2 for windows 41..=55 (15 s, shorter), node 3 for
+    // windows 41..=61 (21 s: longer, back before a sweep has dropped it).
+    let mut scored: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for w in 0..120u64 {
+        let present = |n: u64| match n {
+            1 => !(41..=70).contains(&w),
+            2 => !(41..=55).contains(&w),
+            3 => !(41..=61).contains(&w),
+            _ => true,
+        };
+        let rows: Vec<NodeFeatures> = (0..4)
+            .filter(|&n| present(n))
+            .map(|n| row(w, n, 100.0, 0))
+            .collect();
+        for s in scorer.process_window(&mut inputs(&rows)) {
+            scored.entry(s.node).or_default().push(w);
+        }
+        if (66..=70).contains(&w) {
+            assert_eq!(scorer.nodes_kept(), 3, "node 1 dropped by window {w}");
+        }
+    }
+    let first_after = |n: u64, w: u64| scored[&n].iter().copied().find(|&x| x > w);
+    assert!(scored[&1].contains(&40), "node 1 was scored before it left");
+    // Back at window 71 with no history: 30 warm-up windows again.
+    assert_eq!(first_after(1, 40), Some(101));
+    assert_eq!(first_after(3, 40), Some(92));
+    // Node 2 kept its state and is scored as soon as it is back.
+    assert_eq!(first_after(2, 40), Some(56));
+    assert_eq!(scorer.nodes_kept(), 4);
 }
 
 #[test]
