@@ -200,7 +200,7 @@ impl Ranked<'_> {
         let right = |j: usize| (self.get(below + j) - median).abs();
         let (n_left, n_right) = (below, self.len - below);
         interpolate_pair(self.len, 0.5, |k, next| {
-            kth_of_two(k, next, n_left, n_right, left, right)
+            Some(kth_of_two(k, next, n_left, n_right, left, right))
         })
     }
 
@@ -246,7 +246,8 @@ fn partition_point_from(n: usize, hint: usize, pred: impl Fn(usize) -> bool) -> 
     let mut step = 1;
     if pred(hint) {
         lo = hint + 1;
-        while let Some(probe) = Some(hint + step).filter(|&p| p < n) {
+        while hint + step < n {
+            let probe = hint + step;
             if !pred(probe) {
                 hi = probe;
                 break;
@@ -297,16 +298,17 @@ fn kth_of_two(
         _ => left(i - 1).max(right(j - 1)),
     };
     // The next smallest is the smaller of the first ones not taken.
-    let after = next
-        .then(|| {
-            let from_left = (i < n_left).then(|| left(i));
-            let from_right = (j < n_right).then(|| right(j));
-            match (from_left, from_right) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            }
-        })
-        .flatten();
+    let after = if next {
+        match (
+            (i < n_left).then(|| left(i)),
+            (j < n_right).then(|| right(j)),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    } else {
+        None
+    };
     (kth, after)
 }
 

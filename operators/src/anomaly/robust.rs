@@ -74,31 +74,27 @@ impl Quantiles {
 /// between closest ranks as [`quantile`] does; `None` when `n == 0` or `at` has no
 /// value for a rank it needs.
 pub(crate) fn interpolate(n: usize, p: f64, at: impl Fn(usize) -> Option<f64>) -> Option<f64> {
-    if n == 0 {
-        return None;
-    }
-    let (lo, frac) = rank_of(p, n);
-    let lo_value = at(lo)?;
-    if frac == 0.0 || lo + 1 >= n {
-        return Some(lo_value);
-    }
-    Some(lo_value + frac * (at(lo + 1)? - lo_value))
+    interpolate_pair(n, p, |lo, next| {
+        let lo_value = at(lo)?;
+        let next_value = if next { Some(at(lo + 1)?) } else { None };
+        Some((lo_value, next_value))
+    })
 }
 
 /// As [`interpolate`], for sources that find a rank's value and the next one in one
 /// search: `at(rank, next)` gives the value at `rank` and, when `next`, the value at
-/// `rank + 1`.
+/// `rank + 1` (`None` when it has no value for a rank it is asked for).
 pub(crate) fn interpolate_pair(
     n: usize,
     p: f64,
-    at: impl FnOnce(usize, bool) -> (f64, Option<f64>),
+    at: impl FnOnce(usize, bool) -> Option<(f64, Option<f64>)>,
 ) -> Option<f64> {
     if n == 0 {
         return None;
     }
     let (lo, frac) = rank_of(p, n);
     let next = frac != 0.0 && lo + 1 < n;
-    let (lo_value, next_value) = at(lo, next);
+    let (lo_value, next_value) = at(lo, next)?;
     if !next {
         return Some(lo_value);
     }

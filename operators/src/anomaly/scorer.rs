@@ -50,6 +50,12 @@ impl NodeState {
         }
     }
 
+    /// Whether the node's latest window ended longer than `span` (ns) before `now`,
+    /// so it is to be forgotten.
+    fn gone(&self, now: TimestampNs, span: i64) -> bool {
+        now.0.saturating_sub(self.last_seen.0) > span
+    }
+
     /// The learners, features first.
     fn learners(&self) -> impl Iterator<Item = &ThresholdLearner> {
         self.features.iter().chain([&self.scores])
@@ -189,12 +195,7 @@ impl WorkerScorer {
             let new = || NodeState::new(row.node, row.window_end, self.params, self.cfg.history);
             if slot == fresh {
                 self.states.push(new());
-            } else if row
-                .window_end
-                .0
-                .saturating_sub(self.states[slot].last_seen.0)
-                > span
-            {
+            } else if self.states[slot].gone(row.window_end, span) {
                 // Back after longer than `forget_after`, whether or not a sweep has
                 // dropped it yet: it starts again, the same on any worker.
                 self.states[slot] = new();
@@ -310,7 +311,7 @@ impl WorkerScorer {
         self.last_sweep = Some(now);
         let mut i = 0;
         while i < self.states.len() {
-            if now.0.saturating_sub(self.states[i].last_seen.0) > span {
+            if self.states[i].gone(now, span) {
                 let gone = self.states.swap_remove(i);
                 self.index.remove(&gone.node);
                 if let Some(moved) = self.states.get(i) {
