@@ -213,7 +213,7 @@ pub fn measure(run_cfg: &Run, anomaly: &AnomalyConfig, dir: &Path) -> anyhow::Re
 }
 
 /// Scores stored `node_features` rows again, window by window in time order, with
-/// one scorer (what a one-worker job computes): the anomaly settings can then be
+/// one scorer (what a job computes on any number of workers): the anomaly settings can then be
 /// compared without running the feature graph again.
 pub fn rescore(rows: Vec<NodeFeatures>, anomaly: &AnomalyConfig) -> Vec<AnomalyScore> {
     let mut rows: Vec<ScoreInput> = rows.iter().map(ScoreInput::from).collect();

@@ -3,7 +3,7 @@
 //! in a debug build); the scorer alone takes seconds. So a trace is replayed once
 //! (`meshflow replay TRACE --out FEATURES`, any anomaly settings) and its
 //! `node_features` are scored again here by one [`WorkerScorer`], exactly as a
-//! one-worker job would, for each model; the result is evaluated against the trace's
+//! job on any number of workers would, for each model; the result is evaluated against the trace's
 //! `ground_truth` with the pair and delay definitions of `meshflow-bench quality`.
 //!
 //! [`WorkerScorer`]: meshflow_operators::anomaly::scorer::WorkerScorer

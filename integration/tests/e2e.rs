@@ -97,7 +97,8 @@ fn replay_totals_match_the_simulator_and_output_is_identical_across_runs_and_wor
 
     write(
         &d.join("tumbling.toml"),
-        "[window]\nlength = \"10s\"\nslide = \"10s\"\n[sinks.parquet]\nrow_group_rows = 500\n",
+        "[window]\nlength = \"10s\"\nslide = \"10s\"\n[sinks.parquet]\nrow_group_rows = 500\n\
+         [anomaly]\nwarmup_windows = 4\nrefit_every = 4\n",
     );
     meshflow(
         d,
@@ -156,6 +157,14 @@ fn replay_totals_match_the_simulator_and_output_is_identical_across_runs_and_wor
             .all(|(p, _)| !p.to_string_lossy().contains(".tmp")),
         "no temporary files remain"
     );
+    // A short warm-up and frequent refits: nodes are scored from about the twelfth
+    // of the 18 windows on, with models fitted on every worker's training rows.
+    assert!(
+        t1.iter().any(|(p, _)| p.starts_with("anomaly_scores")
+            && p.extension().is_some_and(|e| e == "parquet")),
+        "anomaly_scores written: {:?}",
+        t1.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
     assert!(t1 == t2, "1 and 2 workers give byte-identical output");
     assert!(t2 == t3, "two runs give byte-identical output");
     assert_totals(&d.join("trace"), &d.join("t1"), 1);
@@ -172,6 +181,16 @@ fn replay_totals_match_the_simulator_and_output_is_identical_across_runs_and_wor
         "180 one-second slides plus 9 trailing windows:\n{summary}"
     );
     assert_totals(&d.join("trace"), &d.join("s2"), 10);
+    // The default warm-up (60 windows) ends within the 189: scores too are the same
+    // on 1 worker as on 2, tail windows included.
+    meshflow(
+        d,
+        &["replay", "trace", "--out", "s1", "--workers", "1"],
+        true,
+    );
+    let scores = |o: &str| tree(&d.join(o).join("anomaly_scores"));
+    assert!(!scores("s1").is_empty(), "anomaly_scores written");
+    assert!(scores("s1") == scores("s2"), "1 and 2 workers score alike");
 }
 
 #[test]

@@ -18,12 +18,14 @@ pub struct AnomalyConfig {
     pub model: ModelKind,
     /// Mixture components (gmm), centres (kmeans) or kept dimensions (pca).
     pub components: usize,
-    /// Windows a node is observed before it is scored, and windows a worker sees
+    /// Windows a node is observed before it is scored, and windows the job scores
     /// before its first model fit.
     pub warmup_windows: u32,
-    /// The worker refits its model every this many windows, on a background thread.
+    /// The model is refitted every this many windows, on a background thread (on
+    /// every worker alike: each holds the same model).
     pub refit_every: u32,
-    /// Most recent normal feature vectors a worker keeps to fit on.
+    /// Most recent normal feature vectors kept to fit on (over every node: each
+    /// worker keeps the same ones).
     pub training_rows: usize,
     /// Capacity of every history ring buffer (per node: each feature and the score),
     /// at most 65,536.

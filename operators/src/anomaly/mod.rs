@@ -10,7 +10,8 @@
 //! - [`explain`]: the top-k features by |standardised deviation|.
 //! - [`vector`]: the feature vector read from `NodeFeatures`.
 //! - [`model`]: GMM, k-means and PCA scorers fitted with linfa, calibrated.
-//! - [`scorer`]: one worker's per-node state and model, window by window.
+//! - [`scorer`]: one worker's per-node state, window by window.
+//! - [`shared`]: the model every worker holds alike, and its training rows.
 //! - [`operator`]: the timely operator around it.
 //! - [`config`]: the `[anomaly]` settings.
 
@@ -23,6 +24,7 @@ pub mod order;
 pub mod ring;
 pub mod robust;
 pub mod scorer;
+pub mod shared;
 pub mod threshold;
 pub mod vector;
 

@@ -5,15 +5,17 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use meshflow_schemas::{AnomalyScore, Counters};
+use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
-use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::Operator;
-use timely::dataflow::operators::vec::Broadcast;
+use timely::dataflow::operators::vec::{Broadcast, Map};
+use timely::dataflow::operators::{Capability, Concat, ConnectLoop, Feedback, OkErr};
 
 use super::config::AnomalyConfig;
 use super::scorer::WorkerScorer;
+use super::shared::Lesson;
 use super::vector::ScoreInput;
 
 /// What the workers announced about the end of their data (see
@@ -40,14 +42,32 @@ impl DataEnds {
     }
 }
 
+/// What reaches the scorer besides the features, on every worker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+enum Control {
+    /// A worker's end of data.
+    End(Option<u64>),
+    /// A worker's training rows of a window, delivered one time unit later.
+    Lesson(Lesson),
+}
+
+/// What the scorer emits: scores, and training rows that go round to every worker.
+enum Scored {
+    Score(AnomalyScore),
+    Lesson(Lesson),
+}
+
 /// Scores every node's closed windows, read as [`ScoreInput`]s.
 ///
 /// Rows are exchanged by node (`node % workers` for a power-of-two worker count),
-/// so each node's history, thresholds and health live on one worker; each worker
-/// fits its own model on its own nodes' recent windows. A window is scored once the
-/// frontier has passed it, windows in time order, and its scores are emitted at the
-/// window's time. Results are deterministic for a given worker count; what depends
-/// on the worker count is only each model's training set (the nodes of its worker).
+/// so each node's history, thresholds and health live on one worker. The model is
+/// the same on every worker: each window's training rows go from every worker to
+/// every worker through a feedback edge one time unit long, and are learned once
+/// all have arrived (see [`super::shared`]). A window is scored once the frontiers
+/// of the features, the ends and the training rows have passed it, windows in time
+/// order, so every earlier window's rows are learned first, and its scores are
+/// emitted at the window's time. The output is therefore the same for any worker
+/// count: what one worker holding every node computes.
 ///
 /// `ends` carries each worker's end of data (broadcast here to every worker). A
 /// bounded input ends with `length / slide − 1` *tail* windows that hold less and
@@ -62,16 +82,20 @@ pub fn anomaly_scores<'s>(
     counters: Arc<Counters>,
 ) -> Stream<'s, u64, Vec<AnomalyScore>> {
     let mut scorer = WorkerScorer::new(cfg, counters.clone());
-    let peers = features.scope().peers();
-    features.binary_frontier::<_, CapacityContainerBuilder<Vec<AnomalyScore>>, _, _, _, _>(
-        ends.broadcast(),
+    let scope = features.scope();
+    let peers = scope.peers();
+    let (loop_handle, lessons) = scope.feedback::<Vec<Control>>(1);
+    let control = ends.map(Control::End).broadcast().concat(lessons);
+    let scored = features.binary_frontier::<_, CapacityContainerBuilder<Vec<Scored>>, _, _, _, _>(
+        control,
         Exchange::new(|f: &ScoreInput| f.node),
         Pipeline,
         "AnomalyScores",
         move |_capability, _info| {
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<ScoreInput>)> = BTreeMap::new();
+            let mut learning: BTreeMap<u64, Vec<Lesson>> = BTreeMap::new();
             let mut data_ends = DataEnds::default();
-            move |(input, frontier), (ends, ends_frontier), output| {
+            move |(input, frontier), (control, control_frontier), output| {
                 input.for_each(|cap, data| {
                     let (Some(time), Some(retained)) = (cap.least().copied(), cap.retain_least(0))
                     else {
@@ -83,10 +107,29 @@ pub fn anomaly_scores<'s>(
                         .1
                         .append(data);
                 });
-                ends.for_each(|_cap, data| data.drain(..).for_each(|e| data_ends.add(e)));
-                while let Some(entry) = pending.first_entry() {
+                control.for_each(|_cap, data| {
+                    for c in data.drain(..) {
+                        match c {
+                            Control::End(e) => data_ends.add(e),
+                            Control::Lesson(l) => learning.entry(l.window).or_default().push(l),
+                        }
+                    }
+                });
+                loop {
+                    // A window's training rows are complete once no worker can send
+                    // more: they arrive at the window's time + 1.
+                    while let Some(entry) = learning.first_entry() {
+                        let v = *entry.key();
+                        if control_frontier.less_equal(&v.saturating_add(1)) {
+                            break;
+                        }
+                        scorer.learn_window(v, entry.remove());
+                    }
+                    let Some(entry) = pending.first_entry() else {
+                        break;
+                    };
                     let w = *entry.key();
-                    if frontier.less_equal(&w) || ends_frontier.less_equal(&w) {
+                    if frontier.less_equal(&w) || control_frontier.less_equal(&w) {
                         break;
                     }
                     let (cap, mut rows) = entry.remove();
@@ -95,15 +138,21 @@ pub fn anomaly_scores<'s>(
                         counters.add_dropped(rows.len() as u64);
                         continue;
                     }
-                    let scores = scorer.process_window(&mut rows);
-                    if !scores.is_empty() {
-                        let mut session = output.session(&cap);
-                        for s in scores {
-                            session.give(s);
-                        }
+                    let (scores, lesson) = scorer.score_window(w, &mut rows);
+                    let mut session = output.session(&cap);
+                    // Sent even when empty: it tells every worker the window was scored.
+                    session.give(Scored::Lesson(lesson));
+                    for s in scores {
+                        session.give(Scored::Score(s));
                     }
                 }
             }
         },
-    )
+    );
+    let (scores, lessons) = scored.ok_err(|s| match s {
+        Scored::Score(s) => Ok(s),
+        Scored::Lesson(l) => Err(Control::Lesson(l)),
+    });
+    lessons.broadcast().connect_loop(loop_handle);
+    scores
 }

@@ -1,17 +1,18 @@
-//! One worker's anomaly scorer: per-node state and the worker's model, fed one
-//! closed window at a time. The timely operator ([`super::operator`]) routes each
-//! node to one worker and calls [`WorkerScorer::process_window`] in time order.
+//! One worker's anomaly scorer: per-node state and the model every worker holds
+//! alike, fed one closed window at a time. The timely operator
+//! ([`super::operator`]) routes each node to one worker, calls
+//! [`WorkerScorer::score_window`] in time order, and hands every worker's training
+//! rows to every worker's [`WorkerScorer::learn_window`].
 
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, channel};
 
 use meshflow_schemas::{AnomalyScore, Counters, TimestampNs};
 
 use super::config::AnomalyConfig;
 use super::explain::top_k;
 use super::health::{Health, Hysteresis};
-use super::model::{MIN_TRAINING_ROWS, Model, ModelError, squash};
-use super::ring::RingBuffer;
+use super::model::squash;
+use super::shared::{Deviations, Lesson, SharedModel};
 use super::threshold::{ThresholdLearner, ThresholdParams};
 use super::vector::{FEATURES, ScoreInput};
 use crate::hash::FxHashMap;
@@ -62,17 +63,11 @@ impl NodeState {
     }
 }
 
-/// How many rows ahead [`WorkerScorer::process_window`] asks for a node's state, then
+/// How many rows ahead [`WorkerScorer::score_window`] asks for a node's state, then
 /// its histories, then their orders: each step follows pointers the previous one
 /// loaded. A window's node states are far larger than the caches, and a row's work
 /// waits mostly on them.
 const PREFETCH_STATE: usize = 3;
-
-/// A fit running on a background thread, swapped in at window `swap_at`.
-struct PendingFit {
-    result: Receiver<Result<Model, ModelError>>,
-    swap_at: u64,
-}
 
 /// One worker's scorer.
 pub struct WorkerScorer {
@@ -88,11 +83,7 @@ pub struct WorkerScorer {
     slots: Vec<usize>,
     /// When absent nodes were last looked for (a window's end).
     last_sweep: Option<TimestampNs>,
-    training: RingBuffer<Vec<f64>>,
-    model: Option<Model>,
-    pending: Option<PendingFit>,
-    windows: u64,
-    last_fit: Option<u64>,
+    model: SharedModel,
     counters: Arc<Counters>,
 }
 
@@ -107,82 +98,49 @@ impl WorkerScorer {
                 cfg.threshold_params().strategy.as_str(),
                 cfg.model.as_str()
             ),
-            training: RingBuffer::new(cfg.training_rows),
+            model: SharedModel::new(&cfg, counters.clone()),
             index: FxHashMap::default(),
             states: Vec::new(),
             slots: Vec::new(),
             last_sweep: None,
-            model: None,
-            pending: None,
-            windows: 0,
-            last_fit: None,
             counters,
             cfg,
         }
     }
 
-    /// Starts a fit when one is due, and swaps in a finished one when its window has
-    /// come, waiting only if it has not finished by then, so results depend only on
-    /// the input. A refit started at window `w` is swapped in at `w + refit_every / 2`.
-    /// The first fit is swapped in at the next window when it starts at the end of the
-    /// warm-up (no node can be scored before the next window, and waiting for the fit
-    /// at once stalled a live window's close by 300 ms), and at once if it starts later
-    /// (nodes are waiting for it).
-    fn maintain_model(&mut self) {
-        let due = match self.last_fit {
-            None => {
-                self.windows >= u64::from(self.cfg.warmup_windows)
-                    && self.training.len() >= MIN_TRAINING_ROWS
-            }
-            Some(last) => self.windows - last >= u64::from(self.cfg.refit_every),
-        };
-        if due && self.pending.is_none() {
-            let rows: Vec<Vec<f64>> = self.training.iter().cloned().collect();
-            let (kind, components) = (self.cfg.model, self.cfg.components);
-            let (tx, rx) = channel();
-            let spawned = std::thread::Builder::new()
-                .name("meshflow-anomaly-fit".into())
-                .spawn(move || {
-                    // The receiver may be gone if the job ended: nothing to do then.
-                    let _ = tx.send(Model::fit(kind, components, &rows));
-                });
-            match spawned {
-                Ok(_) => {
-                    let delay = if self.model.is_none() {
-                        u64::from(self.windows <= u64::from(self.cfg.warmup_windows))
-                    } else {
-                        u64::from(self.cfg.refit_every / 2).max(1)
-                    };
-                    self.pending = Some(PendingFit {
-                        result: rx,
-                        swap_at: self.windows + delay,
-                    });
-                }
-                Err(_) => self.counters.add_errored(1),
-            }
-            self.last_fit = Some(self.windows);
-        }
-        if self
-            .pending
-            .as_ref()
-            .is_some_and(|p| self.windows >= p.swap_at)
-        {
-            let pending = self.pending.take().expect("checked above");
-            match pending.result.recv() {
-                Ok(Ok(model)) => self.model = Some(model),
-                // A failed fit keeps the previous model; the error is counted.
-                Ok(Err(_)) | Err(_) => self.counters.add_errored(1),
-            }
-        }
+    /// Scores the rows of one closed window and learns from them at once: what a
+    /// scorer that holds every node does (tests, benchmarks). Windows are numbered
+    /// in the order they come.
+    pub fn process_window(&mut self, rows: &mut [ScoreInput]) -> Vec<AnomalyScore> {
+        let window = self.model.next_window();
+        let (scores, lesson) = self.score_window(window, rows);
+        self.model.learn(lesson.rows.into_iter().map(|r| r.1));
+        scores
     }
 
-    /// Scores the rows of one closed window (any order; processed by node). Returns
-    /// one [`AnomalyScore`] per node that is past its warm-up, in node order.
-    pub fn process_window(&mut self, rows: &mut [ScoreInput]) -> Vec<AnomalyScore> {
+    /// Every worker's training rows of `window` (see [`SharedModel::learn_window`]),
+    /// once all have arrived, windows in time order.
+    pub fn learn_window(&mut self, window: u64, lessons: Vec<Lesson>) {
+        self.model.learn_window(window, lessons);
+    }
+
+    /// Scores the rows of one closed window, `window` in the dataflow's time (any
+    /// order; processed by node), with the model as it is after every earlier
+    /// window's training rows. Returns one [`AnomalyScore`] per node that is past its
+    /// warm-up, in node order, and the window's training rows, which are not learned
+    /// here.
+    pub fn score_window(
+        &mut self,
+        window: u64,
+        rows: &mut [ScoreInput],
+    ) -> (Vec<AnomalyScore>, Lesson) {
         rows.sort_by_key(|r| r.node);
         self.counters.add_received(rows.len() as u64);
-        self.windows += 1;
-        self.maintain_model();
+        self.model.enter(window);
+        let mut lesson = Lesson {
+            window,
+            rows: Vec::new(),
+        };
         let mut out = Vec::new();
         if let Some(now) = rows.iter().map(|r| r.window_end).max() {
             self.forget_absent(now);
@@ -219,8 +177,8 @@ impl WorkerScorer {
                     _ => 0.0,
                 }
             });
-            let x: Vec<f64> = deviations.iter().map(|z| squash(*z)).collect();
-            let scored = match &self.model {
+            let x: Deviations = deviations.map(squash);
+            let scored = match self.model.model() {
                 Some(model) if state.windows > u64::from(self.cfg.warmup_windows) => {
                     Some(model.score(&x))
                 }
@@ -251,7 +209,7 @@ impl WorkerScorer {
             }
             let Some(score) = scored else {
                 if state.windows >= MIN_NODE_HISTORY as u64 {
-                    self.training.push(x);
+                    lesson.rows.push((row.node, x));
                 }
                 self.counters.add_dropped(1);
                 continue;
@@ -269,7 +227,7 @@ impl WorkerScorer {
             // behaviour still becomes normal, through the feature histories.
             if !is_anomaly {
                 state.scores.push(score);
-                self.training.push(x);
+                lesson.rows.push((row.node, x));
             }
             let trend_windows = self.cfg.trend_windows;
             out.push(AnomalyScore {
@@ -293,13 +251,15 @@ impl WorkerScorer {
             });
         }
         self.counters.add_sent(out.len() as u64);
-        out
+        let skip = lesson.rows.len().saturating_sub(self.model.capacity());
+        lesson.rows.drain(..skip);
+        (out, lesson)
     }
 
     /// Drops the state of every node whose latest window ended longer than
     /// `forget_after` before `now`. Looks at most once per quarter of that span of
     /// event time, so a window rarely pays for the scan; a node that returns is
-    /// reset when its row arrives either way (see [`Self::process_window`]).
+    /// reset when its row arrives either way (see [`Self::score_window`]).
     fn forget_absent(&mut self, now: TimestampNs) {
         let span = self.cfg.forget_after.as_nanos_i64();
         if self
@@ -333,7 +293,12 @@ impl WorkerScorer {
 
     /// Whether a model has been fitted and swapped in.
     pub fn has_model(&self) -> bool {
-        self.model.is_some()
+        self.model.model().is_some()
+    }
+
+    /// Whether a fit is running, not yet swapped in.
+    pub fn fitting(&self) -> bool {
+        self.model.fitting()
     }
 }
 

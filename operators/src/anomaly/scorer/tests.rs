@@ -175,7 +175,7 @@ fn the_first_fit_runs_beside_the_last_warm_up_window_and_scores_the_next() {
             assert_eq!(scores.len(), 8, "every node is scored once warmed up");
         }
     }
-    assert!(scorer.pending.is_none() && scorer.has_model());
+    assert!(!scorer.fitting() && scorer.has_model());
 }
 
 /// `row` with the TCP health features a quiet node has: a retransmit or two per
@@ -237,20 +237,13 @@ fn windows_of(input: &Trace) -> BTreeMap<u64, Vec<NodeFeatures>> {
     out
 }
 
-fn batch(input: &Trace, cfg: &AnomalyConfig, workers: u64) -> Vec<AnomalyScore> {
+/// One scorer over every node, window by window: what the operator must emit on
+/// any number of workers.
+fn batch(input: &Trace, cfg: &AnomalyConfig) -> Vec<AnomalyScore> {
+    let mut scorer = WorkerScorer::new(cfg.clone(), Counters::shared());
     let mut out = Vec::new();
-    for worker in 0..workers {
-        let mut scorer = WorkerScorer::new(cfg.clone(), Counters::shared());
-        for rows in windows_of(input).into_values() {
-            let mut mine: Vec<ScoreInput> = rows
-                .iter()
-                .filter(|r| r.node % workers == worker)
-                .map(ScoreInput::from)
-                .collect();
-            if !mine.is_empty() {
-                out.extend(scorer.process_window(&mut mine));
-            }
-        }
+    for rows in windows_of(input).into_values() {
+        out.extend(scorer.process_window(&mut inputs(&rows)));
     }
     out.sort_by_key(|s| (s.window_end, s.node));
     out
@@ -346,8 +339,8 @@ proptest! {
             refit_every: 10,
             ..AnomalyConfig::default()
         };
+        let expected = batch(&input, &cfg);
         for workers in [1usize, 2] {
-            let expected = batch(&input, &cfg, workers as u64);
             let got = incremental(&input, &cfg, workers, None);
             prop_assert_eq!(&got, &expected, "{} workers", workers);
             // Announced ends: the windows after the last one filled are not scored,

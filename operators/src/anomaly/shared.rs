@@ -1,0 +1,184 @@
+//! The model every worker holds alike: its training rows, its fitting schedule and
+//! the fitted model.
+//!
+//! Each worker scores its own nodes, but the model they are scored with must not
+//! depend on which nodes a worker owns, or the output would change with the worker
+//! count. So every worker sends each window's training rows ([`Lesson`]) to every
+//! worker ([`super::operator`]), and each feeds them, window by window in time order
+//! and node by node within a window, into its own [`SharedModel`]. The schedule
+//! counts windows that any worker scored, and a fit is a deterministic function of
+//! its rows, so all workers fit, and swap in, the same models at the same windows:
+//! the ones a single worker fits over all the nodes.
+
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, channel};
+
+use meshflow_schemas::Counters;
+use serde::{Deserialize, Serialize};
+
+use super::config::AnomalyConfig;
+use super::model::{MIN_TRAINING_ROWS, Model, ModelError, ModelKind};
+use super::ring::RingBuffer;
+use super::vector::FEATURES;
+
+/// A node's squashed standardised deviations: what the model is fitted on and scores.
+pub type Deviations = [f64; FEATURES.len()];
+
+/// One worker's training rows of one window: `(node, deviations)`, in node order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Lesson {
+    /// The window (the dataflow time it was scored at).
+    pub window: u64,
+    /// The rows, in node order, at most the training buffer's capacity (only the
+    /// last that many of a window can survive in the buffer).
+    pub rows: Vec<(u64, Deviations)>,
+}
+
+/// A fit running on a background thread, swapped in at window `swap_at`.
+struct PendingFit {
+    result: Receiver<Result<Model, ModelError>>,
+    swap_at: u64,
+}
+
+/// The training rows, the fitting schedule and the fitted model.
+pub struct SharedModel {
+    kind: ModelKind,
+    components: usize,
+    warmup_windows: u64,
+    refit_every: u64,
+    training: RingBuffer<Deviations>,
+    model: Option<Model>,
+    pending: Option<PendingFit>,
+    /// Windows entered so far.
+    windows: u64,
+    /// The latest window entered.
+    latest: Option<u64>,
+    /// The window count when the last fit started.
+    last_fit: Option<u64>,
+    counters: Arc<Counters>,
+}
+
+impl SharedModel {
+    /// No model and no training rows yet; fit and refit as `cfg` says. A failed fit
+    /// is counted as an error in `counters`.
+    pub fn new(cfg: &AnomalyConfig, counters: Arc<Counters>) -> Self {
+        Self {
+            kind: cfg.model,
+            components: cfg.components,
+            warmup_windows: u64::from(cfg.warmup_windows),
+            refit_every: u64::from(cfg.refit_every),
+            training: RingBuffer::new(cfg.training_rows),
+            model: None,
+            pending: None,
+            windows: 0,
+            latest: None,
+            last_fit: None,
+            counters,
+        }
+    }
+
+    /// The model to score with, once one has been fitted and swapped in.
+    pub fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
+    }
+
+    /// Whether a fit is running, not yet swapped in.
+    pub fn fitting(&self) -> bool {
+        self.pending.is_some()
+    }
+
+    /// Most training rows one window can leave in the buffer.
+    pub fn capacity(&self) -> usize {
+        self.training.capacity()
+    }
+
+    /// The window after the latest one entered (for a scorer that numbers its own
+    /// windows).
+    pub fn next_window(&self) -> u64 {
+        self.latest.map_or(0, |w| w + 1)
+    }
+
+    /// Enters `window`, which is scored next or whose training rows come next: counts
+    /// it, starts a fit when one is due, and swaps in a finished one when its window
+    /// has come. A window already entered, or one before it, is a no-op, so every
+    /// worker may enter each window whether it scored it or only learns from it.
+    ///
+    /// A fit is swapped in at a set window, waiting only if it has not finished by
+    /// then, so results depend only on the input. A refit started at window `w` is
+    /// swapped in at `w + refit_every / 2`. The first fit is swapped in at the next
+    /// window when it starts at the end of the warm-up (no node can be scored before
+    /// the next window, and waiting for the fit at once stalled a live window's close
+    /// by 300 ms), and at once if it starts later (nodes are waiting for it).
+    pub fn enter(&mut self, window: u64) {
+        if self.latest.is_some_and(|w| w >= window) {
+            return;
+        }
+        self.latest = Some(window);
+        self.windows += 1;
+        let due = match self.last_fit {
+            None => self.windows >= self.warmup_windows && self.training.len() >= MIN_TRAINING_ROWS,
+            Some(last) => self.windows - last >= self.refit_every,
+        };
+        if due && self.pending.is_none() {
+            self.start_fit();
+        }
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|p| self.windows >= p.swap_at)
+        {
+            let pending = self.pending.take().expect("checked above");
+            match pending.result.recv() {
+                Ok(Ok(model)) => self.model = Some(model),
+                // A failed fit keeps the previous model; the error is counted.
+                Ok(Err(_)) | Err(_) => self.counters.add_errored(1),
+            }
+        }
+    }
+
+    /// Starts a fit on the training rows on a background thread.
+    fn start_fit(&mut self) {
+        let rows: Vec<Vec<f64>> = self.training.iter().map(|r| r.to_vec()).collect();
+        let (kind, components) = (self.kind, self.components);
+        let (tx, rx) = channel();
+        let spawned = std::thread::Builder::new()
+            .name("meshflow-anomaly-fit".into())
+            .spawn(move || {
+                // The receiver may be gone if the job ended: nothing to do then.
+                let _ = tx.send(Model::fit(kind, components, &rows));
+            });
+        match spawned {
+            Ok(_) => {
+                let delay = if self.model.is_none() {
+                    u64::from(self.windows <= self.warmup_windows)
+                } else {
+                    (self.refit_every / 2).max(1)
+                };
+                self.pending = Some(PendingFit {
+                    result: rx,
+                    swap_at: self.windows + delay,
+                });
+            }
+            Err(_) => self.counters.add_errored(1),
+        }
+        self.last_fit = Some(self.windows);
+    }
+
+    /// Adds the training rows of the window entered last, in order.
+    pub fn learn(&mut self, rows: impl IntoIterator<Item = Deviations>) {
+        for row in rows {
+            self.training.push(row);
+        }
+    }
+
+    /// Enters `window` and adds every worker's training rows of it, merged into node
+    /// order: what one worker holding every node would have added.
+    pub fn learn_window(&mut self, window: u64, lessons: Vec<Lesson>) {
+        self.enter(window);
+        let mut rows: Vec<(u64, Deviations)> = lessons.into_iter().flat_map(|l| l.rows).collect();
+        // Each lesson is sorted already: the stable sort merges the runs.
+        rows.sort_by_key(|r| r.0);
+        let skip = rows.len().saturating_sub(self.capacity());
+        self.learn(rows.into_iter().skip(skip).map(|r| r.1));
+    }
+}
