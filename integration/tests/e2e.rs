@@ -2,8 +2,9 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::process::Command;
 
-use meshflow_integration::{meshflow, python_json, tree};
+use meshflow_integration::{meshflow, meshflow_bin, python_json, tree};
 use serde_json::Value;
 
 const TOTALS: &str = r#"
@@ -66,7 +67,7 @@ fn assert_totals(trace: &Path, out: &Path, copies: u64) {
 }
 
 #[test]
-fn replay_totals_match_the_simulator_and_output_is_identical_across_runs_and_workers() {
+fn replay_totals_match_the_simulator_and_output_is_identical_across_runs_workers_and_processes() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let out = meshflow(
@@ -167,6 +168,58 @@ fn replay_totals_match_the_simulator_and_output_is_identical_across_runs_and_wor
     );
     assert!(t1 == t2, "1 and 2 workers give byte-identical output");
     assert!(t2 == t3, "two runs give byte-identical output");
+    // Timely's multi-process mode: two processes of one worker each, on loopback,
+    // write the same files as one worker.
+    let ports: Vec<u16> = (0..2)
+        .map(|_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .unwrap()
+                .port()
+        })
+        .collect();
+    write(
+        &d.join("hosts"),
+        &format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
+    );
+    let cluster = |process: &str| {
+        Command::new(meshflow_bin())
+            .args([
+                "replay",
+                "trace",
+                "--out",
+                "tp",
+                "--workers",
+                "1",
+                "--config",
+                "tumbling.toml",
+                "--hosts",
+                "hosts",
+                "--process",
+                process,
+            ])
+            .current_dir(d)
+            .output()
+    };
+    let other = std::thread::scope(|s| {
+        let other = s.spawn(|| cluster("1"));
+        let first = cluster("0").unwrap();
+        assert!(
+            first.status.success(),
+            "{}",
+            String::from_utf8_lossy(&first.stderr)
+        );
+        other.join().unwrap().unwrap()
+    });
+    assert!(
+        other.status.success(),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
+    assert!(
+        tree(&d.join("tp")) == t1,
+        "two processes give the files of one worker"
+    );
     assert_totals(&d.join("trace"), &d.join("t1"), 1);
 
     // Default sliding windows (10 s sliding by 1 s): every flow lies in 10 windows.
