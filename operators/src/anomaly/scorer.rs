@@ -172,7 +172,7 @@ impl WorkerScorer {
                 let learner = &mut state.features[f];
                 match vector[f] {
                     Some(v) if learner.len() >= MIN_NODE_HISTORY => {
-                        learner.deviation_with_floor(v, FEATURES[f].2.min_scale())
+                        learner.deviation_with_floor(v, row.floors[f])
                     }
                     _ => 0.0,
                 }

@@ -20,20 +20,47 @@ pub enum FeatureKind {
     /// An event count over the window (bytes, packets, flows, peers, retransmits,
     /// drops): a change of one is never more than one standard deviation.
     Count,
-    /// Events per packet (retransmit and drop rates): a node sends a few thousand
-    /// packets per window, so one event is about 1e-4.
-    Rate,
+    /// Events per packet (retransmit and drop rates), over the packets `per` counts.
+    Rate(Per),
     /// A latency in microseconds: sketches of a few samples jump between peers'
     /// round-trip times, so changes under a millisecond mean nothing.
     LatencyUs,
 }
 
+/// The packets a rate divides by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Per {
+    /// Packets sent.
+    PacketsOut,
+    /// Packets sent or received.
+    Packets,
+}
+
+/// The smallest scale of any rate: one event in 10,000 packets.
+pub const MIN_RATE_SCALE: f64 = 1e-4;
+
 impl FeatureKind {
-    /// Smallest scale (robust σ) of this kind's deviations.
-    pub fn min_scale(self) -> f64 {
+    /// Smallest scale (robust σ) of this kind's deviations in the window `f`.
+    ///
+    /// As for counts, one event more or less is never more than one standard
+    /// deviation: a rate's floor is one event over the window's packets (at least
+    /// [`MIN_RATE_SCALE`]). A node sending 600 packets a window moves its rate by
+    /// 1.7e-3 with each retransmit; a fixed floor of 1e-4 made every such retransmit
+    /// a 17σ event and flagged quiet, lightly loaded nodes again and again.
+    pub fn min_scale(self, f: &NodeFeatures) -> f64 {
         match self {
             Self::Count => 1.0,
-            Self::Rate => 1e-4,
+            Self::Rate(per) => {
+                let packets = match per {
+                    Per::PacketsOut => f.packets_out,
+                    Per::Packets => f.packets_out + f.packets_in,
+                };
+                if packets == 0 {
+                    MIN_RATE_SCALE
+                } else {
+                    (1.0 / packets as f64).max(MIN_RATE_SCALE)
+                }
+            }
             Self::LatencyUs => 1_000.0,
         }
     }
@@ -52,8 +79,8 @@ pub const FEATURES: [(&str, usize, FeatureKind); 8] = [
     ("bytes_out", 1, FeatureKind::Count),
     ("retransmits", 9, FeatureKind::Count),
     ("drops", 10, FeatureKind::Count),
-    ("retransmit_rate", 11, FeatureKind::Rate),
-    ("drop_rate", 12, FeatureKind::Rate),
+    ("retransmit_rate", 11, FeatureKind::Rate(Per::PacketsOut)),
+    ("drop_rate", 12, FeatureKind::Rate(Per::Packets)),
     ("rtt_p50_us", 13, FeatureKind::LatencyUs),
     ("rtt_p99_us", 14, FeatureKind::LatencyUs),
 ];
@@ -61,6 +88,9 @@ pub const FEATURES: [(&str, usize, FeatureKind); 8] = [
 /// The values of [`FEATURES`] in one node's window, aligned with it; `None` where
 /// the window has no value (no RTT samples, nothing sent).
 pub type Vector = [Option<f64>; FEATURES.len()];
+
+/// Each feature's smallest scale in one node's window, aligned with [`FEATURES`].
+pub type Floors = [f64; FEATURES.len()];
 
 /// The values of [`FEATURES`] in a `node_features` row.
 pub fn feature_vector(f: &NodeFeatures) -> Vector {
@@ -82,6 +112,8 @@ pub struct ScoreInput {
     pub node_label: String,
     /// The values of [`FEATURES`].
     pub vector: Vector,
+    /// Their smallest scales in this window ([`FeatureKind::min_scale`]).
+    pub floors: Floors,
 }
 
 impl From<&NodeFeatures> for ScoreInput {
@@ -91,6 +123,7 @@ impl From<&NodeFeatures> for ScoreInput {
             node: f.node,
             node_label: f.node_label.clone(),
             vector: feature_vector(f),
+            floors: FEATURES.map(|(_, _, kind)| kind.min_scale(f)),
         }
     }
 }
@@ -135,18 +168,36 @@ mod tests {
 
     #[test]
     fn rates_and_latencies_have_floors_of_their_own_units() {
-        assert_eq!(FeatureKind::Count.min_scale(), 1.0);
-        assert!(FeatureKind::Rate.min_scale() < 1e-3);
-        assert!(FeatureKind::LatencyUs.min_scale() >= 100.0);
+        let mut f = NodeFeatures::empty(TimestampNs(0), TimestampNs(10), 7);
+        assert_eq!(FeatureKind::Count.min_scale(&f), 1.0);
+        assert!(FeatureKind::LatencyUs.min_scale(&f) >= 100.0);
+        let out = FeatureKind::Rate(Per::PacketsOut);
+        let all = FeatureKind::Rate(Per::Packets);
+        // No packets: the rate has no value, and the floor is the smallest.
+        assert_eq!(out.min_scale(&f), MIN_RATE_SCALE);
+        // One event in the window's packets, never below the smallest.
+        f.packets_out = 500;
+        f.packets_in = 300;
+        assert_eq!(out.min_scale(&f), 1.0 / 500.0);
+        assert_eq!(all.min_scale(&f), 1.0 / 800.0);
+        f.packets_out = 1_000_000;
+        assert_eq!(out.min_scale(&f), MIN_RATE_SCALE);
         for (name, _, kind) in FEATURES {
             let expected = if name.ends_with("_rate") {
-                FeatureKind::Rate
+                matches!(kind, FeatureKind::Rate(_))
             } else if name.ends_with("_us") {
-                FeatureKind::LatencyUs
+                kind == FeatureKind::LatencyUs
             } else {
-                FeatureKind::Count
+                kind == FeatureKind::Count
             };
-            assert_eq!(kind, expected, "{name}");
+            assert!(expected, "{name}: {kind:?}");
         }
+        f.packets_out = 2_000;
+        f.packets_in = 2_000;
+        let floors = ScoreInput::from(&f).floors;
+        let at = |name: &str| floors[FEATURES.iter().position(|(n, ..)| *n == name).unwrap()];
+        assert_eq!(at("drop_rate"), 1.0 / 4_000.0);
+        assert_eq!(at("retransmit_rate"), 1.0 / 2_000.0);
+        assert_eq!(at("bytes_out"), 1.0);
     }
 }
