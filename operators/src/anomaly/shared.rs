@@ -60,7 +60,8 @@ pub struct SharedModel {
 
 impl SharedModel {
     /// No model and no training rows yet; fit and refit as `cfg` says. A failed fit
-    /// is counted as an error in `counters`.
+    /// is counted as an error in `counters`: once per worker, since every worker
+    /// fits its own copy.
     pub fn new(cfg: &AnomalyConfig, counters: Arc<Counters>) -> Self {
         Self {
             kind: cfg.model,

@@ -98,10 +98,10 @@ pub fn feature_vector(f: &NodeFeatures) -> Vector {
     FEATURES.map(|(_, i, _)| values[i])
 }
 
-/// What the scorer reads of a `node_features` row: which node and window, and its
-/// [`Vector`] (about 170 bytes and one string, against about 1.7 KB and a dozen
-/// allocations for the row), so the job passes the scorer these instead of a clone
-/// of every row ([`crate::fork`]).
+/// What the scorer reads of a `node_features` row: which node and window, its
+/// [`Vector`] and the vector's scale floors (about 240 bytes and one string, against
+/// about 1.7 KB and a dozen allocations for the row), so the job passes the scorer
+/// these instead of a clone of every row ([`crate::fork`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScoreInput {
     /// End of the window.

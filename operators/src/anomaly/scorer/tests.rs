@@ -179,7 +179,7 @@ fn the_first_fit_runs_beside_the_last_warm_up_window_and_scores_the_next() {
 }
 
 /// `row` with the TCP health features a quiet node has: a retransmit or two per
-/// window, rates of about 1e-4, and an RTT around 20 ms.
+/// window, rates of a few per thousand packets, and an RTT around 20 ms.
 fn tcp_row(window: u64, node: u64) -> NodeFeatures {
     let mut r = row(window, node, 50.0, 0);
     let h = (window * 13 + node * 29).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 40;
