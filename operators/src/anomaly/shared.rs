@@ -179,7 +179,6 @@ impl SharedModel {
         let mut rows: Vec<(u64, Deviations)> = lessons.into_iter().flat_map(|l| l.rows).collect();
         // Each lesson is sorted already: the stable sort merges the runs.
         rows.sort_by_key(|r| r.0);
-        let skip = rows.len().saturating_sub(self.capacity());
-        self.learn(rows.into_iter().skip(skip).map(|r| r.1));
+        self.learn(rows.into_iter().map(|r| r.1));
     }
 }

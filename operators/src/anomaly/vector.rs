@@ -20,7 +20,8 @@ pub enum FeatureKind {
     /// An event count over the window (bytes, packets, flows, peers, retransmits,
     /// drops): a change of one is never more than one standard deviation.
     Count,
-    /// Events per packet (retransmit and drop rates), over the packets `per` counts.
+    /// Events per packet (retransmit and drop rates), over the packets `per` counts
+    /// (as the feature graph divides them, in `operators/src/features/base.rs`).
     Rate(Per),
     /// A latency in microseconds: sketches of a few samples jump between peers'
     /// round-trip times, so changes under a millisecond mean nothing.

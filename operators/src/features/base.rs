@@ -220,7 +220,8 @@ impl NodeBase {
     }
 
     /// The derived (float) base features: retransmit rate, drop rate, RTT p50 and
-    /// p99 (µs), system-call p99 (µs).
+    /// p99 (µs), system-call p99 (µs). The rates' denominators are also the anomaly
+    /// scorer's ([`crate::anomaly::vector::Per`]).
     fn derived(&self) -> [Option<f64>; 5] {
         let ratio = |n: u64, d: u64| (d > 0).then(|| n as f64 / d as f64);
         [
