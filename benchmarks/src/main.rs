@@ -17,7 +17,8 @@
 //! `meshflow-bench nab` runs meshflow's threshold learner over the Numenta Anomaly
 //! Benchmark and scores it with NAB's profiles; `meshflow-bench quality` measures
 //! `anomaly_scores` against the simulator's ground truth per fault kind, and
-//! `meshflow-bench rescore` does the same from stored `node_features`;
+//! `meshflow-bench rescore` does the same from stored `node_features`, and
+//! `meshflow-bench scorer` times the scorer alone on them;
 //! `meshflow-bench ctu` measures against the Stratosphere CTU labels (node ROC-AUC, AP).
 
 mod ctu_cmd;
@@ -32,6 +33,7 @@ mod output;
 mod quality_cmd;
 mod rescore_cmd;
 mod scan;
+mod scorer_cmd;
 mod sql_latency;
 
 use std::path::{Path, PathBuf};
@@ -40,6 +42,11 @@ use std::time::Instant;
 
 use clap::Parser;
 use meshflow_sources::simulator::SimConfig;
+
+/// The allocator the `meshflow` binary uses, so that what runs in this process (the
+/// scorer, the quality runs' jobs) allocates as the product does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(about = "End-to-end meshflow benchmarks")]
@@ -88,6 +95,8 @@ enum Bench {
     Ctu(ctu_cmd::CtuArgs),
     /// Quality of anomaly settings on stored `node_features`, without the feature graph.
     Rescore(rescore_cmd::RescoreArgs),
+    /// The anomaly scorer alone on stored `node_features`: ns per row as histories grow.
+    Scorer(scorer_cmd::ScorerArgs),
 }
 
 /// CPU time the hypervisor took from this VM so far (`steal` in `/proc/stat`), in ms:
@@ -188,6 +197,7 @@ fn main() -> anyhow::Result<()> {
         Bench::Quality(args) => quality_cmd::run(&args),
         Bench::Ctu(args) => ctu_cmd::run(&args, &meshflow_bin()?),
         Bench::Rescore(args) => rescore_cmd::run(&args),
+        Bench::Scorer(args) => scorer_cmd::run(&args),
         Bench::Replay {
             nodes,
             duration,
