@@ -5,7 +5,8 @@
 //! [`OrderIndex`] holds 16-bit slots of a ring buffer's storage, ordered by the value
 //! in each slot (ties by slot), in blocks of at most [`SPLIT`] slots: inserting or
 //! removing one moves at most a block, and a history of `n` values costs `2n` bytes
-//! on top of its ring.
+//! on top of its ring, plus 16 bytes a block for its largest value (its fence), which
+//! a search for a value's block reads instead of the blocks themselves.
 
 use std::cmp::Ordering;
 
@@ -28,6 +29,10 @@ const MERGE: usize = 32;
 #[derive(Clone, Debug, Default)]
 pub struct OrderIndex {
     blocks: Vec<Vec<u16>>,
+    /// Each block's largest value and its slot, side by side: finding a value's block
+    /// reads this one array instead of every probed block and the value its last slot
+    /// holds.
+    fences: Vec<(f64, u16)>,
     len: usize,
 }
 
@@ -36,6 +41,12 @@ fn cmp(values: &[f64], a: u16, b: u16) -> Ordering {
     values[usize::from(a)]
         .total_cmp(&values[usize::from(b)])
         .then(a.cmp(&b))
+}
+
+/// The fence of a non-empty block: its last slot and that slot's value.
+fn fence(values: &[f64], block: &[u16]) -> (f64, u16) {
+    let last = *block.last().expect("blocks are never empty");
+    (values[usize::from(last)], last)
 }
 
 /// The slot, as the index stores it.
@@ -56,9 +67,9 @@ impl OrderIndex {
 
     /// The block that holds `slot`, or where it belongs (the index is not empty).
     fn block_of(&self, values: &[f64], slot: u16) -> usize {
-        let last = |b: &Vec<u16>| *b.last().expect("blocks are never empty");
-        self.blocks
-            .partition_point(|b| cmp(values, last(b), slot) == Ordering::Less)
+        let x = values[usize::from(slot)];
+        self.fences
+            .partition_point(|&(v, s)| v.total_cmp(&x).then(s.cmp(&slot)) == Ordering::Less)
             .min(self.blocks.len() - 1)
     }
 
@@ -69,14 +80,20 @@ impl OrderIndex {
         self.len += 1;
         if self.blocks.is_empty() {
             self.blocks.push(vec![slot]);
+            self.fences.push(fence(values, &self.blocks[0]));
             return;
         }
         let b = self.block_of(values, slot);
         let block = &mut self.blocks[b];
         let at = block.partition_point(|&s| cmp(values, s, slot) == Ordering::Less);
         block.insert(at, slot);
+        if at + 1 == block.len() {
+            self.fences[b] = fence(values, block);
+        }
         if block.len() > SPLIT {
             let tail = block.split_off(block.len() / 2);
+            self.fences[b] = fence(values, block);
+            self.fences.insert(b + 1, fence(values, &tail));
             self.blocks.insert(b + 1, tail);
         }
     }
@@ -96,6 +113,9 @@ impl OrderIndex {
         }
         block.remove(at);
         self.len -= 1;
+        if at == block.len() && !block.is_empty() {
+            self.fences[b] = fence(values, block);
+        }
         if block.len() < MERGE {
             self.merge_small(b);
         }
@@ -105,8 +125,10 @@ impl OrderIndex {
     /// Merges block `b` (below [`MERGE`] slots) into a neighbour when the two fit in
     /// one block, and drops it when it is empty, so blocks stay few and full.
     fn merge_small(&mut self, b: usize) {
+        // A merged block's fence is the fence of the later of the two.
         if self.blocks[b].is_empty() {
             self.blocks.remove(b);
+            self.fences.remove(b);
             return;
         }
         let fits =
@@ -114,15 +136,19 @@ impl OrderIndex {
         if b + 1 < self.blocks.len() && fits(b, b + 1, &self.blocks) {
             let next = self.blocks.remove(b + 1);
             self.blocks[b].extend(next);
+            self.fences.remove(b);
         } else if b > 0 && fits(b - 1, b, &self.blocks) {
             let this = self.blocks.remove(b);
             self.blocks[b - 1].extend(this);
+            self.fences.remove(b - 1);
         }
     }
 
-    /// Asks for the memory of the list of blocks (a hint: see [`crate::prefetch`]).
+    /// Asks for the memory of the list of blocks and their fences (a hint: see
+    /// [`crate::prefetch`]).
     pub fn prefetch_list(&self) {
         prefetch_slice(&self.blocks);
+        prefetch_slice(&self.fences);
     }
 
     /// Asks for the memory of every block; read the list first
@@ -154,6 +180,25 @@ pub struct Ranked<'a> {
     values: &'a [f64],
     starts: &'a [usize],
     len: usize,
+}
+
+/// Where a MAD search ended ([`Ranked::mad_near`]): how many values lie below the
+/// median, and how many of the smallest distances from it come from below.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MadHint {
+    below: u32,
+    taken: u32,
+}
+
+impl MadHint {
+    /// A hint of the two positions (each below [`MAX_SLOTS`]).
+    fn at(below: usize, taken: usize) -> Self {
+        let narrow = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
+        Self {
+            below: narrow(below),
+            taken: narrow(taken),
+        }
+    }
 }
 
 impl Ranked<'_> {
@@ -188,20 +233,32 @@ impl Ranked<'_> {
 
     /// The median of `|v − median|` over the values (the unscaled MAD), equal to
     /// [`super::robust::quantile`]`(0.5)` of those distances; `None` when empty.
+    pub fn mad(&self, median: f64) -> Option<f64> {
+        self.mad_near(median, &mut MadHint::default())
+    }
+
+    /// [`Self::mad`], searching outwards from where the search of `hint` ended and
+    /// leaving this search's end in it: a history that changed by a few values since
+    /// moves these positions by about as many, so a learner that keeps its hint reads
+    /// a few ranks instead of two binary searches' worth. The answer does not depend
+    /// on the hint.
     ///
     /// The distances of the values below `median`, read downwards, and of the rest,
     /// read upwards, are two ascending sequences; their order statistics are found
-    /// by a binary search over how many each contributes, never by listing them.
-    /// The values below `median` end near the middle rank when `median` is the
-    /// median, so their count is searched outwards from there.
-    pub fn mad(&self, median: f64) -> Option<f64> {
-        let below = partition_point_from(self.len, self.len / 2, |r| self.get(r) < median);
+    /// by a search over how many each contributes, never by listing them.
+    pub fn mad_near(&self, median: f64, hint: &mut MadHint) -> Option<f64> {
+        let below = partition_point_from(self.len, hint.below as usize, |r| self.get(r) < median);
         let left = |i: usize| (self.get(below - 1 - i) - median).abs();
         let right = |j: usize| (self.get(below + j) - median).abs();
         let (n_left, n_right) = (below, self.len - below);
-        interpolate_pair(self.len, 0.5, |k, next| {
-            Some(kth_of_two(k, next, n_left, n_right, left, right))
-        })
+        let mut taken = hint.taken as usize;
+        let mad = interpolate_pair(self.len, 0.5, |k, next| {
+            Some(kth_of_two(
+                k, next, n_left, n_right, &mut taken, left, right,
+            ))
+        });
+        *hint = MadHint::at(below, taken);
+        mad
     }
 
     /// The mean of `|v − median|` over the values (0 when empty).
@@ -271,12 +328,14 @@ fn partition_point_from(n: usize, hint: usize, pred: impl Fn(usize) -> bool) -> 
 
 /// The `k`-th smallest (0-based) of the union of two ascending sequences of lengths
 /// `n_left` and `n_right`, read by index (`k < n_left + n_right`), and with `next`
-/// the `k + 1`-th too (`None` when there is none).
+/// the `k + 1`-th too (`None` when there is none). `taken` is a guess at how many of
+/// the `k + 1` smallest come from the left, and is left holding the answer.
 fn kth_of_two(
     k: usize,
     next: bool,
     n_left: usize,
     n_right: usize,
+    taken: &mut usize,
     left: impl Fn(usize) -> f64,
     right: impl Fn(usize) -> f64,
 ) -> (f64, Option<f64>) {
@@ -287,10 +346,11 @@ fn kth_of_two(
     let lo = want.saturating_sub(n_right);
     let hi = want.min(n_left);
     let i = lo
-        + partition_point(hi - lo, |d| {
+        + partition_point_from(hi - lo, taken.saturating_sub(lo), |d| {
             let i = lo + d;
             left(i) < right(want - i - 1)
         });
+    *taken = i;
     let j = want - i;
     let kth = match (i, j) {
         (0, _) => right(j - 1),
@@ -337,18 +397,21 @@ mod tests {
     }
 
     /// Asserts that the index's MAD around `centre` equals the median of the sorted
-    /// distances.
+    /// distances, searched from no hint and from hints anywhere in the history.
     fn mad_at_equals_sorting(
         ranked: &Ranked<'_>,
         values: &[f64],
         centre: f64,
     ) -> Result<(), TestCaseError> {
-        prop_assert_eq!(
-            ranked.mad(centre).unwrap(),
-            distance_median_by_sorting(values, centre),
-            "centre {}",
-            centre
-        );
+        let want = distance_median_by_sorting(values, centre);
+        prop_assert_eq!(ranked.mad(centre).unwrap(), want, "centre {}", centre);
+        let n = values.len();
+        for (below, taken) in [(0, n), (n, 0), (n, n), (n / 3, n / 5), (n + 9, 2 * n)] {
+            let mut hint = MadHint::at(below, taken);
+            prop_assert_eq!(ranked.mad_near(centre, &mut hint).unwrap(), want);
+            // The hint left behind is where the answer was: from it, again the same.
+            prop_assert_eq!(ranked.mad_near(centre, &mut hint).unwrap(), want);
+        }
         Ok(())
     }
 
@@ -418,8 +481,11 @@ mod tests {
             values in prop::collection::vec(value(), 1..1500),
         ) {
             // A ring of `capacity` slots, its oldest slot removed before it is reused.
+            // The MAD is searched after every value from where the last search ended,
+            // as a learner does.
             let mut slots = vec![0.0; capacity];
             let mut index = OrderIndex::default();
+            let mut hint = MadHint::default();
             for (n, v) in values.iter().enumerate() {
                 let slot = n % capacity;
                 if n >= capacity {
@@ -428,6 +494,16 @@ mod tests {
                 slots[slot] = *v;
                 index.insert(&slots, slot);
                 prop_assert!(index.blocks.iter().all(|b| !b.is_empty() && b.len() <= SPLIT));
+                let fences: Vec<(u64, u16)> =
+                    index.blocks.iter().map(|b| fence(&slots, b)).map(|(v, s)| (v.to_bits(), s)).collect();
+                let kept_fences: Vec<(u64, u16)> =
+                    index.fences.iter().map(|&(v, s)| (v.to_bits(), s)).collect();
+                prop_assert_eq!(kept_fences, fences);
+                let kept = &values[(n + 1).saturating_sub(capacity)..=n];
+                let mut starts = Vec::new();
+                let ranked = index.ranked(&slots, &mut starts);
+                let median = ranked.quantile(0.5).unwrap();
+                prop_assert_eq!(ranked.mad_near(median, &mut hint).unwrap(), mad_by_sorting(kept));
             }
             let kept = &values[values.len().saturating_sub(capacity)..];
             let mut sorted = kept.to_vec();

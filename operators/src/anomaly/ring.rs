@@ -74,9 +74,15 @@ impl<T> RingBuffer<T> {
         older.iter().chain(newer.iter())
     }
 
-    /// The newest `n` values (fewer if fewer are kept), oldest first.
-    pub fn latest(&self, n: usize) -> impl Iterator<Item = &T> + Clone + '_ {
-        self.iter().skip(self.len().saturating_sub(n))
+    /// The newest `n` values (fewer if fewer are kept) as the two runs of storage
+    /// they lie in, oldest first; the second is empty unless they wrap around.
+    pub fn latest_parts(&self, n: usize) -> (&[T], &[T]) {
+        let (newer, older) = self.items.split_at(self.head);
+        let skip = self.len().saturating_sub(n);
+        match skip.checked_sub(older.len()) {
+            None => (&older[skip..], newer),
+            Some(rest) => (&newer[rest..], &[]),
+        }
     }
 
     /// Removes every value.
@@ -107,8 +113,12 @@ mod tests {
                 values[values.len().saturating_sub(capacity)..].to_vec();
             let got: Vec<i32> = ring.iter().copied().collect();
             prop_assert_eq!(&got, &expected);
-            let last3: Vec<i32> = ring.latest(3).copied().collect();
-            prop_assert_eq!(&last3[..], &expected[expected.len().saturating_sub(3)..]);
+            for n in 0..capacity + 2 {
+                let (older, newer) = ring.latest_parts(n);
+                let latest = [older, newer].concat();
+                prop_assert_eq!(&latest[..], &expected[expected.len().saturating_sub(n)..]);
+                prop_assert!(!older.is_empty() || newer.is_empty());
+            }
         }
     }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::order::{MAX_SLOTS, OrderIndex};
+use super::order::{MAX_SLOTS, MadHint, OrderIndex};
 use super::ring::RingBuffer;
 use super::robust::{Quantiles, RobustStats, refresh_interval};
 use crate::prefetch::prefetch_slice;
@@ -154,12 +154,8 @@ pub const TREND_MIN_CHANGE: f64 = 2.0;
 /// the window's span, against the residuals' standard deviation. Fewer than 3 values
 /// are `Stable`.
 pub fn classify_trend(values: &[f64]) -> Trend {
-    classify_trend_of(values.len(), values.iter())
-}
-
-/// [`classify_trend`] of the `n` values an iterator yields (read three times), so a
-/// history's newest values need not be copied out first.
-fn classify_trend_of<'a>(n: usize, values: impl Iterator<Item = &'a f64> + Clone) -> Trend {
+    let n = values.len();
+    let values = values.iter();
     if n < 3 {
         return Trend::Stable;
     }
@@ -208,7 +204,9 @@ pub struct Learned {
 /// a history under 256), lagging the newest values by under 0.4 % of the history.
 /// The history's values are also kept in ascending order ([`OrderIndex`]), so a
 /// refresh reads the median, quartiles, MAD and quantile band in `O(log n)` instead
-/// of sorting or selecting over the history; only the σ band sums over it.
+/// of sorting or selecting over the history; only the σ band sums over it. The MAD's
+/// search starts where the previous refresh's ended ([`MadHint`]), which a few new
+/// values move by about as many ranks.
 ///
 /// A refresh computes the statistics; the band, which fewer readers want, is computed
 /// when first asked for, from the history as the refresh saw it (before a new value
@@ -223,6 +221,8 @@ pub struct ThresholdLearner {
     /// The band of the last refresh, `None` until asked for.
     bounds: Option<Bounds>,
     since_refresh: usize,
+    /// Where the last refresh's MAD search ended, where the next one starts.
+    mad_hint: MadHint,
 }
 
 /// Longest history [`ThresholdLearner::prefetch_history`] asks for whole (4 KB of
@@ -245,6 +245,7 @@ impl ThresholdLearner {
             stats: None,
             bounds: None,
             since_refresh: 0,
+            mad_hint: MadHint::default(),
         }
     }
 
@@ -291,13 +292,14 @@ impl ThresholdLearner {
         if self.stats.is_some() && self.since_refresh < refresh_interval(self.history.len()) {
             return;
         }
+        let hint = &mut self.mad_hint;
         self.stats = STARTS.with_borrow_mut(|starts| {
             let ranked = self.order.ranked(self.history.slots(), starts);
             let median = ranked.quantile(0.5)?;
             Some(RobustStats::from_parts(
                 median,
                 || (ranked.quantile(0.25), ranked.quantile(0.75)),
-                ranked.mad(median)?,
+                ranked.mad_near(median, hint)?,
                 || ranked.mean_abs_deviation(median),
             ))
         });
@@ -379,7 +381,11 @@ impl ThresholdLearner {
 
     /// The trend of the newest `window` values.
     pub fn trend(&self, window: usize) -> Trend {
-        classify_trend_of(self.len().min(window), self.history.latest(window))
+        match self.history.latest_parts(window) {
+            // Unless the ring has wrapped inside them, the values are one run.
+            (run, []) => classify_trend(run),
+            (older, newer) => classify_trend(&[older, newer].concat()),
+        }
     }
 
     /// The history, oldest first.
