@@ -148,13 +148,22 @@ pub fn parquet_files(dir: &Path) -> anyhow::Result<Vec<std::path::PathBuf>> {
 
 /// Reads every row of `table` under `out`.
 pub fn read_table<R: ArrowRecord>(out: &Path) -> anyhow::Result<Vec<R>> {
+    read_table_as(out, |r: R| r)
+}
+
+/// Reads every row of `table` under `out` as `map` turns it, a batch at a time, so a
+/// table larger than memory can be read into a smaller form.
+pub fn read_table_as<R: ArrowRecord, T>(
+    out: &Path,
+    mut map: impl FnMut(R) -> T,
+) -> anyhow::Result<Vec<T>> {
     let mut rows = Vec::new();
     for f in parquet_files(&out.join(R::TABLE))? {
         let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f)?)
             .with_context(|| format!("opening {}", f.display()))?
             .build()?;
         for batch in reader {
-            rows.extend(R::from_batch(&batch?)?);
+            rows.extend(R::from_batch(&batch?)?.into_iter().map(&mut map));
         }
     }
     Ok(rows)
@@ -216,19 +225,27 @@ pub fn measure(run_cfg: &Run, anomaly: &AnomalyConfig, dir: &Path) -> anyhow::Re
 /// one scorer (what a job computes on any number of workers): the anomaly settings can then be
 /// compared without running the feature graph again.
 pub fn rescore(rows: Vec<NodeFeatures>, anomaly: &AnomalyConfig) -> Vec<AnomalyScore> {
-    let mut rows: Vec<ScoreInput> = rows.iter().map(ScoreInput::from).collect();
-    rows.sort_by_key(|r| (r.window_end, r.node));
+    let rows: Vec<ScoreInput> = rows.iter().map(ScoreInput::from).collect();
     let mut scorer = WorkerScorer::new(anomaly.clone(), Counters::shared());
     let mut out = Vec::new();
-    let mut rest = rows.as_mut_slice();
-    while let Some(first) = rest.first() {
-        let end = first.window_end;
-        let n = rest.partition_point(|r| r.window_end == end);
-        let (window, tail) = rest.split_at_mut(n);
-        out.extend(scorer.process_window(window));
-        rest = tail;
+    for mut window in by_window(rows) {
+        out.extend(scorer.process_window(&mut window));
     }
     out
+}
+
+/// `rows` grouped by window, windows in time order and each window's rows in node
+/// order: the order in which a job's scorer sees them.
+pub fn by_window(mut rows: Vec<ScoreInput>) -> Vec<Vec<ScoreInput>> {
+    rows.sort_by_key(|r| (r.window_end, r.node));
+    let mut windows: Vec<Vec<ScoreInput>> = Vec::new();
+    for row in rows {
+        match windows.last_mut() {
+            Some(w) if w[0].window_end == row.window_end => w.push(row),
+            _ => windows.push(vec![row]),
+        }
+    }
+    windows
 }
 
 /// Nodes in `scores` (for reports).

@@ -9,14 +9,12 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::Context;
-use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use meshflow::config::JobConfig;
 use meshflow_operators::anomaly::scorer::WorkerScorer;
 use meshflow_operators::anomaly::vector::ScoreInput;
-use meshflow_schemas::{ArrowRecord, Counters, NodeFeatures};
+use meshflow_schemas::{Counters, NodeFeatures};
 
-use meshflow_benchmarks::quality::parquet_files;
+use meshflow_benchmarks::quality::{by_window, read_table_as};
 
 /// Arguments of `meshflow-bench scorer`.
 #[derive(clap::Args)]
@@ -34,26 +32,9 @@ pub struct ScorerArgs {
 
 /// The stored rows as the scorer reads them, grouped by window in time order.
 fn windows(out: &std::path::Path) -> anyhow::Result<Vec<Vec<ScoreInput>>> {
-    let mut rows = Vec::new();
-    for f in parquet_files(&out.join(NodeFeatures::TABLE))? {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&f)?)
-            .with_context(|| format!("opening {}", f.display()))?
-            .build()?;
-        for batch in reader {
-            let batch = NodeFeatures::from_batch(&batch?)?;
-            rows.extend(batch.iter().map(ScoreInput::from));
-        }
-    }
+    let rows = read_table_as(out, |f: NodeFeatures| ScoreInput::from(&f))?;
     anyhow::ensure!(!rows.is_empty(), "{}: no node_features rows", out.display());
-    rows.sort_by_key(|r| (r.window_end, r.node));
-    let mut windows: Vec<Vec<ScoreInput>> = Vec::new();
-    for row in rows {
-        match windows.last_mut() {
-            Some(w) if w[0].window_end == row.window_end => w.push(row),
-            _ => windows.push(vec![row]),
-        }
-    }
-    Ok(windows)
+    Ok(by_window(rows))
 }
 
 /// Scores every window once from an empty scorer; the time of each window.
