@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use super::health::Hysteresis;
 use super::model::ModelKind;
-use super::order::MAX_SLOTS;
 use super::threshold::{ThresholdParams, ThresholdStrategy};
 
 /// Settings of the anomaly scorer; every field has a default.
@@ -27,8 +26,7 @@ pub struct AnomalyConfig {
     /// Most recent normal feature vectors kept to fit on (over every node: each
     /// worker keeps the same ones).
     pub training_rows: usize,
-    /// Capacity of every history ring buffer (per node: each feature and the score),
-    /// at most 65,536.
+    /// Capacity of every history ring buffer (per node: each feature and the score).
     pub history: usize,
     /// Threshold strategy for the score: `percentile`, `sigma` or `iqr`.
     pub threshold: ThresholdStrategy,
@@ -156,12 +154,6 @@ impl AnomalyConfig {
         if self.forget_after.0.is_zero() {
             return err("forget_after", "must be longer than 0".into());
         }
-        if self.history > MAX_SLOTS {
-            return err(
-                "history",
-                format!("is {}; it must be at most {MAX_SLOTS}", self.history),
-            );
-        }
         if self.trend_windows < 3 {
             return err(
                 "trend_windows",
@@ -189,13 +181,6 @@ mod tests {
             ..AnomalyConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "refit_every");
-        let bad = AnomalyConfig {
-            history: MAX_SLOTS + 1,
-            ..AnomalyConfig::default()
-        };
-        let err = bad.validate().unwrap_err();
-        assert_eq!(err.key, "history");
-        assert!(err.reason.contains("at most 65536"), "{}", err.reason);
         let bad = AnomalyConfig {
             forget_after: HumanDuration::from_secs(0),
             ..AnomalyConfig::default()

@@ -2,56 +2,42 @@
 //! a learner reads its quantiles and its median absolute deviation without sorting
 //! or selecting over the whole history.
 //!
-//! [`OrderIndex`] holds 16-bit slots of a ring buffer's storage, ordered by the value
-//! in each slot (ties by slot), in blocks of at most [`SPLIT`] slots: inserting or
-//! removing one moves at most a block, and a history of `n` values costs `2n` bytes
-//! on top of its ring, plus 16 bytes a block for its largest value (its fence), which
-//! a search for a value's block reads instead of the blocks themselves.
+//! [`OrderIndex`] holds the values themselves (as `f32`, as the learners keep them),
+//! ascending, in blocks of at most [`SPLIT`]: inserting or removing one moves at most
+//! a block, a search reads contiguous values instead of following slots into a ring,
+//! and a history of `n` values costs `4n` bytes on top of its ring, plus 4 bytes a
+//! block for its largest value (its fence), which a search for a value's block reads
+//! instead of the blocks themselves.
 
 use std::cmp::Ordering;
 
 use super::robust::{interpolate, interpolate_pair};
 use crate::prefetch::prefetch_slice;
 
-/// Most slots an index can address: the longest history it can order.
-pub const MAX_SLOTS: usize = 1 << 16;
-
-/// A block is split in two when it grows past this many slots.
+/// Most values a block holds: a full block is split in two before a value is added.
 const SPLIT: usize = 128;
 
-/// A block that shrinks below this many slots is merged with a neighbour.
+/// A block that shrinks below this many values is merged with a neighbour.
 const MERGE: usize = 32;
 
-/// The slots of a ring buffer's storage in ascending order of their values.
-///
-/// Every call passes the ring's storage (`values`); the index reads the values of the
-/// slots it holds from it, so a slot must be removed before its value is overwritten.
+/// A multiset of values in ascending order (`f32::total_cmp`), read by rank.
 #[derive(Clone, Debug, Default)]
 pub struct OrderIndex {
-    blocks: Vec<Vec<u16>>,
-    /// Each block's largest value and its slot, side by side: finding a value's block
-    /// reads this one array instead of every probed block and the value its last slot
-    /// holds.
-    fences: Vec<(f64, u16)>,
+    blocks: Vec<Vec<f32>>,
+    /// Each block's largest value, side by side: finding a value's block reads this
+    /// one array instead of every probed block.
+    fences: Vec<f32>,
     len: usize,
 }
 
-/// Order of two slots: by value (`f64::total_cmp`), then by slot.
-fn cmp(values: &[f64], a: u16, b: u16) -> Ordering {
-    values[usize::from(a)]
-        .total_cmp(&values[usize::from(b)])
-        .then(a.cmp(&b))
+/// Whether `a` orders before `b`.
+fn less(a: f32, b: f32) -> bool {
+    a.total_cmp(&b) == Ordering::Less
 }
 
-/// The fence of a non-empty block: its last slot and that slot's value.
-fn fence(values: &[f64], block: &[u16]) -> (f64, u16) {
-    let last = *block.last().expect("blocks are never empty");
-    (values[usize::from(last)], last)
-}
-
-/// The slot, as the index stores it.
-fn slot16(slot: usize) -> u16 {
-    u16::try_from(slot).expect("an order index addresses at most MAX_SLOTS slots")
+/// The fence of a non-empty block: its largest value.
+fn fence(block: &[f32]) -> f32 {
+    *block.last().expect("blocks are never empty")
 }
 
 impl OrderIndex {
@@ -65,56 +51,61 @@ impl OrderIndex {
         self.len == 0
     }
 
-    /// The block that holds `slot`, or where it belongs (the index is not empty).
-    fn block_of(&self, values: &[f64], slot: u16) -> usize {
-        let x = values[usize::from(slot)];
+    /// The first block whose largest value is not below `x`, or the last block when
+    /// every value is (the index is not empty): where `x` is, or belongs.
+    fn block_of(&self, x: f32) -> usize {
         self.fences
-            .partition_point(|&(v, s)| v.total_cmp(&x).then(s.cmp(&slot)) == Ordering::Less)
+            .partition_point(|&f| less(f, x))
             .min(self.blocks.len() - 1)
     }
 
-    /// Orders `slot`, whose value `values[slot]` already holds (`slot < MAX_SLOTS`,
-    /// not ordered yet).
-    pub fn insert(&mut self, values: &[f64], slot: usize) {
-        let slot = slot16(slot);
+    /// Adds `x`.
+    pub fn insert(&mut self, x: f32) {
         self.len += 1;
         if self.blocks.is_empty() {
-            self.blocks.push(vec![slot]);
-            self.fences.push(fence(values, &self.blocks[0]));
+            self.blocks.push(vec![x]);
+            self.fences.push(x);
             return;
         }
-        let b = self.block_of(values, slot);
-        let block = &mut self.blocks[b];
-        let at = block.partition_point(|&s| cmp(values, s, slot) == Ordering::Less);
-        block.insert(at, slot);
-        if at + 1 == block.len() {
-            self.fences[b] = fence(values, block);
-        }
-        if block.len() > SPLIT {
-            let tail = block.split_off(block.len() / 2);
-            self.fences[b] = fence(values, block);
-            self.fences.insert(b + 1, fence(values, &tail));
+        let mut b = self.block_of(x);
+        if self.blocks[b].len() == SPLIT {
+            // Split a full block before it grows, so that no block's allocation
+            // outgrows `SPLIT` values.
+            let tail = self.blocks[b].split_off(SPLIT / 2);
+            self.fences[b] = fence(&self.blocks[b]);
+            self.fences.insert(b + 1, fence(&tail));
             self.blocks.insert(b + 1, tail);
+            if less(self.fences[b], x) {
+                b += 1;
+            }
+        }
+        let block = &mut self.blocks[b];
+        let at = block.partition_point(|&v| less(v, x));
+        block.insert(at, x);
+        if at + 1 == block.len() {
+            self.fences[b] = x;
         }
     }
 
-    /// Forgets `slot`, whose value `values[slot]` still holds. Returns whether it was
-    /// ordered.
-    pub fn remove(&mut self, values: &[f64], slot: usize) -> bool {
-        let slot = slot16(slot);
+    /// Removes one copy of `x` (equal bit for bit, as `f32::total_cmp` compares).
+    /// Returns whether there was one.
+    pub fn remove(&mut self, x: f32) -> bool {
         if self.blocks.is_empty() {
             return false;
         }
-        let b = self.block_of(values, slot);
+        let b = self.block_of(x);
         let block = &mut self.blocks[b];
-        let at = block.partition_point(|&s| cmp(values, s, slot) == Ordering::Less);
-        if block.get(at) != Some(&slot) {
+        let at = block.partition_point(|&v| less(v, x));
+        if block
+            .get(at)
+            .is_none_or(|v| v.total_cmp(&x) != Ordering::Equal)
+        {
             return false;
         }
         block.remove(at);
         self.len -= 1;
         if at == block.len() && !block.is_empty() {
-            self.fences[b] = fence(values, block);
+            self.fences[b] = fence(block);
         }
         if block.len() < MERGE {
             self.merge_small(b);
@@ -122,7 +113,7 @@ impl OrderIndex {
         true
     }
 
-    /// Merges block `b` (below [`MERGE`] slots) into a neighbour when the two fit in
+    /// Merges block `b` (below [`MERGE`] values) into a neighbour when the two fit in
     /// one block, and drops it when it is empty, so blocks stay few and full.
     fn merge_small(&mut self, b: usize) {
         // A merged block's fence is the fence of the later of the two.
@@ -132,7 +123,7 @@ impl OrderIndex {
             return;
         }
         let fits =
-            |i: usize, j: usize, blocks: &[Vec<u16>]| blocks[i].len() + blocks[j].len() <= SPLIT;
+            |i: usize, j: usize, blocks: &[Vec<f32>]| blocks[i].len() + blocks[j].len() <= SPLIT;
         if b + 1 < self.blocks.len() && fits(b, b + 1, &self.blocks) {
             let next = self.blocks.remove(b + 1);
             self.blocks[b].extend(next);
@@ -158,7 +149,7 @@ impl OrderIndex {
     }
 
     /// A view that reads values by rank, using `starts` as working space.
-    pub fn ranked<'a>(&'a self, values: &'a [f64], starts: &'a mut Vec<usize>) -> Ranked<'a> {
+    pub fn ranked<'a>(&'a self, starts: &'a mut Vec<usize>) -> Ranked<'a> {
         starts.clear();
         let mut at = 0;
         for block in &self.blocks {
@@ -167,7 +158,6 @@ impl OrderIndex {
         }
         Ranked {
             blocks: &self.blocks,
-            values,
             starts,
             len: self.len,
         }
@@ -176,8 +166,7 @@ impl OrderIndex {
 
 /// An [`OrderIndex`] read by rank: the `r`-th smallest value in `O(log blocks)`.
 pub struct Ranked<'a> {
-    blocks: &'a [Vec<u16>],
-    values: &'a [f64],
+    blocks: &'a [Vec<f32>],
     starts: &'a [usize],
     len: usize,
 }
@@ -191,7 +180,7 @@ pub struct MadHint {
 }
 
 impl MadHint {
-    /// A hint of the two positions (each below [`MAX_SLOTS`]).
+    /// A hint of the two positions (saturating at `u32::MAX`).
     fn at(below: usize, taken: usize) -> Self {
         let narrow = |v: usize| u32::try_from(v).unwrap_or(u32::MAX);
         Self {
@@ -214,7 +203,7 @@ impl Ranked<'_> {
 
     /// The `rank`-th smallest value (0-based, `rank < len`).
     pub fn get(&self, rank: usize) -> f64 {
-        let slot = match self.blocks {
+        let value = match self.blocks {
             // A history of up to `SPLIT` values is one block.
             [block] => block[rank],
             blocks => {
@@ -222,7 +211,7 @@ impl Ranked<'_> {
                 blocks[b][rank - self.starts[b]]
             }
         };
-        self.values[usize::from(slot)]
+        f64::from(value)
     }
 
     /// The `p`-quantile by linear interpolation between closest ranks, equal to
@@ -270,7 +259,7 @@ impl Ranked<'_> {
             .blocks
             .iter()
             .flatten()
-            .map(|&s| (self.values[usize::from(s)] - median).abs())
+            .map(|&v| (f64::from(v) - median).abs())
             .sum();
         sum / self.len as f64
     }
@@ -378,10 +367,10 @@ mod tests {
     use crate::anomaly::robust::quantile;
     use proptest::prelude::*;
 
-    /// Builds an index of `values` (slot i holds values[i]).
+    /// Builds an index of `values` (each exactly an `f32`).
     fn index_of(values: &[f64]) -> OrderIndex {
         let mut index = OrderIndex::default();
-        (0..values.len()).for_each(|i| index.insert(values, i));
+        values.iter().for_each(|&v| index.insert(v as f32));
         index
     }
 
@@ -415,10 +404,11 @@ mod tests {
         Ok(())
     }
 
-    /// Values with many ties, signed zeros and wide spreads.
+    /// Values with many ties, signed zeros and wide spreads, each exactly an `f32`
+    /// (what the index keeps).
     fn value() -> impl Strategy<Value = f64> {
         prop_oneof![
-            -1e6f64..1e6,
+            (-1e6f32..1e6).prop_map(f64::from),
             (0u8..4).prop_map(f64::from),
             Just(-0.0),
             Just(0.0),
@@ -434,7 +424,7 @@ mod tests {
         ) {
             let index = index_of(&values);
             let mut starts = Vec::new();
-            let ranked = index.ranked(&values, &mut starts);
+            let ranked = index.ranked(&mut starts);
             let mut sorted = values.clone();
             sorted.sort_by(f64::total_cmp);
             for (r, v) in sorted.iter().enumerate() {
@@ -464,7 +454,7 @@ mod tests {
         ) {
             let index = index_of(&values);
             let mut starts = Vec::new();
-            let ranked = index.ranked(&values, &mut starts);
+            let ranked = index.ranked(&mut starts);
             let mut sorted = values.clone();
             sorted.sort_by(f64::total_cmp);
             for (r, v) in sorted.iter().enumerate() {
@@ -480,28 +470,24 @@ mod tests {
             capacity in 1usize..400,
             values in prop::collection::vec(value(), 1..1500),
         ) {
-            // A ring of `capacity` slots, its oldest slot removed before it is reused.
-            // The MAD is searched after every value from where the last search ended,
-            // as a learner does.
-            let mut slots = vec![0.0; capacity];
+            // The oldest of `capacity` values is removed when a new one comes, as a
+            // learner's ring drops it. The MAD is searched after every value from
+            // where the last search ended, as a learner does.
             let mut index = OrderIndex::default();
             let mut hint = MadHint::default();
             for (n, v) in values.iter().enumerate() {
-                let slot = n % capacity;
                 if n >= capacity {
-                    prop_assert!(index.remove(&slots, slot));
+                    prop_assert!(index.remove(values[n - capacity] as f32));
                 }
-                slots[slot] = *v;
-                index.insert(&slots, slot);
-                prop_assert!(index.blocks.iter().all(|b| !b.is_empty() && b.len() <= SPLIT));
-                let fences: Vec<(u64, u16)> =
-                    index.blocks.iter().map(|b| fence(&slots, b)).map(|(v, s)| (v.to_bits(), s)).collect();
-                let kept_fences: Vec<(u64, u16)> =
-                    index.fences.iter().map(|&(v, s)| (v.to_bits(), s)).collect();
+                index.insert(*v as f32);
+                prop_assert!(index.blocks.iter().all(|b| !b.is_empty() && b.capacity() <= SPLIT));
+                let fences: Vec<u32> = index.blocks.iter().map(|b| fence(b).to_bits()).collect();
+                let kept_fences: Vec<u32> = index.fences.iter().map(|f| f.to_bits()).collect();
                 prop_assert_eq!(kept_fences, fences);
+                prop_assert!(index.blocks.concat().is_sorted_by(|a, b| !less(*b, *a)));
                 let kept = &values[(n + 1).saturating_sub(capacity)..=n];
                 let mut starts = Vec::new();
-                let ranked = index.ranked(&slots, &mut starts);
+                let ranked = index.ranked(&mut starts);
                 let median = ranked.quantile(0.5).unwrap();
                 prop_assert_eq!(ranked.mad_near(median, &mut hint).unwrap(), mad_by_sorting(kept));
             }
@@ -509,7 +495,7 @@ mod tests {
             let mut sorted = kept.to_vec();
             sorted.sort_by(f64::total_cmp);
             let mut starts = Vec::new();
-            let ranked = index.ranked(&slots, &mut starts);
+            let ranked = index.ranked(&mut starts);
             prop_assert_eq!(ranked.len(), kept.len());
             let got: Vec<u64> = (0..ranked.len()).map(|r| ranked.get(r).to_bits()).collect();
             let want: Vec<u64> = sorted.iter().map(|v| v.to_bits()).collect();
@@ -541,15 +527,18 @@ mod tests {
     }
 
     #[test]
-    fn removing_an_absent_slot_changes_nothing() {
-        let values = [3.0, 1.0, 2.0];
-        let mut index = index_of(&values[..2]);
-        assert!(!index.remove(&values, 2));
-        assert_eq!(index.len(), 2);
-        assert!(index.remove(&values, 0));
-        assert!(index.remove(&values, 1));
+    fn removing_an_absent_value_changes_nothing() {
+        let mut index = index_of(&[3.0, 1.0, 1.0, 0.0]);
+        assert!(!index.remove(2.0));
+        assert!(!index.remove(-0.0), "-0 is not 0");
+        assert_eq!(index.len(), 4);
+        assert!(index.remove(1.0));
+        assert!(index.remove(1.0));
+        assert!(!index.remove(1.0), "both copies are gone");
+        assert!(index.remove(3.0));
+        assert!(index.remove(0.0));
         assert!(index.is_empty());
-        assert!(!index.remove(&values, 1));
+        assert!(!index.remove(3.0));
     }
 
     #[test]
@@ -557,7 +546,7 @@ mod tests {
         let values = [1.0, 2.0, 3.0, 4.0, 10.0];
         let index = index_of(&values);
         let mut starts = Vec::new();
-        let ranked = index.ranked(&values, &mut starts);
+        let ranked = index.ranked(&mut starts);
         assert_eq!(
             ranked.mean_abs_deviation(3.0),
             (2.0 + 1.0 + 0.0 + 1.0 + 7.0) / 5.0

@@ -54,18 +54,13 @@ impl<T> RingBuffer<T> {
         self.items.len() == self.capacity
     }
 
-    /// The slot of [`Self::slots`] the next push writes: the oldest value's when full.
-    pub fn next_slot(&self) -> usize {
+    /// The oldest value when the buffer is full: the one the next push drops.
+    pub fn oldest_if_full(&self) -> Option<&T> {
         if self.is_full() {
-            self.head
+            self.items.get(self.head)
         } else {
-            self.items.len()
+            None
         }
-    }
-
-    /// The storage, in slot order (not time order): what an index of slots reads.
-    pub fn slots(&self) -> &[T] {
-        &self.items
     }
 
     /// Values, oldest first.

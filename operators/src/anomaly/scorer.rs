@@ -162,7 +162,7 @@ impl WorkerScorer {
             self.slots.push(slot);
         }
         for (i, row) in rows.iter().enumerate() {
-            prefetch_ahead(&self.states, &self.slots[i + 1..]);
+            prefetch_ahead(&self.states, &self.slots[i + 1..], self.cfg.trend_windows);
             let vector = row.vector;
             let state = &mut self.states[self.slots[i]];
             state.windows += 1;
@@ -305,14 +305,14 @@ impl WorkerScorer {
 /// Asks for the memory of the rows to come (`ahead`: their state indices), a stage
 /// per row: the state of the row [`PREFETCH_STATE`] ahead, the histories of the one
 /// before it, and the histories' orders of the next row.
-fn prefetch_ahead(states: &[NodeState], ahead: &[usize]) {
+fn prefetch_ahead(states: &[NodeState], ahead: &[usize], trend_windows: usize) {
     if let Some(&s) = ahead.get(PREFETCH_STATE - 1) {
         prefetch(&states[s]);
     }
     if let Some(&s) = ahead.get(PREFETCH_STATE - 2) {
         states[s]
             .learners()
-            .for_each(ThresholdLearner::prefetch_history);
+            .for_each(|l| l.prefetch_history(trend_windows));
     }
     if let Some(&s) = ahead.first() {
         states[s]

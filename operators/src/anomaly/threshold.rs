@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::order::{MAX_SLOTS, MadHint, OrderIndex};
+use super::order::{MadHint, OrderIndex};
 use super::ring::RingBuffer;
 use super::robust::{Quantiles, RobustStats, refresh_interval};
-use crate::prefetch::prefetch_slice;
+use crate::prefetch::{prefetch, prefetch_slice};
 
 /// How a threshold is learned from a history of values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -99,7 +99,7 @@ impl ThresholdParams {
 
     /// Mean ± `sigma_k` population standard deviations of a non-empty sample (sums
     /// in the sample's order).
-    fn sigma_band<'a>(&self, values: impl Iterator<Item = &'a f64> + Clone) -> Bounds {
+    fn sigma_band(&self, values: impl Iterator<Item = f64> + Clone) -> Bounds {
         let n = values.clone().count() as f64;
         let mean = values.clone().sum::<f64>() / n;
         let var = values.map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
@@ -116,7 +116,7 @@ impl ThresholdParams {
             return None;
         }
         if self.strategy == ThresholdStrategy::Sigma {
-            return Some(self.sigma_band(values.iter()));
+            return Some(self.sigma_band(values.iter().copied()));
         }
         let mut q = Quantiles::default();
         q.select(values, &self.band_quantiles());
@@ -153,9 +153,9 @@ pub const TREND_MIN_CHANGE: f64 = 2.0;
 /// Classifies the trend of `values` (in time order): the least-squares slope times
 /// the window's span, against the residuals' standard deviation. Fewer than 3 values
 /// are `Stable`.
-pub fn classify_trend(values: &[f64]) -> Trend {
+pub fn classify_trend<T: Copy + Into<f64>>(values: &[T]) -> Trend {
     let n = values.len();
-    let values = values.iter();
+    let values = values.iter().map(|&v| v.into());
     if n < 3 {
         return Trend::Stable;
     }
@@ -214,7 +214,7 @@ pub struct Learned {
 #[derive(Clone, Debug)]
 pub struct ThresholdLearner {
     params: ThresholdParams,
-    history: RingBuffer<f64>,
+    history: RingBuffer<f32>,
     order: OrderIndex,
     /// The statistics of the last refresh, `None` before any value.
     stats: Option<RobustStats>,
@@ -225,8 +225,9 @@ pub struct ThresholdLearner {
     mad_hint: MadHint,
 }
 
-/// Longest history [`ThresholdLearner::prefetch_history`] asks for whole (4 KB of
-/// values): a refresh re-reads a short history all over, a long one in a few places.
+/// Longest history whose ordered values [`ThresholdLearner::prefetch_order`] asks for
+/// whole (2 KB): a refresh re-reads a short history's order all over, a long one's in
+/// a few places.
 const PREFETCH_MAX: usize = 512;
 
 thread_local! {
@@ -236,11 +237,11 @@ thread_local! {
 }
 
 impl ThresholdLearner {
-    /// An empty learner keeping at most `capacity` values (at most [`MAX_SLOTS`]).
+    /// An empty learner keeping at most `capacity` values.
     pub fn new(params: ThresholdParams, capacity: usize) -> Self {
         Self {
             params,
-            history: RingBuffer::new(capacity.min(MAX_SLOTS)),
+            history: RingBuffer::new(capacity),
             order: OrderIndex::default(),
             stats: None,
             bounds: None,
@@ -264,9 +265,11 @@ impl ThresholdLearner {
         self.history.is_empty()
     }
 
-    /// Adds a value (non-finite values are ignored).
+    /// Adds a value (non-finite values are ignored). It is kept as the nearest `f32`
+    /// (beyond `f32`'s range, its largest magnitude).
     pub fn push(&mut self, x: f64) {
         if x.is_finite() {
+            let x = x.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32;
             // A band not computed yet is computed now if it may be read before the
             // next refresh (a refresh is due from then on once it is due at all:
             // `since_refresh` grows by one a value, the interval by one in 256).
@@ -277,12 +280,11 @@ impl ThresholdLearner {
             {
                 self.bounds = self.compute_bounds();
             }
-            let slot = self.history.next_slot();
-            if self.history.is_full() {
-                self.order.remove(self.history.slots(), slot);
+            if let Some(&oldest) = self.history.oldest_if_full() {
+                self.order.remove(oldest);
             }
             self.history.push(x);
-            self.order.insert(self.history.slots(), slot);
+            self.order.insert(x);
             self.since_refresh += 1;
         }
     }
@@ -294,7 +296,7 @@ impl ThresholdLearner {
         }
         let hint = &mut self.mad_hint;
         self.stats = STARTS.with_borrow_mut(|starts| {
-            let ranked = self.order.ranked(self.history.slots(), starts);
+            let ranked = self.order.ranked(starts);
             let median = ranked.quantile(0.5)?;
             Some(RobustStats::from_parts(
                 median,
@@ -313,10 +315,13 @@ impl ThresholdLearner {
             return None;
         }
         if self.params.strategy == ThresholdStrategy::Sigma {
-            return Some(self.params.sigma_band(self.history.iter()));
+            return Some(
+                self.params
+                    .sigma_band(self.history.iter().map(|&v| f64::from(v))),
+            );
         }
         STARTS.with_borrow_mut(|starts| {
-            let ranked = self.order.ranked(self.history.slots(), starts);
+            let ranked = self.order.ranked(starts);
             self.params.quantile_band(|p| ranked.quantile(p))
         })
     }
@@ -361,12 +366,19 @@ impl ThresholdLearner {
         })
     }
 
-    /// Asks for the history and the list of its order's blocks, which the next
-    /// deviation re-reads when it refreshes a short history (longer ones are read in
-    /// a few places only, and not asked for). A hint: see [`crate::prefetch`].
-    pub fn prefetch_history(&self) {
+    /// Asks for what the next value and the next trend of the newest `latest` values
+    /// read in the ring (its oldest value when full, and its newest), and for the list
+    /// of the order's blocks, which the next deviation re-reads when it refreshes a
+    /// short history (longer ones are read in a few places only, and not asked for).
+    /// A hint: see [`crate::prefetch`].
+    pub fn prefetch_history(&self, latest: usize) {
+        let (older, newer) = self.history.latest_parts(latest);
+        prefetch_slice(older);
+        prefetch_slice(newer);
+        if let Some(oldest) = self.history.oldest_if_full() {
+            prefetch(oldest);
+        }
         if self.len() <= PREFETCH_MAX {
-            prefetch_slice(self.history.slots());
             self.order.prefetch_list();
         }
     }
@@ -389,7 +401,7 @@ impl ThresholdLearner {
     }
 
     /// The history, oldest first.
-    pub fn history(&self) -> &RingBuffer<f64> {
+    pub fn history(&self) -> &RingBuffer<f32> {
         &self.history
     }
 }
@@ -399,6 +411,22 @@ mod tests {
     use super::*;
     use crate::anomaly::robust::quantile;
     use proptest::prelude::*;
+
+    /// `values` as a learner keeps them (each the nearest `f32`).
+    fn kept_as(values: &[f64]) -> Vec<f64> {
+        values.iter().map(|&v| f64::from(v as f32)).collect()
+    }
+
+    #[test]
+    fn values_are_kept_as_the_nearest_f32_and_saturate() {
+        let mut learner = ThresholdLearner::new(ThresholdParams::default(), 8);
+        for v in [0.1, 1e300, -1e300, f64::INFINITY, f64::NAN] {
+            learner.push(v);
+        }
+        let kept: Vec<f32> = learner.history().iter().copied().collect();
+        assert_eq!(kept, vec![0.1f32, f32::MAX, -f32::MAX]);
+        assert_eq!(learner.stats().unwrap().median, f64::from(0.1f32));
+    }
 
     fn params(strategy: ThresholdStrategy) -> ThresholdParams {
         ThresholdParams {
@@ -478,7 +506,7 @@ mod tests {
             }
             // Small histories are refreshed on every value: bounds match a fresh
             // computation over the newest `capacity` values.
-            let kept: Vec<f64> = values[values.len().saturating_sub(capacity)..].to_vec();
+            let kept: Vec<f64> = kept_as(&values[values.len().saturating_sub(capacity)..]);
             let b = learner.bounds().unwrap();
             let fresh = params(strategy).bounds(&mut kept.clone()).unwrap();
             if capacity < 256 {
@@ -505,6 +533,7 @@ mod tests {
             let mut learner = ThresholdLearner::new(params, values.len());
             values.iter().for_each(|v| learner.push(*v));
             let got = learner.learned().unwrap();
+            let values = kept_as(&values);
             let bounds = params.bounds(&mut values.clone()).unwrap();
             let stats = RobustStats::of(&mut values.clone()).unwrap();
             prop_assert_eq!(got.bounds, bounds);
@@ -533,7 +562,7 @@ mod tests {
             for v in &values {
                 learner.push(*v);
                 if v.is_finite() {
-                    kept.push_back(*v);
+                    kept.push_back(f64::from(*v as f32));
                     if kept.len() > capacity {
                         kept.pop_front();
                     }
@@ -587,7 +616,7 @@ mod tests {
         ) {
             let mut learner = ThresholdLearner::new(ThresholdParams::default(), capacity);
             values.iter().for_each(|v| learner.push(*v));
-            let kept = &values[values.len().saturating_sub(capacity)..];
+            let kept = kept_as(&values[values.len().saturating_sub(capacity)..]);
             let newest = &kept[kept.len().saturating_sub(window)..];
             prop_assert_eq!(learner.trend(window), classify_trend(newest));
         }
