@@ -11,6 +11,7 @@
 
 use std::cmp::Ordering;
 
+use super::ring::grown;
 use super::robust::{interpolate, interpolate_pair};
 use crate::prefetch::prefetch_slice;
 
@@ -69,17 +70,23 @@ impl OrderIndex {
         }
         let mut b = self.block_of(x);
         if self.blocks[b].len() == SPLIT {
-            // Split a full block before it grows, so that no block's allocation
-            // outgrows `SPLIT` values.
-            let tail = self.blocks[b].split_off(SPLIT / 2);
-            self.fences[b] = fence(&self.blocks[b]);
+            // A full block is split before it grows, into two new allocations of
+            // half its size.
+            let (head, tail) = self.blocks[b].split_at(SPLIT / 2);
+            let (head, tail) = (head.to_vec(), tail.to_vec());
+            self.fences[b] = fence(&head);
             self.fences.insert(b + 1, fence(&tail));
+            self.blocks[b] = head;
             self.blocks.insert(b + 1, tail);
             if less(self.fences[b], x) {
                 b += 1;
             }
         }
         let block = &mut self.blocks[b];
+        if block.len() == block.capacity() {
+            // By a quarter, not doubling: a block holds at most a fifth spare.
+            block.reserve_exact(grown(block.len()).min(SPLIT) - block.len());
+        }
         let at = block.partition_point(|&v| less(v, x));
         block.insert(at, x);
         if at + 1 == block.len() {
@@ -126,10 +133,12 @@ impl OrderIndex {
             |i: usize, j: usize, blocks: &[Vec<f32>]| blocks[i].len() + blocks[j].len() <= SPLIT;
         if b + 1 < self.blocks.len() && fits(b, b + 1, &self.blocks) {
             let next = self.blocks.remove(b + 1);
+            self.blocks[b].reserve_exact(next.len());
             self.blocks[b].extend(next);
             self.fences.remove(b);
         } else if b > 0 && fits(b - 1, b, &self.blocks) {
             let this = self.blocks.remove(b);
+            self.blocks[b - 1].reserve_exact(this.len());
             self.blocks[b - 1].extend(this);
             self.fences.remove(b - 1);
         }

@@ -8,6 +8,12 @@ pub struct RingBuffer<T> {
     capacity: usize,
 }
 
+/// The capacity a full allocation of `len` values grows to: a quarter more, and by at
+/// least 4.
+pub(crate) fn grown(len: usize) -> usize {
+    len + (len / 4).max(4)
+}
+
 impl<T> RingBuffer<T> {
     /// An empty buffer holding at most `capacity` (at least 1) values.
     pub fn new(capacity: usize) -> Self {
@@ -36,11 +42,13 @@ impl<T> RingBuffer<T> {
     /// Appends `value`, dropping the oldest when full.
     pub fn push(&mut self, value: T) {
         if self.items.len() < self.capacity {
-            // Grow by doubling, but never past the capacity: a 10 000-value history
-            // would otherwise end in a 16 384-slot allocation.
+            // Grow by a quarter, never past the capacity: a growing history then
+            // holds at most a fifth of its allocation spare (doubling would leave up
+            // to half, and end a 10 000-value history in a 16 384-slot allocation).
             if self.items.len() == self.items.capacity() {
-                let target = (self.items.capacity() * 2).max(4).min(self.capacity);
-                self.items.reserve_exact(target - self.items.len());
+                let len = self.items.len();
+                let target = grown(len).min(self.capacity);
+                self.items.reserve_exact(target - len);
             }
             self.items.push(value);
         } else {
@@ -102,6 +110,7 @@ mod tests {
             for (i, v) in values.iter().enumerate() {
                 ring.push(*v);
                 prop_assert!(ring.len() <= capacity);
+                prop_assert!(ring.items.capacity() <= grown(ring.len()).min(capacity));
                 prop_assert_eq!(ring.len(), (i + 1).min(capacity));
             }
             let expected: Vec<i32> =
