@@ -43,8 +43,9 @@ use std::time::Instant;
 use clap::Parser;
 use meshflow_sources::simulator::SimConfig;
 
-/// The allocator the `meshflow` binary uses, so that what runs in this process (the
-/// scorer, the quality runs' jobs) allocates as the product does.
+/// The allocator the `meshflow` binary uses (with its settings: `main`), so that what
+/// runs in this process (the scorer, the quality runs' jobs) allocates as the product
+/// does.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -187,6 +188,7 @@ fn emit_latency(summary: &str) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
+    meshflow::alloc::disable_huge_pages();
     match Bench::parse() {
         Bench::EbpfCost { repeat, runs } => ebpf_cost::run(repeat, runs),
         Bench::EbpfIngest(args) => ebpf_ingest::run(&args),

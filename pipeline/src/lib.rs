@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) is a thin clap front end over this library, so
 //! integration tests and benchmarks drive exactly what users run.
 
+pub mod alloc;
 pub mod compact;
 pub mod config;
 pub mod import;

@@ -186,24 +186,6 @@ enum ImportKind {
     },
 }
 
-/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` says
-/// otherwise. mimalloc asks for huge pages for its arenas, and the kernel then zeroes
-/// 2 MiB at every fault of memory the allocator had returned: 13 % of a 10k-node
-/// replay's worker time went to those faults (benchmarks/README.md, session 13).
-fn disable_huge_pages() {
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
-        return;
-    }
-    // SAFETY: PR_SET_THP_DISABLE takes an integer flag and touches no memory of ours.
-    let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
-    if rc != 0 {
-        tracing::debug!(
-            "transparent huge pages stay on: prctl failed: {}",
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -212,7 +194,7 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    disable_huge_pages();
+    meshflow::alloc::disable_huge_pages();
     if let Err(e) = real_main(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
