@@ -157,6 +157,15 @@ impl OrderIndex {
         self.blocks.iter().for_each(|b| prefetch_slice(b));
     }
 
+    /// Asks for the memory of the block where `x` is or belongs; read the list and
+    /// the fences first ([`Self::prefetch_list`]), as this searches the one and
+    /// follows the other.
+    pub fn prefetch_block_of(&self, x: f32) {
+        if !self.blocks.is_empty() {
+            prefetch_slice(&self.blocks[self.block_of(x)]);
+        }
+    }
+
     /// A view that reads values by rank, using `starts` as working space.
     pub fn ranked<'a>(&'a self, starts: &'a mut Vec<usize>) -> Ranked<'a> {
         starts.clear();

@@ -162,7 +162,12 @@ impl WorkerScorer {
             self.slots.push(slot);
         }
         for (i, row) in rows.iter().enumerate() {
-            prefetch_ahead(&self.states, &self.slots[i + 1..], self.cfg.trend_windows);
+            prefetch_ahead(
+                &self.states,
+                &self.slots[i + 1..],
+                &rows[i + 1..],
+                self.cfg.trend_windows,
+            );
             let vector = row.vector;
             let state = &mut self.states[self.slots[i]];
             state.windows += 1;
@@ -302,22 +307,24 @@ impl WorkerScorer {
     }
 }
 
-/// Asks for the memory of the rows to come (`ahead`: their state indices), a stage
-/// per row: the state of the row [`PREFETCH_STATE`] ahead, the histories of the one
-/// before it, and the histories' orders of the next row.
-fn prefetch_ahead(states: &[NodeState], ahead: &[usize], trend_windows: usize) {
+/// Asks for the memory of the rows to come (`ahead`: their state indices; `rows`:
+/// the rows), a stage per row: the state of the row [`PREFETCH_STATE`] ahead, the
+/// histories of the one before it, and the histories' orders of the next row (where
+/// its values go; the score's is not known yet, so its newest stands in for it).
+fn prefetch_ahead(states: &[NodeState], ahead: &[usize], rows: &[ScoreInput], trend: usize) {
     if let Some(&s) = ahead.get(PREFETCH_STATE - 1) {
         prefetch(&states[s]);
     }
     if let Some(&s) = ahead.get(PREFETCH_STATE - 2) {
-        states[s]
-            .learners()
-            .for_each(|l| l.prefetch_history(trend_windows));
+        states[s].learners().for_each(|l| l.prefetch_history(trend));
     }
-    if let Some(&s) = ahead.first() {
-        states[s]
-            .learners()
-            .for_each(ThresholdLearner::prefetch_order);
+    if let (Some(&s), Some(row)) = (ahead.first(), rows.first()) {
+        let state = &states[s];
+        for (learner, v) in state.features.iter().zip(&row.vector) {
+            learner.prefetch_order(*v);
+        }
+        let newest = state.scores.history().iter().next_back();
+        state.scores.prefetch_order(newest.map(|&v| f64::from(v)));
     }
 }
 

@@ -188,6 +188,12 @@ pub fn classify_trend<T: Copy + Into<f64>>(values: &[T]) -> Trend {
     }
 }
 
+/// A finite value as a learner keeps it: the nearest `f32`, or `f32`'s largest
+/// magnitude beyond its range.
+fn narrow(x: f64) -> f32 {
+    x.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32
+}
+
 /// What a [`ThresholdLearner`] learned from its history.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Learned {
@@ -227,7 +233,7 @@ pub struct ThresholdLearner {
 
 /// Longest history whose ordered values [`ThresholdLearner::prefetch_order`] asks for
 /// whole (2 KB): a refresh re-reads a short history's order all over, a long one's in
-/// a few places.
+/// a few places (and a long one refreshes only every few values).
 const PREFETCH_MAX: usize = 512;
 
 thread_local! {
@@ -269,7 +275,7 @@ impl ThresholdLearner {
     /// (beyond `f32`'s range, its largest magnitude).
     pub fn push(&mut self, x: f64) {
         if x.is_finite() {
-            let x = x.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32;
+            let x = narrow(x);
             // A band not computed yet is computed now if it may be read before the
             // next refresh (a refresh is due from then on once it is due at all:
             // `since_refresh` grows by one a value, the interval by one in 256).
@@ -368,8 +374,7 @@ impl ThresholdLearner {
 
     /// Asks for what the next value and the next trend of the newest `latest` values
     /// read in the ring (its oldest value when full, and its newest), and for the list
-    /// of the order's blocks, which the next deviation re-reads when it refreshes a
-    /// short history (longer ones are read in a few places only, and not asked for).
+    /// of the order's blocks and their fences, which [`Self::prefetch_order`] follows.
     /// A hint: see [`crate::prefetch`].
     pub fn prefetch_history(&self, latest: usize) {
         let (older, newer) = self.history.latest_parts(latest);
@@ -378,16 +383,24 @@ impl ThresholdLearner {
         if let Some(oldest) = self.history.oldest_if_full() {
             prefetch(oldest);
         }
-        if self.len() <= PREFETCH_MAX {
-            self.order.prefetch_list();
-        }
+        self.order.prefetch_list();
     }
 
-    /// Asks for the blocks of the history's order, after
-    /// [`Self::prefetch_history`] (this follows the list's pointers).
-    pub fn prefetch_order(&self) {
+    /// Asks for the order's blocks the next refresh and push read, after
+    /// [`Self::prefetch_history`] (this follows the list's pointers): all of a short
+    /// history's, which a refresh re-reads all over; of a longer one, only the blocks
+    /// where `next` (the value to come, when known) goes and where the oldest value
+    /// leaves.
+    pub fn prefetch_order(&self, next: Option<f64>) {
         if self.len() <= PREFETCH_MAX {
             self.order.prefetch_blocks();
+            return;
+        }
+        if let Some(&oldest) = self.history.oldest_if_full() {
+            self.order.prefetch_block_of(oldest);
+        }
+        if let Some(x) = next.filter(|x| x.is_finite()) {
+            self.order.prefetch_block_of(narrow(x));
         }
     }
 
