@@ -11,9 +11,29 @@
 //! source): one flat object per record, tagged with its table and schema version.
 //!
 //! It also holds the small shared vocabulary of the job: [`HumanDuration`] for
-//! configuration and [`Counters`] that every component keeps.
+//! configuration, [`ByteSize`] for memory budgets, and [`Counters`] that every
+//! component keeps.
 //!
 //! Arrow comes only through DataFusion's re-export, so the workspace has one arrow version.
+
+/// Serialises a type as its `Display` text and deserialises it with `FromStr`, so
+/// configuration values such as `"10s"` and `"1GiB"` read and write the same way.
+macro_rules! serde_as_text {
+    ($ty:ty) => {
+        impl serde::Serialize for $ty {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_str(self)
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let s = <String as serde::Deserialize>::deserialize(d)?;
+                s.parse().map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
 
 pub mod counters;
 pub mod duration;
@@ -24,6 +44,7 @@ pub mod json;
 pub mod node_features;
 pub mod outputs;
 pub mod record;
+pub mod size;
 pub mod time;
 
 pub use counters::{CounterSnapshot, Counters};
@@ -42,6 +63,7 @@ pub use outputs::{
     RootCause, VerificationStatus,
 };
 pub use record::ArrowRecord;
+pub use size::ByteSize;
 pub use time::{NANOS_PER_SEC, TimestampNs};
 
 /// Calls `$found` with the record type whose table is `$table`, for every record

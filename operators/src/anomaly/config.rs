@@ -1,11 +1,21 @@
 //! `[anomaly]`: the anomaly scorer's settings.
 
-use meshflow_schemas::HumanDuration;
+use meshflow_schemas::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 
 use super::health::Hysteresis;
 use super::model::ModelKind;
+use super::scorer::{MIN_NODE_HISTORY, MIN_SCORE_HISTORY};
 use super::threshold::{ThresholdParams, ThresholdStrategy};
+use super::vector::FEATURES;
+
+/// Bytes one history value takes: 4 in its ring and about 5 in its order index
+/// (blocks are kept partly full), rounded up (measured at 100k nodes: 9 MB a window
+/// for 900,000 new values).
+pub const HISTORY_BYTES_PER_VALUE: u64 = 10;
+
+/// Histories a node keeps: one per feature and one of its scores.
+pub const HISTORIES_PER_NODE: u64 = FEATURES.len() as u64 + 1;
 
 /// Settings of the anomaly scorer; every field has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -28,6 +38,11 @@ pub struct AnomalyConfig {
     pub training_rows: usize,
     /// Capacity of every history ring buffer (per node: each feature and the score).
     pub history: usize,
+    /// Memory the histories of all nodes may take together, over all workers. Where
+    /// `history` values for every node would take more (at the default, past about
+    /// 1,200 nodes), every history keeps fewer, the same number for every node, sized
+    /// for the largest window seen so far (see [`AnomalyConfig::history_cap`]).
+    pub history_memory: ByteSize,
     /// Threshold strategy for the score: `percentile`, `sigma` or `iqr`.
     pub threshold: ThresholdStrategy,
     /// Percentile for `threshold = "percentile"`.
@@ -70,6 +85,7 @@ impl Default for AnomalyConfig {
             refit_every: 120,
             training_rows: 5000,
             history: 10_000,
+            history_memory: ByteSize::gib(1),
             threshold: t.strategy,
             percentile: t.percentile,
             sigma_k: t.sigma_k,
@@ -105,6 +121,27 @@ impl AnomalyConfig {
             sigma_k: self.sigma_k,
             iqr_k: self.iqr_k,
         }
+    }
+
+    /// Values each history keeps when a window holds `nodes` nodes: `history`, or
+    /// fewer so that every node's histories fit in `history_memory`, but never fewer
+    /// than [`Self::history_floor`]. `nodes == 0` (nothing seen yet) gives `history`.
+    pub fn history_cap(&self, nodes: u64) -> usize {
+        if nodes == 0 {
+            return self.history;
+        }
+        let per_node = HISTORY_BYTES_PER_VALUE * HISTORIES_PER_NODE * nodes;
+        let fits = usize::try_from(self.history_memory.0 / per_node).unwrap_or(usize::MAX);
+        fits.min(self.history).max(self.history_floor())
+    }
+
+    /// The fewest values a history is cut to, whatever `history_memory` says: enough
+    /// for a node to be scored and for its trends (or `history`, if smaller).
+    pub fn history_floor(&self) -> usize {
+        MIN_NODE_HISTORY
+            .max(MIN_SCORE_HISTORY)
+            .max(self.trend_windows)
+            .min(self.history)
     }
 
     /// The health hysteresis.
@@ -186,5 +223,27 @@ mod tests {
             ..AnomalyConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "forget_after");
+    }
+
+    #[test]
+    fn histories_are_cut_to_fit_their_memory_but_not_below_the_floor() {
+        let cfg = AnomalyConfig::default();
+        assert_eq!(cfg.history_cap(0), 10_000);
+        assert_eq!(cfg.history_cap(1), 10_000);
+        // 1 GiB over 10 bytes a value and 9 histories a node.
+        assert_eq!(cfg.history_cap(1_000), 10_000);
+        assert_eq!(cfg.history_cap(10_000), 1_193);
+        assert_eq!(cfg.history_cap(100_000), 119);
+        assert_eq!(cfg.history_cap(10_000_000), cfg.trend_windows);
+        let small = AnomalyConfig {
+            history: 5,
+            ..AnomalyConfig::default()
+        };
+        assert_eq!(small.history_cap(10_000_000), 5);
+        let roomy = AnomalyConfig {
+            history_memory: ByteSize::gib(100),
+            ..AnomalyConfig::default()
+        };
+        assert_eq!(roomy.history_cap(100_000), 10_000);
     }
 }

@@ -88,6 +88,37 @@ impl<T> RingBuffer<T> {
         }
     }
 
+    /// Changes the capacity to `capacity` (at least 1). A buffer holding more drops
+    /// its oldest values, oldest first, handing each to `dropped`, and gives back the
+    /// memory they held.
+    pub fn set_capacity(&mut self, capacity: usize, mut dropped: impl FnMut(T))
+    where
+        T: Copy,
+    {
+        let capacity = capacity.max(1);
+        if self.items.len() > capacity {
+            let excess = self.items.len() - capacity;
+            let mut kept = Vec::with_capacity(capacity);
+            for (i, &v) in self.iter().enumerate() {
+                if i < excess {
+                    dropped(v);
+                } else {
+                    kept.push(v);
+                }
+            }
+            self.items = kept;
+            self.head = 0;
+        } else if self.items.len() == self.capacity && self.head != 0 {
+            // A full ring that may grow again: oldest first, so new values append.
+            self.items.rotate_left(self.head);
+            self.head = 0;
+        }
+        self.capacity = capacity;
+        if self.items.capacity() > capacity {
+            self.items.shrink_to(capacity);
+        }
+    }
+
     /// Removes every value.
     pub fn clear(&mut self) {
         self.items.clear();
@@ -123,6 +154,37 @@ mod tests {
                 prop_assert_eq!(&latest[..], &expected[expected.len().saturating_sub(n)..]);
                 prop_assert!(!older.is_empty() || newer.is_empty());
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn a_new_capacity_keeps_the_newest_values_in_order(
+            values in proptest::collection::vec(any::<i32>(), 0..60),
+            first in 1usize..20,
+            second in 1usize..30,
+            more in proptest::collection::vec(any::<i32>(), 0..30),
+        ) {
+            let mut ring = RingBuffer::new(first);
+            for &v in &values {
+                ring.push(v);
+            }
+            let before: Vec<i32> = ring.iter().copied().collect();
+            let mut dropped = Vec::new();
+            ring.set_capacity(second, |v| dropped.push(v));
+            let split = before.len().saturating_sub(second);
+            prop_assert_eq!(&dropped[..], &before[..split]);
+            prop_assert_eq!(ring.iter().copied().collect::<Vec<_>>(), before[split..].to_vec());
+            prop_assert_eq!(ring.capacity(), second);
+            prop_assert!(ring.items.capacity() <= second.max(ring.len()));
+            // It goes on as a buffer of the new capacity would.
+            let mut expected: Vec<i32> = before[split..].to_vec();
+            for &v in &more {
+                ring.push(v);
+                expected.push(v);
+            }
+            let expected = &expected[expected.len().saturating_sub(second)..];
+            prop_assert_eq!(ring.iter().copied().collect::<Vec<_>>(), expected.to_vec());
         }
     }
 

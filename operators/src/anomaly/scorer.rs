@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use meshflow_schemas::{AnomalyScore, Counters, TimestampNs};
 
-use super::config::AnomalyConfig;
+use super::config::{AnomalyConfig, HISTORIES_PER_NODE, HISTORY_BYTES_PER_VALUE};
 use super::explain::top_k;
 use super::health::{Health, Hysteresis};
 use super::model::squash;
@@ -83,6 +83,10 @@ pub struct WorkerScorer {
     slots: Vec<usize>,
     /// When absent nodes were last looked for (a window's end).
     last_sweep: Option<TimestampNs>,
+    /// Values every history keeps at most (see [`AnomalyConfig::history_cap`]).
+    history: usize,
+    /// The cap last logged, to log again only when it has fallen by a tenth.
+    logged_cap: usize,
     model: SharedModel,
     counters: Arc<Counters>,
 }
@@ -103,6 +107,8 @@ impl WorkerScorer {
             states: Vec::new(),
             slots: Vec::new(),
             last_sweep: None,
+            history: cfg.history,
+            logged_cap: cfg.history,
             counters,
             cfg,
         }
@@ -114,7 +120,8 @@ impl WorkerScorer {
     pub fn process_window(&mut self, rows: &mut [ScoreInput]) -> Vec<AnomalyScore> {
         let window = self.model.next_window();
         let (scores, lesson) = self.score_window(window, rows);
-        self.model.learn(lesson.rows.into_iter().map(|r| r.1));
+        self.model
+            .learn(lesson.nodes, lesson.rows.into_iter().map(|r| r.1));
         scores
     }
 
@@ -137,8 +144,10 @@ impl WorkerScorer {
         rows.sort_by_key(|r| r.node);
         self.counters.add_received(rows.len() as u64);
         self.model.enter(window);
+        self.fit_histories();
         let mut lesson = Lesson {
             window,
+            nodes: rows.len() as u64,
             rows: Vec::new(),
         };
         let mut out = Vec::new();
@@ -150,7 +159,7 @@ impl WorkerScorer {
         for row in rows.iter() {
             let fresh = self.states.len();
             let slot = *self.index.entry(row.node).or_insert(fresh);
-            let new = || NodeState::new(row.node, row.window_end, self.params, self.cfg.history);
+            let new = || NodeState::new(row.node, row.window_end, self.params, self.history);
             if slot == fresh {
                 self.states.push(new());
             } else if self.states[slot].gone(row.window_end, span) {
@@ -259,6 +268,42 @@ impl WorkerScorer {
         let skip = lesson.rows.len().saturating_sub(self.model.capacity());
         lesson.rows.drain(..skip);
         (out, lesson)
+    }
+
+    /// Cuts every history to what `history_memory` allows for the most nodes any
+    /// window learned so far held. The cap only falls, and falls alike on every
+    /// worker (each learns every window's node count), so scores do not depend on
+    /// the worker count.
+    fn fit_histories(&mut self) {
+        let cap = self.cfg.history_cap(self.model.max_nodes());
+        if cap >= self.history {
+            return;
+        }
+        self.history = cap;
+        for state in &mut self.states {
+            state.features.iter_mut().for_each(|l| l.set_capacity(cap));
+            state.scores.set_capacity(cap);
+        }
+        if cap * 10 <= self.logged_cap * 9 {
+            self.logged_cap = cap;
+            let (memory, nodes) = (self.cfg.history_memory, self.model.max_nodes());
+            if cap == self.cfg.history_floor() {
+                tracing::warn!(
+                    "anomaly histories cut to their floor of {cap} values: anomaly.history_memory = {memory} does not hold even that for {nodes} nodes, which need about {} MB",
+                    cap as u64 * HISTORY_BYTES_PER_VALUE * HISTORIES_PER_NODE * nodes / 1_000_000
+                );
+            } else {
+                tracing::info!(
+                    "anomaly histories cut to {cap} values (anomaly.history = {}) to fit anomaly.history_memory = {memory} over {nodes} nodes",
+                    self.cfg.history
+                );
+            }
+        }
+    }
+
+    /// Values every history keeps at most now.
+    pub fn history_cap(&self) -> usize {
+        self.history
     }
 
     /// Drops the state of every node whose latest window ended longer than

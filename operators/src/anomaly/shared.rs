@@ -29,6 +29,8 @@ pub type Deviations = [f64; FEATURES.len()];
 pub struct Lesson {
     /// The window (the dataflow time it was scored at).
     pub window: u64,
+    /// Nodes the worker scored in the window (whether or not they left a row here).
+    pub nodes: u64,
     /// The rows, in node order, at most the training buffer's capacity (only the
     /// last that many of a window can survive in the buffer).
     pub rows: Vec<(u64, Deviations)>,
@@ -55,6 +57,8 @@ pub struct SharedModel {
     latest: Option<u64>,
     /// The window count when the last fit started.
     last_fit: Option<u64>,
+    /// The most nodes any window learned so far held, over all workers.
+    max_nodes: u64,
     counters: Arc<Counters>,
 }
 
@@ -74,6 +78,7 @@ impl SharedModel {
             windows: 0,
             latest: None,
             last_fit: None,
+            max_nodes: 0,
             counters,
         }
     }
@@ -165,20 +170,29 @@ impl SharedModel {
         self.last_fit = Some(self.windows);
     }
 
-    /// Adds the training rows of the window entered last, in order.
-    pub fn learn(&mut self, rows: impl IntoIterator<Item = Deviations>) {
+    /// Adds the training rows of the window entered last, in order, and the number
+    /// of nodes it held.
+    pub fn learn(&mut self, nodes: u64, rows: impl IntoIterator<Item = Deviations>) {
+        self.max_nodes = self.max_nodes.max(nodes);
         for row in rows {
             self.training.push(row);
         }
+    }
+
+    /// The most nodes any window learned so far held (0 before any): what the
+    /// histories are sized for, the same on every worker.
+    pub fn max_nodes(&self) -> u64 {
+        self.max_nodes
     }
 
     /// Enters `window` and adds every worker's training rows of it, merged into node
     /// order: what one worker holding every node would have added.
     pub fn learn_window(&mut self, window: u64, lessons: Vec<Lesson>) {
         self.enter(window);
+        let nodes = lessons.iter().map(|l| l.nodes).sum();
         let mut rows: Vec<(u64, Deviations)> = lessons.into_iter().flat_map(|l| l.rows).collect();
         // Each lesson is sorted already: the stable sort merges the runs.
         rows.sort_by_key(|r| r.0);
-        self.learn(rows.into_iter().map(|r| r.1));
+        self.learn(nodes, rows.into_iter().map(|r| r.1));
     }
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use meshflow_schemas::{HealthState, HumanDuration, NodeFeatures, TimestampNs};
+use meshflow_schemas::{ByteSize, HealthState, HumanDuration, NodeFeatures, TimestampNs};
 use proptest::prelude::*;
 use timely::dataflow::operators::vec::Input as _;
 use timely::dataflow::operators::{Inspect, Probe};
@@ -224,6 +224,44 @@ fn a_retransmitting_node_with_normal_traffic_is_flagged_and_explained() {
     }
 }
 
+#[test]
+fn histories_are_cut_to_the_memory_they_may_take_as_nodes_come() {
+    let config = AnomalyConfig {
+        history_memory: ByteSize(10_800),
+        trend_windows: 3,
+        ..cfg(ModelKind::Kmeans)
+    };
+    let mut scorer = WorkerScorer::new(config, Counters::shared());
+    let longest = |scorer: &WorkerScorer| {
+        scorer
+            .states
+            .iter()
+            .flat_map(|s| s.learners())
+            .map(|l| l.len())
+            .max()
+            .unwrap_or(0)
+    };
+    // Two nodes for 100 windows: 10,800 bytes hold 60 values of each history.
+    for w in 1..=100 {
+        scorer.process_window(&mut inputs(&[row(w, 1, 50.0, 0), row(w, 2, 60.0, 0)]));
+    }
+    assert_eq!(scorer.history_cap(), 60);
+    assert_eq!(longest(&scorer), 60);
+    // Six nodes: 20 values each, the old nodes' histories cut at once.
+    for w in [101, 102] {
+        let six: Vec<NodeFeatures> = (1..=6).map(|n| row(w, n, 50.0, 0)).collect();
+        scorer.process_window(&mut inputs(&six));
+    }
+    assert_eq!(scorer.history_cap(), 20);
+    assert_eq!(longest(&scorer), 20);
+    // Fewer nodes later do not grow them back.
+    for w in 103..=150 {
+        scorer.process_window(&mut inputs(&[row(w, 1, 50.0, 0)]));
+    }
+    assert_eq!(scorer.history_cap(), 20);
+    assert_eq!(longest(&scorer), 20);
+}
+
 /// Every window's rows: `(window, node, base level)`.
 type Trace = Vec<(u64, u64, u32)>;
 
@@ -337,6 +375,9 @@ proptest! {
             components: 2,
             warmup_windows: 15,
             refit_every: 10,
+            // Histories cut as more nodes come: to 20 values for 6 nodes, 40 for 3.
+            history_memory: ByteSize(10_800),
+            trend_windows: 3,
             ..AnomalyConfig::default()
         };
         let expected = batch(&input, &cfg);
