@@ -293,8 +293,8 @@ impl WorkerScorer {
                     cap as u64 * HISTORY_BYTES_PER_VALUE * HISTORIES_PER_NODE * nodes / 1_000_000
                 );
             } else {
-                tracing::info!(
-                    "anomaly histories cut to {cap} values (anomaly.history = {}) to fit anomaly.history_memory = {memory} over {nodes} nodes",
+                tracing::warn!(
+                    "anomaly histories cut to {cap} values (anomaly.history = {}) to fit anomaly.history_memory = {memory} over {nodes} nodes; raise it to keep more",
                     self.cfg.history
                 );
             }
