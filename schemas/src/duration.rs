@@ -76,7 +76,7 @@ impl fmt::Display for HumanDuration {
     }
 }
 
-serde_as_text!(HumanDuration);
+serde_as_text!(HumanDuration, "a duration such as \"10s\" or \"500ms\"");
 
 #[cfg(test)]
 mod tests {

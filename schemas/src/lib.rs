@@ -17,9 +17,11 @@
 //! Arrow comes only through DataFusion's re-export, so the workspace has one arrow version.
 
 /// Serialises a type as its `Display` text and deserialises it with `FromStr`, so
-/// configuration values such as `"10s"` and `"1GiB"` read and write the same way.
+/// configuration values such as `"10s"` and `"1GiB"` read and write the same way. A
+/// bare integer (`history_memory = 1024`) is parsed as its decimal text, so the
+/// type's own parser accepts it or says what it lacks.
 macro_rules! serde_as_text {
-    ($ty:ty) => {
+    ($ty:ty, $expecting:literal) => {
         impl serde::Serialize for $ty {
             fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
@@ -28,8 +30,23 @@ macro_rules! serde_as_text {
 
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let s = <String as serde::Deserialize>::deserialize(d)?;
-                s.parse().map_err(serde::de::Error::custom)
+                struct Text;
+                impl serde::de::Visitor<'_> for Text {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str($expecting)
+                    }
+                    fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<$ty, E> {
+                        s.parse().map_err(E::custom)
+                    }
+                    fn visit_u64<E: serde::de::Error>(self, n: u64) -> Result<$ty, E> {
+                        self.visit_str(&n.to_string())
+                    }
+                    fn visit_i64<E: serde::de::Error>(self, n: i64) -> Result<$ty, E> {
+                        self.visit_str(&n.to_string())
+                    }
+                }
+                d.deserialize_any(Text)
             }
         }
     };

@@ -4,7 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 
 /// A number of bytes written as a number and a unit: `B`, `KB`/`MB`/`GB`/`TB`
-/// (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024).
+/// (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), or as a plain
+/// integer number of bytes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ByteSize(pub u64);
 
@@ -38,6 +39,12 @@ impl FromStr for ByteSize {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let s = text.trim();
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return s
+                .parse()
+                .map(Self)
+                .map_err(|_| format!("size `{text}` is out of range"));
+        }
         let split = s
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .ok_or_else(|| format!("size `{text}` has no unit; write e.g. `512MiB`, `1GiB`"))?;
@@ -73,7 +80,7 @@ impl fmt::Display for ByteSize {
     }
 }
 
-serde_as_text!(ByteSize);
+serde_as_text!(ByteSize, "a size such as \"512MiB\" or a number of bytes");
 
 #[cfg(test)]
 mod tests {
@@ -88,6 +95,7 @@ mod tests {
             ("64KB", 64_000),
             ("10 mb", 10_000_000),
             ("0B", 0),
+            ("4096", 4096),
         ] {
             let size: ByteSize = text.parse().unwrap();
             assert_eq!(size.0, bytes, "{text}");
@@ -103,7 +111,7 @@ mod tests {
 
     #[test]
     fn rejects_bad_text_with_the_reason() {
-        assert!("10".parse::<ByteSize>().unwrap_err().contains("no unit"));
+        assert!("1.5".parse::<ByteSize>().unwrap_err().contains("no unit"));
         assert!(
             "10 parsecs"
                 .parse::<ByteSize>()
@@ -111,5 +119,20 @@ mod tests {
                 .contains("unknown unit `parsecs`")
         );
         assert!("GiB".parse::<ByteSize>().unwrap_err().contains("number"));
+    }
+
+    #[test]
+    fn reads_text_or_a_plain_number_of_bytes() {
+        let read = |json: &str| serde_json::from_str::<ByteSize>(json).map_err(|e| e.to_string());
+        assert_eq!(read("\"1GiB\""), Ok(ByteSize::gib(1)));
+        assert_eq!(read("1073741824"), Ok(ByteSize::gib(1)));
+        assert!(
+            read("-1")
+                .unwrap_err()
+                .contains("does not start with a number")
+        );
+        assert!(read("true").unwrap_err().contains("a size such as"));
+        let duration = serde_json::from_str::<crate::HumanDuration>("10").unwrap_err();
+        assert!(duration.to_string().contains("no unit"), "{duration}");
     }
 }
