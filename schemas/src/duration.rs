@@ -4,6 +4,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::scaled::{UnitText, parse_scaled};
+
 /// A duration written as a number and a unit: `ns`, `us`, `ms`, `s`, `m`, `h`, `d`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct HumanDuration(pub Duration);
@@ -24,35 +26,22 @@ impl FromStr for HumanDuration {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let s = text.trim();
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| {
-                format!("duration `{text}` has no unit; write e.g. `10s`, `500ms`, `5m`")
-            })?;
-        let (num, unit) = s.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("duration `{text}` does not start with a number"))?;
-        let nanos_per_unit = match unit.trim() {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" | "min" => 60e9,
-            "h" => 3600e9,
-            "d" => 86400e9,
-            other => {
-                return Err(format!(
-                    "duration `{text}` has unknown unit `{other}`; use ns, us, ms, s, m, h or d"
-                ));
-            }
+        let how = UnitText {
+            kind: "duration",
+            example: "`10s`, `500ms`, `5m`",
+            units: "ns, us, ms, s, m, h or d",
         };
-        let nanos = value * nanos_per_unit;
-        if !nanos.is_finite() || nanos < 0.0 || nanos > u64::MAX as f64 {
-            return Err(format!("duration `{text}` is out of range"));
-        }
-        Ok(Self(Duration::from_nanos(nanos.round() as u64)))
+        let nanos = parse_scaled(text, &how, |unit| match unit {
+            "ns" => Some(1.0),
+            "us" | "µs" => Some(1e3),
+            "ms" => Some(1e6),
+            "s" => Some(1e9),
+            "m" | "min" => Some(60e9),
+            "h" => Some(3600e9),
+            "d" => Some(86400e9),
+            _ => None,
+        })?;
+        Ok(Self(Duration::from_nanos(nanos)))
     }
 }
 

@@ -61,6 +61,7 @@ pub mod json;
 pub mod node_features;
 pub mod outputs;
 pub mod record;
+mod scaled;
 pub mod size;
 pub mod time;
 

@@ -3,6 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::scaled::{UnitText, parse_scaled};
+
 /// A number of bytes written as a number and a unit: `B`, `KB`/`MB`/`GB`/`TB`
 /// (powers of 1000) or `KiB`/`MiB`/`GiB`/`TiB` (powers of 1024), or as a plain
 /// integer number of bytes.
@@ -45,26 +47,18 @@ impl FromStr for ByteSize {
                 .map(Self)
                 .map_err(|_| format!("size `{text}` is out of range"));
         }
-        let split = s
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(|| format!("size `{text}` has no unit; write e.g. `512MiB`, `1GiB`"))?;
-        let (num, unit) = s.split_at(split);
-        let value: f64 = num
-            .parse()
-            .map_err(|_| format!("size `{text}` does not start with a number"))?;
-        let unit = unit.trim();
-        let scale = UNITS
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case(unit))
-            .map(|&(_, scale)| scale)
-            .ok_or_else(|| {
-                format!("size `{text}` has unknown unit `{unit}`; use B, KB, MB, GB, TB, KiB, MiB, GiB or TiB")
-            })?;
-        let bytes = value * scale as f64;
-        if !bytes.is_finite() || bytes > u64::MAX as f64 {
-            return Err(format!("size `{text}` is out of range"));
-        }
-        Ok(Self(bytes.round() as u64))
+        let how = UnitText {
+            kind: "size",
+            example: "`512MiB`, `1GiB`",
+            units: "B, KB, MB, GB, TB, KiB, MiB, GiB or TiB",
+        };
+        let bytes = parse_scaled(text, &how, |unit| {
+            UNITS
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case(unit))
+                .map(|&(_, scale)| scale as f64)
+        })?;
+        Ok(Self(bytes))
     }
 }
 

@@ -12,10 +12,17 @@ use super::vector::FEATURES;
 /// Bytes one history value takes: 4 in its ring and about 5 in its order index
 /// (blocks are kept partly full), rounded up (measured at 100k nodes: 9 MB a window
 /// for 900,000 new values).
-pub const HISTORY_BYTES_PER_VALUE: u64 = 10;
+const HISTORY_BYTES_PER_VALUE: u64 = 10;
 
 /// Histories a node keeps: one per feature and one of its scores.
-pub const HISTORIES_PER_NODE: u64 = FEATURES.len() as u64 + 1;
+const HISTORIES_PER_NODE: u64 = FEATURES.len() as u64 + 1;
+
+/// Bytes the histories of `nodes` nodes take when each keeps `values` values.
+pub fn history_bytes(values: u64, nodes: u64) -> u64 {
+    values
+        .saturating_mul(HISTORY_BYTES_PER_VALUE * HISTORIES_PER_NODE)
+        .saturating_mul(nodes)
+}
 
 /// Settings of the anomaly scorer; every field has a default.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -130,8 +137,8 @@ impl AnomalyConfig {
         if nodes == 0 {
             return self.history;
         }
-        let per_node = HISTORY_BYTES_PER_VALUE * HISTORIES_PER_NODE * nodes;
-        let fits = usize::try_from(self.history_memory.0 / per_node).unwrap_or(usize::MAX);
+        let fits =
+            usize::try_from(self.history_memory.0 / history_bytes(1, nodes)).unwrap_or(usize::MAX);
         fits.min(self.history).max(self.history_floor())
     }
 

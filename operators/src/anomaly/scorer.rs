@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use meshflow_schemas::{AnomalyScore, Counters, TimestampNs};
 
-use super::config::{AnomalyConfig, HISTORIES_PER_NODE, HISTORY_BYTES_PER_VALUE};
+use super::config::{AnomalyConfig, history_bytes};
 use super::explain::top_k;
 use super::health::{Health, Hysteresis};
 use super::model::squash;
@@ -290,7 +290,7 @@ impl WorkerScorer {
             if cap == self.cfg.history_floor() {
                 tracing::warn!(
                     "anomaly histories cut to their floor of {cap} values: anomaly.history_memory = {memory} does not hold even that for {nodes} nodes, which need about {} MB",
-                    cap as u64 * HISTORY_BYTES_PER_VALUE * HISTORIES_PER_NODE * nodes / 1_000_000
+                    history_bytes(cap as u64, nodes) / 1_000_000
                 );
             } else {
                 tracing::warn!(

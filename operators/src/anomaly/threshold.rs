@@ -311,11 +311,6 @@ impl ThresholdLearner {
         }
     }
 
-    /// Values kept at most.
-    pub fn capacity(&self) -> usize {
-        self.history.capacity()
-    }
-
     /// Recomputes the statistics when a refresh is due, and forgets the band.
     fn refresh(&mut self) {
         if self.stats.is_some() && self.since_refresh < refresh_interval(self.history.len()) {
