@@ -114,7 +114,8 @@ enum Command {
         /// Topology: geometric or barabasi_albert.
         #[arg(long)]
         topology: Option<String>,
-        /// Further simulator settings (a TOML file holding one simulator table).
+        /// Further simulator settings: a TOML file holding one simulator table, or a job
+        /// configuration with one simulator source.
         #[arg(long)]
         config: Option<PathBuf>,
     },
@@ -193,11 +194,41 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     meshflow::alloc::disable_huge_pages();
     if let Err(e) = real_main(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
+    }
+}
+
+/// The simulator settings in `path`: a file holding one simulator table, or a job
+/// configuration (as `meshflow run` takes) with exactly one simulator source.
+fn sim_config(path: &Path) -> anyhow::Result<SimConfig> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let is_job = text
+        .parse::<toml::Table>()
+        .is_ok_and(|t| t.contains_key("sources"));
+    if !is_job {
+        return toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()));
+    }
+    let job = JobConfig::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut sims = job.sources.into_iter().filter_map(|(name, s)| match s {
+        SourceConfig::Simulator(sim) => Some((name, sim)),
+        _ => None,
+    });
+    match (sims.next(), sims.next()) {
+        (Some((_, sim)), None) => Ok(sim),
+        (None, _) => anyhow::bail!(
+            "{}: the job configuration has no simulator source (`type = \"simulator\"`)",
+            path.display()
+        ),
+        (Some((a, _)), Some((b, _))) => anyhow::bail!(
+            "{}: the job configuration has more than one simulator source (sources.{a}, sources.{b}); give one",
+            path.display()
+        ),
     }
 }
 
@@ -399,12 +430,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             topology,
             config,
         } => {
-            let mut sim: SimConfig = match config {
-                Some(p) => {
-                    let text = std::fs::read_to_string(&p)
-                        .with_context(|| format!("reading {}", p.display()))?;
-                    toml::from_str(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
-                }
+            let mut sim = match config {
+                Some(p) => sim_config(&p)?,
                 None => SimConfig::default(),
             };
             if let Some(n) = nodes {

@@ -49,3 +49,60 @@ fn replay_and_sql_help_show_their_flags() {
         }
     }
 }
+
+/// Runs `meshflow sim --config CONFIG --out DIR/trace` and returns (success, stdout,
+/// stderr).
+fn sim_with(config: &str, dir: &std::path::Path) -> (bool, String, String) {
+    let path = dir.join("sim.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_meshflow"))
+        .args(["sim", "--config"])
+        .arg(&path)
+        .arg("--out")
+        .arg(dir.join("trace"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn sim_takes_a_simulator_table_or_a_job_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let table = "nodes = 12\nduration = \"20s\"\n[faults]\ncount = 0\n";
+    let (ok, table_out, err) = sim_with(table, dir.path());
+    assert!(ok, "{err}");
+    let job = "[window]\nlength = \"10s\"\n[sources.mesh]\ntype = \"simulator\"\nnodes = 12\nduration = \"20s\"\n[sources.mesh.faults]\ncount = 0\n";
+    let (ok, job_out, err) = sim_with(job, dir.path());
+    assert!(ok, "{err}");
+    let counts = |s: &str| {
+        s.split(" in ")
+            .nth(1)
+            .unwrap()
+            .split_once(": ")
+            .unwrap()
+            .1
+            .lines()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(counts(&table_out), counts(&job_out));
+    assert!(table_out.contains(" 0 faults"), "{table_out}");
+
+    let (ok, _, err) = sim_with(
+        "[sources.a]\ntype = \"simulator\"\n[sources.b]\ntype = \"simulator\"\n",
+        dir.path(),
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("more than one simulator source (sources.a, sources.b)"),
+        "{err}"
+    );
+    let (ok, _, err) = sim_with("[sources.t]\ntype = \"replay\"\npath = \"x\"\n", dir.path());
+    assert!(!ok);
+    assert!(err.contains("has no simulator source"), "{err}");
+}
