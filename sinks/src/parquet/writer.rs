@@ -233,8 +233,8 @@ impl<R: ArrowRecord> TableWriter<R> {
         {
             self.spent = next;
         }
-        self.spent.pop();
-        self.spent.pop();
+        // Dropped where they lie: `pop` would first move each (large) row out.
+        self.spent.truncate(self.spent.len().saturating_sub(2));
         for (i, column) in self.extra_values.iter_mut().enumerate() {
             column.push(extras.get(i).cloned().flatten());
         }
