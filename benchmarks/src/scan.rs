@@ -4,7 +4,8 @@
 //! The raw scan reads every column of every input table of the trace (`SELECT *`,
 //! streamed and counted, nothing kept), with DataFusion's default parallelism and
 //! with one partition. The replay runs `meshflow replay` as a child process, with 1
-//! and 2 workers. Rates are input rows per second over all tables (flows, node
+//! and 2 workers, through the features graph alone (`anomaly.enabled = false`) and
+//! through the whole job. Rates are input rows per second over all tables (flows, node
 //! metrics, TCP events), the rows a replay reads.
 
 use std::path::{Path, PathBuf};
@@ -107,26 +108,37 @@ pub fn run(args: &ScanArgs, bin: &Path) -> anyhow::Result<()> {
         }
         rows_table.push((label.to_string(), best));
     }
-    for workers in [1, 2] {
-        let mut best = f64::MAX;
-        for _ in 0..args.runs.max(1) {
-            let out = args.dir.join("scan-out");
-            let started = Instant::now();
-            let status = Command::new(bin)
-                .arg("replay")
-                .arg(&trace)
-                .arg("--out")
-                .arg(&out)
-                .args(["--workers", &workers.to_string()])
-                .stdout(Stdio::null())
-                .status()?;
-            anyhow::ensure!(status.success(), "meshflow replay failed");
-            best = best.min(started.elapsed().as_secs_f64());
+    // The features graph alone (no anomaly scorer), then the whole job.
+    let features_only = args.dir.join("scan-features-only.toml");
+    std::fs::write(&features_only, "[anomaly]\nenabled = false\n")?;
+    for (graph, config) in [
+        ("features", Some(&features_only)),
+        ("features + anomaly scores", None),
+    ] {
+        for workers in [1, 2] {
+            let mut best = f64::MAX;
+            for _ in 0..args.runs.max(1) {
+                let out = args.dir.join("scan-out");
+                let mut replay = Command::new(bin);
+                replay
+                    .arg("replay")
+                    .arg(&trace)
+                    .arg("--out")
+                    .arg(&out)
+                    .args(["--workers", &workers.to_string()]);
+                if let Some(config) = config {
+                    replay.arg("--config").arg(config);
+                }
+                let started = Instant::now();
+                let status = replay.stdout(Stdio::null()).status()?;
+                anyhow::ensure!(status.success(), "meshflow replay failed");
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+            rows_table.push((
+                format!("meshflow replay → {graph} → Parquet, {workers} worker(s)"),
+                best,
+            ));
         }
-        rows_table.push((
-            format!("meshflow replay → features → Parquet, {workers} worker(s)"),
-            best,
-        ));
     }
     let scan_rate = planned as f64 / rows_table[0].1;
     println!(

@@ -45,6 +45,12 @@ use crate::config::{JobConfig, SourceConfig};
 /// (it also bounds how late Ctrl-C is noticed).
 const IDLE_WAIT: Duration = Duration::from_millis(5);
 
+/// The longest a worker waiting for the dataflow to catch up sleeps with nothing to
+/// do. It wakes at once when another worker sends it data or an operator is
+/// activated; spinning instead took the cores the other workers and the Parquet
+/// encoders needed.
+const WAIT_PARK: Duration = Duration::from_millis(1);
+
 /// How this process takes part in the computation.
 #[derive(Clone, Debug, Default)]
 pub enum Cluster {
@@ -464,7 +470,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             }
             worker.step();
             while probe.less_than(&input.time().saturating_sub(max_lag)) {
-                worker.step();
+                worker.step_or_park(Some(WAIT_PARK));
             }
             let written = probe.with_frontier(|f| f.first().copied());
             if index == 0
@@ -502,13 +508,13 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 break;
             }
             while probe.less_than(&input.time().saturating_sub(max_lag)) {
-                worker.step();
+                worker.step_or_park(Some(WAIT_PARK));
             }
             emitted(&mut closing);
         }
         input.close();
         while !probe.done() {
-            worker.step();
+            worker.step_or_park(Some(WAIT_PARK));
             emitted(&mut closing);
         }
         if !w_abort.load(Ordering::Relaxed) && w_report.error.lock().expect("lock").is_none() {
