@@ -196,7 +196,7 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    meshflow::alloc::disable_huge_pages();
+    meshflow::alloc::configure();
     if let Err(e) = real_main(Cli::parse()) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
