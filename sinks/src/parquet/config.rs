@@ -36,8 +36,8 @@ pub struct ParquetSinkConfig {
     /// What to do with earlier output.
     pub mode: WriteMode,
     /// zstd compression level (1 to 22). The default, 1, compresses `node_features` as
-    /// small as 3 does and its encoders take 7 % less CPU (benchmarks/README.md,
-    /// session 23): at 100k nodes a worker waited on them.
+    /// small as 3 does, for 7 % less CPU in a 10k-node replay (benchmarks/README.md,
+    /// session 23); at 100k nodes a worker waited on the encoders at 3.
     pub zstd_level: i32,
     /// Also write the input telemetry the sources carry (per-node metrics, TCP events,
     /// system-call latencies) as tables `node_metrics`, `tcp_events`, `syscall_latency`.
