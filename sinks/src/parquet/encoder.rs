@@ -219,7 +219,7 @@ impl Job {
     }
 }
 
-/// Nice value of the encoder threads: behind the workers, whose window closes are
+/// Nice value of the encoder and writer threads: behind the workers, whose window closes are
 /// the latency users see. Encoders completing rolled files competed with the worker
 /// for the CPUs and delayed a live window's close by 100-200 ms; on an idle CPU a
 /// niced thread runs as fast as any.
@@ -228,7 +228,7 @@ const ENCODER_NICE: libc::c_int = 10;
 /// Lowers the calling thread's scheduling priority to [`ENCODER_NICE`] (on Linux a
 /// nice value is per thread). Failing to is harmless: the thread runs at the
 /// worker's priority.
-fn lower_priority() {
+pub(super) fn lower_priority() {
     // SAFETY: setpriority reads no memory; `0` names the calling thread.
     let _ = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, ENCODER_NICE) };
 }

@@ -9,10 +9,12 @@
 mod compact;
 mod config;
 mod encoder;
+mod windows;
 mod writer;
 
 pub use compact::{CompactReport, compact_table};
 pub use config::{ParquetSinkConfig, WriteMode};
+pub use windows::WindowWriter;
 pub use writer::{TableWriter, prepare_table_dir, write_table};
 
 use std::path::PathBuf;
