@@ -3,10 +3,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use meshflow_schemas::{AnomalyScore, Counters};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
+use timely::dataflow::ProbeHandle;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::{Exchange, Pipeline};
 use timely::dataflow::operators::generic::Operator;
@@ -17,6 +19,9 @@ use super::config::AnomalyConfig;
 use super::scorer::WorkerScorer;
 use super::shared::Lesson;
 use super::vector::ScoreInput;
+
+/// How often the scorer looks whether a scored window's output is out, to settle it.
+const SETTLE_POLL: Duration = Duration::from_millis(1);
 
 /// What the workers announced about the end of their data (see
 /// [`crate::features::DataEndInput`]).
@@ -75,11 +80,17 @@ enum Scored {
 /// it collapsed. Windows after the last one any worker's data filled are therefore
 /// not scored (counted as dropped): a window is processed once both inputs' frontiers
 /// have passed it, so the announcements that make it a tail window have arrived.
+///
+/// `emitted`, when given, tells when a window's output is out (a probe on the job's
+/// outputs): the scored window's values join their histories only then (or when the
+/// next window is scored, if sooner), so that upkeep is not between a window's close
+/// and its scores. Without it, they join at once.
 pub fn anomaly_scores<'s>(
     features: Stream<'s, u64, Vec<ScoreInput>>,
     ends: Stream<'s, u64, Vec<Option<u64>>>,
     cfg: AnomalyConfig,
     counters: Arc<Counters>,
+    emitted: Option<ProbeHandle<u64>>,
 ) -> Stream<'s, u64, Vec<AnomalyScore>> {
     let mut scorer = WorkerScorer::new(cfg, counters.clone());
     let scope = features.scope();
@@ -91,7 +102,10 @@ pub fn anomaly_scores<'s>(
         Exchange::new(|f: &ScoreInput| f.node),
         Pipeline,
         "AnomalyScores",
-        move |_capability, _info| {
+        move |_capability, info| {
+            let activator = scope.activator_for(info.address);
+            // The latest window scored.
+            let mut scored_last: Option<u64> = None;
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<ScoreInput>)> = BTreeMap::new();
             let mut learning: BTreeMap<u64, Vec<Lesson>> = BTreeMap::new();
             let mut data_ends = DataEnds::default();
@@ -139,11 +153,23 @@ pub fn anomaly_scores<'s>(
                         continue;
                     }
                     let (scores, lesson) = scorer.score_window(w, &mut rows);
+                    scored_last = Some(w);
                     let mut session = output.session(&cap);
                     // Sent even when empty: it tells every worker the window was scored.
                     session.give(Scored::Lesson(lesson));
                     for s in scores {
                         session.give(Scored::Score(s));
+                    }
+                }
+                if scorer.unsettled() {
+                    let out = match (&emitted, scored_last) {
+                        (Some(probe), Some(w)) => !probe.less_equal(&w),
+                        _ => true,
+                    };
+                    if out {
+                        scorer.settle();
+                    } else {
+                        activator.activate_after(SETTLE_POLL);
                     }
                 }
             }

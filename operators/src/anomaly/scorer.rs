@@ -13,7 +13,7 @@ use super::explain::top_k;
 use super::health::{Health, Hysteresis};
 use super::model::squash;
 use super::shared::{Deviations, Lesson, SharedModel};
-use super::threshold::{ThresholdLearner, ThresholdParams};
+use super::threshold::{ThresholdLearner, ThresholdParams, narrow};
 use super::vector::{FEATURES, ScoreInput};
 use crate::hash::FxHashMap;
 use crate::prefetch::prefetch;
@@ -36,6 +36,9 @@ struct NodeState {
     scores: ThresholdLearner,
     health: Health,
     windows: u64,
+    /// The latest scored window's values, not yet in the histories (see
+    /// [`NodeState::settle`]).
+    pending: Option<Pending>,
 }
 
 impl NodeState {
@@ -48,6 +51,32 @@ impl NodeState {
             scores: ThresholdLearner::new(params, history),
             health: Health::default(),
             windows: 0,
+            pending: None,
+        }
+    }
+
+    /// Adds the values of the node's latest scored window to their histories. With
+    /// `read_ahead`, also reads what the node's next window reads first (statistics,
+    /// the score band), which a refresh due then computes now, from the same
+    /// history: nothing joins it in between.
+    fn settle(&mut self, read_ahead: bool) {
+        let Some(values) = self.pending.take() else {
+            return;
+        };
+        for (learner, &v) in self.features.iter_mut().zip(&values[..FEATURES.len()]) {
+            if v.is_finite() {
+                learner.push(f64::from(v));
+                if read_ahead && learner.len() >= MIN_NODE_HISTORY {
+                    learner.stats();
+                }
+            }
+        }
+        let score = values[FEATURES.len()];
+        if score.is_finite() {
+            self.scores.push(f64::from(score));
+            if read_ahead && self.scores.len() >= MIN_SCORE_HISTORY {
+                self.scores.bounds();
+            }
         }
     }
 
@@ -81,6 +110,9 @@ pub struct WorkerScorer {
     states: Vec<NodeState>,
     /// The state index of each row of the window being scored.
     slots: Vec<usize>,
+    /// The states of the last scored window's rows, whose values wait for
+    /// [`WorkerScorer::settle`] (or their node's next row).
+    upkeep: Vec<usize>,
     /// When absent nodes were last looked for (a window's end).
     last_sweep: Option<TimestampNs>,
     /// Values every history keeps at most (see [`AnomalyConfig::history_cap`]).
@@ -106,6 +138,7 @@ impl WorkerScorer {
             index: FxHashMap::default(),
             states: Vec::new(),
             slots: Vec::new(),
+            upkeep: Vec::new(),
             last_sweep: None,
             history: cfg.history,
             logged_cap: cfg.history,
@@ -135,12 +168,16 @@ impl WorkerScorer {
     /// order; processed by node), with the model as it is after every earlier
     /// window's training rows. Returns one [`AnomalyScore`] per node that is past its
     /// warm-up, in node order, and the window's training rows, which are not learned
-    /// here.
+    /// here. The window's values join their histories at [`Self::settle`], or when
+    /// their node's next row is scored.
     pub fn score_window(
         &mut self,
         window: u64,
         rows: &mut [ScoreInput],
     ) -> (Vec<AnomalyScore>, Lesson) {
+        // Slots move when absent nodes are forgotten: a value still pending joins its
+        // history when its node's next row comes (or the histories are cut).
+        self.upkeep.clear();
         rows.sort_by_key(|r| r.node);
         self.counters.add_received(rows.len() as u64);
         self.model.enter(window);
@@ -170,15 +207,13 @@ impl WorkerScorer {
             self.states[slot].last_seen = row.window_end;
             self.slots.push(slot);
         }
+        let trend_windows = self.cfg.trend_windows;
         for (i, row) in rows.iter().enumerate() {
-            prefetch_ahead(
-                &self.states,
-                &self.slots[i + 1..],
-                &rows[i + 1..],
-                self.cfg.trend_windows,
-            );
+            prefetch_ahead(&self.states, &self.slots[i + 1..], trend_windows);
             let vector = row.vector;
-            let state = &mut self.states[self.slots[i]];
+            let slot = self.slots[i];
+            let state = &mut self.states[slot];
+            state.settle(false);
             state.windows += 1;
             // A missing value (no RTT sample in the window) is no evidence either
             // way: its deviation is 0 and it is not added to the history.
@@ -198,12 +233,17 @@ impl WorkerScorer {
                 }
                 _ => None,
             };
-            // The explanation is read before the window's values join the histories.
-            let top = if scored.is_some() {
-                top_k(&deviations, self.cfg.top_k)
-            } else {
-                Vec::new()
+            let Some(score) = scored else {
+                if state.windows >= MIN_NODE_HISTORY as u64 {
+                    lesson.rows.push((row.node, x));
+                }
+                state.pending = Some(pending(&vector, None));
+                self.upkeep.push(slot);
+                self.counters.add_dropped(1);
+                continue;
             };
+            // The explanation is read before the window's values join the histories.
+            let top = top_k(&deviations, self.cfg.top_k);
             let top_thresholds: Vec<f64> = top
                 .iter()
                 .map(|&i| {
@@ -216,18 +256,6 @@ impl WorkerScorer {
                     })
                 })
                 .collect();
-            for (learner, v) in state.features.iter_mut().zip(&vector) {
-                if let Some(v) = v {
-                    learner.push(*v);
-                }
-            }
-            let Some(score) = scored else {
-                if state.windows >= MIN_NODE_HISTORY as u64 {
-                    lesson.rows.push((row.node, x));
-                }
-                self.counters.add_dropped(1);
-                continue;
-            };
             let learned = if state.scores.len() >= MIN_SCORE_HISTORY {
                 state.scores.bounds().map_or(f64::NEG_INFINITY, |b| b.upper)
             } else {
@@ -239,11 +267,11 @@ impl WorkerScorer {
             // Only normal windows teach the score threshold and the model: a fault
             // must not raise the bar it is measured against. A lasting change of
             // behaviour still becomes normal, through the feature histories.
+            let learned_score = (!is_anomaly).then_some(score);
             if !is_anomaly {
-                state.scores.push(score);
                 lesson.rows.push((row.node, x));
             }
-            let trend_windows = self.cfg.trend_windows;
+            // Trends include this window's values, as if they had joined already.
             out.push(AnomalyScore {
                 window_end: row.window_end,
                 node: row.node,
@@ -253,21 +281,51 @@ impl WorkerScorer {
                 is_anomaly,
                 state: health,
                 strategy: self.strategy.clone(),
-                score_trend: state.scores.trend(trend_windows).as_str().to_string(),
+                score_trend: state
+                    .scores
+                    .trend_with(trend_windows, learned_score)
+                    .as_str()
+                    .to_string(),
                 top_features: top.iter().map(|&i| FEATURES[i].0.to_string()).collect(),
                 top_deviations: top.iter().map(|&i| deviations[i]).collect(),
                 top_values: top.iter().map(|&i| vector[i].unwrap_or(f64::NAN)).collect(),
                 top_thresholds,
                 top_trends: top
                     .iter()
-                    .map(|&i| state.features[i].trend(trend_windows).as_str().to_string())
+                    .map(|&i| {
+                        state.features[i]
+                            .trend_with(trend_windows, vector[i])
+                            .as_str()
+                            .to_string()
+                    })
                     .collect(),
             });
+            state.pending = Some(pending(&vector, learned_score));
+            self.upkeep.push(slot);
         }
         self.counters.add_sent(out.len() as u64);
         let skip = lesson.rows.len().saturating_sub(self.model.capacity());
         lesson.rows.drain(..skip);
         (out, lesson)
+    }
+
+    /// Adds the last scored window's values to their histories, and reads what the
+    /// next window reads of them (statistics, the score band) while nothing else
+    /// waits: a value joins its history, and the learner refreshes, exactly as if
+    /// done in [`Self::score_window`], only later. The operator calls this once the
+    /// window's scores are out, so the upkeep is not between a window's close and its
+    /// scores; otherwise each node's values join when its next row is scored.
+    pub fn settle(&mut self) {
+        for (i, &slot) in self.upkeep.iter().enumerate() {
+            prefetch_pending(&self.states, &self.upkeep[i + 1..]);
+            self.states[slot].settle(true);
+        }
+        self.upkeep.clear();
+    }
+
+    /// Whether a scored window's values still wait for [`Self::settle`].
+    pub fn unsettled(&self) -> bool {
+        !self.upkeep.is_empty()
     }
 
     /// Cuts every history to what `history_memory` allows for the most nodes any
@@ -281,6 +339,8 @@ impl WorkerScorer {
         }
         self.history = cap;
         for state in &mut self.states {
+            // The pending values join before the cut, as they would have.
+            state.settle(false);
             state.features.iter_mut().for_each(|l| l.set_capacity(cap));
             state.scores.set_capacity(cap);
         }
@@ -352,24 +412,47 @@ impl WorkerScorer {
     }
 }
 
-/// Asks for the memory of the rows to come (`ahead`: their state indices; `rows`:
-/// the rows), a stage per row: the state of the row [`PREFETCH_STATE`] ahead, the
-/// histories of the one before it, and the histories' orders of the next row (where
-/// its values go; the score's is not known yet, so its newest stands in for it).
-fn prefetch_ahead(states: &[NodeState], ahead: &[usize], rows: &[ScoreInput], trend: usize) {
+/// A scored row's values as they join its node's histories: the features', then the
+/// score; a NaN joins nothing. A learner keeps its values as `f32`, so nothing is lost.
+type Pending = [f32; FEATURES.len() + 1];
+
+/// The [`Pending`] values of a row: its features, and its score when that is learned.
+fn pending(vector: &[Option<f64>; FEATURES.len()], score: Option<f64>) -> Pending {
+    let kept = |v: Option<f64>| v.filter(|v| v.is_finite()).map_or(f32::NAN, narrow);
+    std::array::from_fn(|i| kept(vector.get(i).copied().unwrap_or(score)))
+}
+
+/// Asks for the memory of the rows to come (`ahead`: their state indices), a stage
+/// per row: the state of the row [`PREFETCH_STATE`] ahead, the histories of the one
+/// before it (the newest values, which trends read, and the oldest, which a pending
+/// value pushes out), and the histories' orders of the next row (where its pending
+/// values go).
+fn prefetch_ahead(states: &[NodeState], ahead: &[usize], trend: usize) {
     if let Some(&s) = ahead.get(PREFETCH_STATE - 1) {
         prefetch(&states[s]);
     }
     if let Some(&s) = ahead.get(PREFETCH_STATE - 2) {
         states[s].learners().for_each(|l| l.prefetch_history(trend));
     }
-    if let (Some(&s), Some(row)) = (ahead.first(), rows.first()) {
-        let state = &states[s];
-        for (learner, v) in state.features.iter().zip(&row.vector) {
-            learner.prefetch_order(*v);
+    if let Some(&s) = ahead.first() {
+        prefetch_orders(&states[s]);
+    }
+}
+
+/// As [`prefetch_ahead`], for [`WorkerScorer::settle`], which reads no trends.
+fn prefetch_pending(states: &[NodeState], ahead: &[usize]) {
+    prefetch_ahead(states, ahead, 1);
+}
+
+/// Asks for the order blocks a state's pending values go into.
+fn prefetch_orders(state: &NodeState) {
+    let Some(values) = &state.pending else {
+        return;
+    };
+    for (learner, &v) in state.learners().zip(values) {
+        if v.is_finite() {
+            learner.prefetch_order(Some(f64::from(v)));
         }
-        let newest = state.scores.history().iter().next_back();
-        state.scores.prefetch_order(newest.map(|&v| f64::from(v)));
     }
 }
 

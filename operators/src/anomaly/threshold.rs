@@ -154,8 +154,11 @@ pub const TREND_MIN_CHANGE: f64 = 2.0;
 /// the window's span, against the residuals' standard deviation. Fewer than 3 values
 /// are `Stable`.
 pub fn classify_trend<T: Copy + Into<f64>>(values: &[T]) -> Trend {
-    let n = values.len();
-    let values = values.iter().map(|&v| v.into());
+    classify_trend_of(values.len(), values.iter().map(|&v| v.into()))
+}
+
+/// [`classify_trend`] of the `n` values `values` yields.
+fn classify_trend_of(n: usize, values: impl Iterator<Item = f64> + Clone) -> Trend {
     if n < 3 {
         return Trend::Stable;
     }
@@ -190,7 +193,7 @@ pub fn classify_trend<T: Copy + Into<f64>>(values: &[T]) -> Trend {
 
 /// A finite value as a learner keeps it: the nearest `f32`, or `f32`'s largest
 /// magnitude beyond its range.
-fn narrow(x: f64) -> f32 {
+pub(super) fn narrow(x: f64) -> f32 {
     x.clamp(-f64::from(f32::MAX), f64::from(f32::MAX)) as f32
 }
 
@@ -422,11 +425,23 @@ impl ThresholdLearner {
 
     /// The trend of the newest `window` values.
     pub fn trend(&self, window: usize) -> Trend {
-        match self.history.latest_parts(window) {
-            // Unless the ring has wrapped inside them, the values are one run.
-            (run, []) => classify_trend(run),
-            (older, newer) => classify_trend(&[older, newer].concat()),
-        }
+        self.trend_with(window, None)
+    }
+
+    /// The trend of the newest `window` values once `next` is pushed (when it is
+    /// `Some`): what [`Self::trend`] returns after [`Self::push`], without pushing.
+    pub fn trend_with(&self, window: usize, next: Option<f64>) -> Trend {
+        let next = next.filter(|x| x.is_finite()).map(narrow);
+        let kept = match next {
+            Some(_) => (self.history.len() + 1).min(self.history.capacity()),
+            None => self.history.len(),
+        };
+        let n = window.min(kept);
+        let (older, newer) = self
+            .history
+            .latest_parts(n - usize::from(next.is_some()).min(n));
+        let values = older.iter().chain(newer).copied().chain(next);
+        classify_trend_of(n, values.map(f64::from))
     }
 
     /// The history, oldest first.

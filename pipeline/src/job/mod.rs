@@ -289,6 +289,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     ends,
                     anomaly,
                     w_progress.anomaly.clone(),
+                    Some(probe.clone()),
                 );
                 let scores = scores.probe_with(&probe);
                 if let Some(k) = &kafka_sink {

@@ -308,11 +308,18 @@ fn incremental(
         let (mut handle, ends, probe) = worker.dataflow::<u64, _, _>(|scope| {
             let (handle, stream) = scope.new_input::<ScoreInput>();
             let (ends, ends_stream) = scope.new_input::<Option<u64>>();
-            let scores = anomaly_scores(stream, ends_stream, cfg, Counters::shared());
-            let probe = scores
+            // As in a job: the histories' upkeep waits for the probe on the output.
+            let probe = timely::dataflow::ProbeHandle::new();
+            let scores = anomaly_scores(
+                stream,
+                ends_stream,
+                cfg,
+                Counters::shared(),
+                Some(probe.clone()),
+            );
+            scores
                 .inspect(move |s| sink.lock().unwrap().push(s.clone()))
-                .probe()
-                .0;
+                .probe_with(&probe);
             (handle, ends, probe)
         });
         let mut ends = Some(ends);

@@ -252,6 +252,22 @@ proptest! {
     }
 
     #[test]
+    fn a_trend_with_the_next_value_is_the_trend_after_pushing_it(
+        capacity in 1usize..80,
+        values in prop::collection::vec(-1e3f64..1e3, 0..200),
+        next in prop::option::of(prop_oneof![-1e3f64..1e3, Just(f64::NAN)]),
+        window in 0usize..100,
+    ) {
+        let mut learner = ThresholdLearner::new(ThresholdParams::default(), capacity);
+        values.iter().for_each(|v| learner.push(*v));
+        let predicted = learner.trend_with(window, next);
+        if let Some(x) = next {
+            learner.push(x);
+        }
+        prop_assert_eq!(predicted, learner.trend(window));
+    }
+
+    #[test]
     fn a_shifted_series_has_the_same_trend(
         values in prop::collection::vec(-100f64..100.0, 3..80),
         shift in -1e3f64..1e3,
