@@ -490,6 +490,15 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 break;
             }
         }
+        // The last close is measured on its own, before the tail windows below add
+        // their work to it.
+        while !closing.is_empty()
+            && !w_abort.load(Ordering::Relaxed)
+            && w_report.error.lock().expect("lock").is_none()
+        {
+            worker.step_or_park(Some(WAIT_PARK));
+            emitted(&mut closing);
+        }
         // The data has ended: close its remaining windows one slide at a time, as the
         // steady state does, rather than all at once (which would hold every tail
         // window's neighbourhood joins in memory together).
