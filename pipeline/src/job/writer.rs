@@ -22,8 +22,8 @@ pub struct WriteReport {
 }
 
 /// Routes rows to the worker that owns their bucket and hands each complete window
-/// to a [`WindowWriter`], which sorts it by `sort_key` and writes it into that
-/// bucket's files on a thread of its own. Which worker writes a bucket does not
+/// to a [`WindowWriter`], which sorts it by `bucket_and_key` and writes it into the
+/// buckets' files on a thread of its own. Which worker writes a bucket does not
 /// change the files, so output is identical for any worker count.
 pub fn write_parquet<'s, R, F>(
     rows: Stream<'s, u64, Vec<R>>,
