@@ -317,7 +317,8 @@ impl WorkerScorer {
     /// scores; otherwise each node's values join when its next row is scored.
     pub fn settle(&mut self) {
         for (i, &slot) in self.upkeep.iter().enumerate() {
-            prefetch_pending(&self.states, &self.upkeep[i + 1..]);
+            // No trends are read here: one newest value is enough.
+            prefetch_ahead(&self.states, &self.upkeep[i + 1..], 1);
             self.states[slot].settle(true);
         }
         self.upkeep.clear();
@@ -437,11 +438,6 @@ fn prefetch_ahead(states: &[NodeState], ahead: &[usize], trend: usize) {
     if let Some(&s) = ahead.first() {
         prefetch_orders(&states[s]);
     }
-}
-
-/// As [`prefetch_ahead`], for [`WorkerScorer::settle`], which reads no trends.
-fn prefetch_pending(states: &[NodeState], ahead: &[usize]) {
-    prefetch_ahead(states, ahead, 1);
 }
 
 /// Asks for the order blocks a state's pending values go into.

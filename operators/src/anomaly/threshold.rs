@@ -439,7 +439,7 @@ impl ThresholdLearner {
         let n = window.min(kept);
         let (older, newer) = self
             .history
-            .latest_parts(n - usize::from(next.is_some()).min(n));
+            .latest_parts(n.saturating_sub(usize::from(next.is_some())));
         let values = older.iter().chain(newer).copied().chain(next);
         classify_trend_of(n, values.map(f64::from))
     }

@@ -74,7 +74,7 @@ where
             Some(p)
         }
         Err(e) => {
-            fail(&report, e);
+            report.fail(e);
             None
         }
     };
@@ -122,7 +122,7 @@ where
                             output.session(&cap).give(window);
                         }
                         Err(e) => {
-                            fail(&report, e);
+                            report.fail(e);
                             pending.clear();
                             return;
                         }
@@ -131,19 +131,10 @@ where
                 if frontier.is_empty() && !finished {
                     finished = true;
                     if let Err(e) = producer.finish() {
-                        fail(&report, e);
+                        report.fail(e);
                     }
                 }
             }
         },
     )
-}
-
-/// Records the job's first write error; every writer stops after it.
-fn fail(report: &WriteReport, e: impl ToString) {
-    report
-        .error
-        .lock()
-        .expect("report lock")
-        .get_or_insert(e.to_string());
 }

@@ -21,6 +21,16 @@ pub struct WriteReport {
     pub windows: Mutex<BTreeSet<u64>>,
 }
 
+impl WriteReport {
+    /// Records the job's first write error; every writer stops after it.
+    pub fn fail(&self, e: impl ToString) {
+        self.error
+            .lock()
+            .expect("report lock")
+            .get_or_insert(e.to_string());
+    }
+}
+
 /// Routes rows to the worker that owns their bucket and hands each complete window
 /// to a [`WindowWriter`], which sorts it by `bucket_and_key` and writes it into the
 /// buckets' files on a thread of its own. Which worker writes a bucket does not
@@ -49,25 +59,11 @@ pub fn write_parquet<'s, R, F>(
                 .expect("report lock")
                 .insert(window);
         }
-        Err(e) => {
-            thread_report
-                .error
-                .lock()
-                .expect("report lock")
-                .get_or_insert(e.to_string());
-        }
+        Err(e) => thread_report.fail(e),
     };
-    let mut writer = match WindowWriter::start(dir, cfg, counters, bucket_and_key, written) {
-        Ok(w) => Some(w),
-        Err(e) => {
-            report
-                .error
-                .lock()
-                .expect("report lock")
-                .get_or_insert(e.to_string());
-            None
-        }
-    };
+    let mut writer = WindowWriter::start(dir, cfg, counters, bucket_and_key, written)
+        .map_err(|e| report.fail(e))
+        .ok();
     rows.sink(route, "ParquetWriter", move |(input, frontier)| {
         input.for_each(|cap, data| {
             if let Some(time) = cap.least() {

@@ -219,10 +219,10 @@ impl Job {
     }
 }
 
-/// Nice value of the encoder and writer threads: behind the workers, whose window closes are
-/// the latency users see. Encoders completing rolled files competed with the worker
-/// for the CPUs and delayed a live window's close by 100-200 ms; on an idle CPU a
-/// niced thread runs as fast as any.
+/// Nice value of the encoder and writer threads: behind the workers, whose window
+/// closes are the latency users see. Encoders completing rolled files competed with
+/// the worker for the CPUs and delayed a live window's close by 100-200 ms; on an
+/// idle CPU a niced thread runs as fast as any.
 const ENCODER_NICE: libc::c_int = 10;
 
 /// Lowers the calling thread's scheduling priority to [`ENCODER_NICE`] (on Linux a
