@@ -6,7 +6,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, SyncSender, TryIter, channel, sync_channel};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
 use datafusion::arrow::array::{ArrayRef, StringArray};
@@ -35,16 +35,10 @@ pub(super) struct Chunk<R> {
 }
 
 /// The encoder thread of one temporary file, renamed to its destination once
-/// complete and synced.
-///
-/// Encoded rows come back to the writer's thread ([`Encoder::spent`]) to be
-/// dropped there and their vector reused: rows freed on the thread that allocated
-/// them do not contend for its allocator (with glibc's malloc, a free from another
-/// thread takes the owning arena's lock, and made the worker's closes stall).
+/// complete and synced. It drops the rows it has encoded.
 pub(super) struct Encoder<R> {
     tmp: PathBuf,
     tx: Option<SyncSender<Chunk<R>>>,
-    spent: Receiver<Vec<R>>,
     thread: Option<JoinHandle<Result<(), SinkError>>>,
     abandon: Arc<AtomicBool>,
 }
@@ -68,7 +62,6 @@ impl<R: ArrowRecord> Encoder<R> {
             }
         })?;
         let (tx, rx) = sync_channel(IN_FLIGHT);
-        let (spent_tx, spent) = channel();
         let abandon = Arc::new(AtomicBool::new(false));
         let job = Job {
             tmp: tmp.clone(),
@@ -79,12 +72,11 @@ impl<R: ArrowRecord> Encoder<R> {
         };
         let thread = std::thread::Builder::new()
             .name(format!("parquet-{}", R::TABLE))
-            .spawn(move || job.run(writer, rx, spent_tx))
+            .spawn(move || job.run(writer, rx))
             .map_err(io("starting the encoder thread for", &tmp))?;
         Ok(Self {
             tmp,
             tx: Some(tx),
-            spent,
             thread: Some(thread),
             abandon,
         })
@@ -94,12 +86,6 @@ impl<R: ArrowRecord> Encoder<R> {
     pub fn send(&mut self, chunk: Chunk<R>) -> Result<(), SinkError> {
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(chunk).is_ok());
         if sent { Ok(()) } else { self.join() }
-    }
-
-    /// The chunks of rows the encoder has written and sent back so far: the caller
-    /// drops them on its own thread and reuses the vectors.
-    pub fn spent(&self) -> TryIter<'_, Vec<R>> {
-        self.spent.try_iter()
     }
 
     /// Tells the encoder no more rows come: it completes, syncs and renames the
@@ -170,7 +156,6 @@ impl Job {
         self,
         mut writer: ArrowWriter<File>,
         rx: Receiver<Chunk<R>>,
-        spent: Sender<Vec<R>>,
     ) -> Result<(), SinkError> {
         let parquet = |source| SinkError::Parquet {
             path: self.tmp.clone(),
@@ -184,8 +169,6 @@ impl Job {
             let batch = self.batch(chunk.rows.as_slice(), chunk.extras)?;
             writer.write(&batch).map_err(parquet)?;
             self.counters.add_sent(chunk.rows.len() as u64);
-            // Back to the writer's thread; if it is gone, they are dropped here.
-            let _ = spent.send(chunk.rows);
         }
         if self.abandon.load(Ordering::Relaxed) {
             return Ok(());

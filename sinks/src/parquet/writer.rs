@@ -142,12 +142,6 @@ pub struct TableWriter<R: ArrowRecord> {
     /// Rolled files being completed, oldest first.
     closing: VecDeque<Encoder<R>>,
     buffer: Vec<R>,
-    /// Written rows back from the encoder, dropped two per row pushed: dropping a
-    /// whole chunk (8,192 rows of a dozen allocations each) at once stalled the
-    /// worker's window for 40 ms. Emptied, the vector holds the next chunk.
-    spent: Vec<R>,
-    /// Spent chunks waiting their turn to be dropped gradually.
-    spent_later: Vec<Vec<R>>,
     /// Names of extra nullable text columns appended after the record's own.
     extra_names: Vec<String>,
     /// Buffered extra values, one vector per extra column, aligned with `buffer`.
@@ -172,8 +166,6 @@ impl<R: ArrowRecord> TableWriter<R> {
             open: None,
             closing: VecDeque::new(),
             buffer: Vec::new(),
-            spent: Vec::new(),
-            spent_later: Vec::new(),
             extra_names: Vec::new(),
             extra_values: Vec::new(),
             counters,
@@ -226,15 +218,6 @@ impl<R: ArrowRecord> TableWriter<R> {
         }
         self.counters.add_received(1);
         self.buffer.push(row);
-        // Twice the rate rows come in, so the spent rows are gone before the next
-        // chunk is handed over.
-        if self.spent.is_empty()
-            && let Some(next) = self.spent_later.pop()
-        {
-            self.spent = next;
-        }
-        // Dropped where they lie: `pop` would first move each (large) row out.
-        self.spent.truncate(self.spent.len().saturating_sub(2));
         for (i, column) in self.extra_values.iter_mut().enumerate() {
             column.push(extras.get(i).cloned().flatten());
         }
@@ -298,11 +281,10 @@ impl<R: ArrowRecord> TableWriter<R> {
         Ok(OpenFile { span, encoder })
     }
 
-    /// Hands the buffered rows to the open file's encoder, then takes back what the
-    /// encoders wrote and joins those of rolled files that have stopped.
+    /// Hands the buffered rows to the open file's encoder, then joins the encoders
+    /// of rolled files that have stopped.
     fn send_chunk(&mut self) -> Result<(), SinkError> {
         self.hand_over()?;
-        self.collect_spent();
         self.reap_finished()
     }
 
@@ -314,24 +296,11 @@ impl<R: ArrowRecord> TableWriter<R> {
         let Some(file) = self.open.as_mut() else {
             return Ok(());
         };
-        let next = if self.spent.is_empty() && self.spent.capacity() > 0 {
-            std::mem::take(&mut self.spent)
-        } else {
-            Vec::with_capacity(self.chunk_rows)
-        };
         let chunk = Chunk {
-            rows: std::mem::replace(&mut self.buffer, next),
+            rows: std::mem::replace(&mut self.buffer, Vec::with_capacity(self.chunk_rows)),
             extras: self.extra_values.iter_mut().map(std::mem::take).collect(),
         };
         file.encoder.send(chunk)
-    }
-
-    /// Takes the chunks every encoder has written, to be dropped on this thread.
-    fn collect_spent(&mut self) {
-        let encoders = self.open.iter().map(|f| &f.encoder);
-        for encoder in encoders.chain(&self.closing) {
-            self.spent_later.extend(encoder.spent());
-        }
     }
 
     /// Joins the rolled files' encoders that have stopped, returning the first
@@ -348,10 +317,7 @@ impl<R: ArrowRecord> TableWriter<R> {
         let Some(mut encoder) = self.closing.pop_front() else {
             return Ok(());
         };
-        let done = encoder.finish();
-        // The chunks it wrote last, still to be dropped gradually.
-        self.spent_later.extend(encoder.spent());
-        done
+        encoder.finish()
     }
 
     /// Closes the open file: its encoder completes and renames it in the background.
@@ -364,7 +330,6 @@ impl<R: ArrowRecord> TableWriter<R> {
             self.closing.push_back(encoder);
         }
         handed?;
-        self.collect_spent();
         while self.closing.len() > MAX_CLOSING {
             self.reap_oldest()?;
         }
