@@ -4,6 +4,7 @@
 mod kafka;
 mod profile;
 mod raw;
+mod simulated;
 mod sources;
 mod summary;
 mod writer;
@@ -405,6 +406,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 IDLE_WAIT
             };
             let mut active = false;
+            // When this step's input was read: a window's close, if the watermark now
+            // passes it, is measured from here, its last records and flush included.
+            let mut read_at = None;
             for (i, (reader, counters)) in readers.iter_mut().zip(w_counters.iter()).enumerate() {
                 let live = handoff.is_some() && i > 0;
                 if live && replaying {
@@ -412,7 +416,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     continue;
                 }
                 batch.clear();
-                match reader.next_batch(&mut batch, counters, wait) {
+                let read = reader.next_batch(&mut batch, counters, wait);
+                read_at.get_or_insert_with(Instant::now);
+                match read {
                     Ok(more) => active |= more,
                     Err(e) => {
                         w_error.lock().expect("lock").get_or_insert(e.to_string());
@@ -463,7 +469,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 input.advance_to_epoch(watermark);
                 if index == 0 && last_closed < input.time() {
                     last_closed = input.time();
-                    closing.push_back((last_closed, Instant::now()));
+                    closing.push_back((last_closed, read_at.unwrap_or_else(Instant::now)));
                 }
                 if let Some(raw) = &mut raw {
                     raw.advance_to_epoch(watermark);

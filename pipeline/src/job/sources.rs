@@ -10,7 +10,9 @@ use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::{EbpfError, EbpfSource};
 use meshflow_sources::kafka::{KafkaSource, KafkaSourceConfig, KafkaSourceError};
 use meshflow_sources::replay::{ReplayError, SkippedFile, TracePlan, TraceReader};
-use meshflow_sources::simulator::{SimPartition, Simulator, Tick};
+use meshflow_sources::simulator::Simulator;
+
+use super::simulated::SimReader;
 
 /// What a source shares between its workers (built once per process).
 pub enum SharedSource {
@@ -133,20 +135,8 @@ pub enum SourceError {
 pub enum WorkerSource {
     /// Generates this worker's simulator nodes, tick by tick.
     Simulator {
-        /// The partition.
-        partition: Box<SimPartition>,
-        /// Reused tick buffer.
-        tick: Tick,
-        /// Tick width.
-        tick_ns: i64,
-        /// Wall-clock pacing: (wall start, simulated start), when real-time.
-        pace: Option<(Instant, TimestampNs)>,
-        /// End of the last delivered tick, as a watermark.
-        watermark: Option<TimestampNs>,
-        /// `tick` is generated but not yet due (real-time pacing).
-        held: bool,
-        /// Whether generation is over.
-        done: bool,
+        /// The reader.
+        reader: SimReader,
     },
     /// Reads this worker's row groups in order.
     Replay {
@@ -185,13 +175,11 @@ impl WorkerSource {
     ) -> Self {
         match shared {
             SharedSource::Simulator { sim, realtime, .. } => WorkerSource::Simulator {
-                partition: Box::new(sim.partition(index, peers)),
-                tick: Tick::default(),
-                tick_ns: sim.tick_ns(),
-                pace: realtime.then(|| (Instant::now(), sim.start_time())),
-                watermark: None,
-                held: false,
-                done: false,
+                reader: SimReader::new(
+                    sim.partition(index, peers),
+                    sim.tick_ns(),
+                    realtime.then(|| (Instant::now(), sim.start_time())),
+                ),
             },
             SharedSource::Replay {
                 plan,
@@ -232,44 +220,7 @@ impl WorkerSource {
         wait: Duration,
     ) -> Result<bool, SourceError> {
         match self {
-            WorkerSource::Simulator {
-                partition,
-                tick,
-                tick_ns,
-                pace,
-                watermark,
-                held,
-                done,
-            } => {
-                if *done {
-                    return Ok(false);
-                }
-                if !*held {
-                    if !partition.next_tick(tick) {
-                        *done = true;
-                        return Ok(false);
-                    }
-                    *held = true;
-                }
-                let end = TimestampNs(tick.start.0 + *tick_ns);
-                if let Some((wall, sim_start)) = pace {
-                    let due = *wall + Duration::from_nanos((end.0 - sim_start.0).max(0) as u64);
-                    std::thread::sleep(due.saturating_duration_since(Instant::now()).min(wait));
-                    if Instant::now() < due {
-                        return Ok(true);
-                    }
-                }
-                *held = false;
-                for f in &tick.flows {
-                    out.flows.push(f);
-                }
-                out.flow_records.append(&mut tick.flows);
-                out.metrics.append(&mut tick.metrics);
-                out.tcp.append(&mut tick.tcp_events);
-                counters.add_received(out.len() as u64);
-                *watermark = Some(end);
-                Ok(true)
-            }
+            WorkerSource::Simulator { reader } => Ok(reader.next_batch(out, counters, wait)),
             WorkerSource::Replay { reader, skipped } => {
                 Ok(reader.next_batch(out, counters, skipped, wait)?)
             }
@@ -318,7 +269,7 @@ impl WorkerSource {
     /// source exports what the kernel still holds, delivers it, and then finishes.
     pub fn stop(&mut self) {
         match self {
-            WorkerSource::Simulator { done, .. } => *done = true,
+            WorkerSource::Simulator { reader } => reader.stop(),
             WorkerSource::Replay { reader, .. } => reader.stop(),
             WorkerSource::Ebpf { source } => {
                 if let Some(src) = source {
@@ -352,9 +303,8 @@ impl WorkerSource {
     /// it is exhausted (it then holds nothing back).
     pub fn watermark(&self, spec: &WindowSpec, lateness: u64) -> Option<u64> {
         match self {
-            WorkerSource::Simulator { done: true, .. } | WorkerSource::Ebpf { source: None } => {
-                None
-            }
+            WorkerSource::Simulator { reader } if reader.is_done() => None,
+            WorkerSource::Ebpf { source: None } => None,
             WorkerSource::Replay { reader, .. } if reader.is_done() => None,
             WorkerSource::Kafka {
                 source: None,
@@ -380,9 +330,12 @@ impl WorkerSource {
                     .unwrap_or(0)
                     .saturating_sub(lateness),
             ),
-            WorkerSource::Simulator { watermark, .. } => {
-                Some(watermark.and_then(|t| spec.epoch_of(t)).unwrap_or(0))
-            }
+            WorkerSource::Simulator { reader } => Some(
+                reader
+                    .watermark()
+                    .and_then(|t| spec.epoch_of(t))
+                    .unwrap_or(0),
+            ),
             WorkerSource::Replay { reader, .. } => Some(
                 reader
                     .watermark()
