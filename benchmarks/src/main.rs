@@ -188,7 +188,7 @@ fn emit_latency(summary: &str) -> String {
 }
 
 fn main() -> anyhow::Result<()> {
-    meshflow::alloc::configure();
+    meshflow::alloc::configure(meshflow::alloc::Workload::Batch);
     match Bench::parse() {
         Bench::EbpfCost { repeat, runs } => ebpf_cost::run(repeat, runs),
         Bench::EbpfIngest(args) => ebpf_ingest::run(&args),

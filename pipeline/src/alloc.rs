@@ -9,21 +9,41 @@ use libmimalloc_sys::{mi_option_set, mi_option_t};
 /// before it is given back to the OS.
 const PURGE_DELAY: mi_option_t = 15;
 
-/// How long, in ms, mimalloc keeps freed memory before giving it back to the OS,
-/// unless `MIMALLOC_PURGE_DELAY` says otherwise. A window's buffers are freed and
-/// allocated again one slide to one window length later; at mimalloc's default of
-/// 1 s the memory went back to the OS in between and every page of it faulted in
-/// (and was zeroed) again. At 10 s, a 10k-node replay took 2.5M → 1.1M page faults
-/// and ran 5–8 % faster for 4 % more peak RSS (benchmarks/README.md, session 23).
-pub const PURGE_DELAY_MS: i64 = 10_000;
+/// What the process mostly does, which decides how long mimalloc keeps freed memory
+/// before giving it back to the OS (unless `MIMALLOC_PURGE_DELAY` says otherwise).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// A streaming job (`meshflow run`): freed memory is kept for good. Every purge
+    /// stalls the workers (page-table flushes, then faults when the memory is needed
+    /// again), and the windows closing just after one came 20–40 ms late: the live p99
+    /// at 10k nodes was 121–131 ms with a 10-s delay and 96–103 ms with none, for 10 %
+    /// more peak RSS (benchmarks/README.md, session 25).
+    Live,
+    /// Everything else (replays, imports, queries): freed memory goes back after 10 s
+    /// unused. At mimalloc's default of 1 s a window's buffers went back between one
+    /// slide and the next and every page of them faulted in (and was zeroed) again;
+    /// at 10 s a 10k-node replay took 2.5M → 1.1M page faults and ran 5–8 % faster
+    /// (session 23). Keeping it for good took the 100k-node replay past 4 GiB.
+    Batch,
+}
 
-/// Applies the process's memory settings; call first thing in `main`, before any
-/// other thread starts (mimalloc's options are not thread safe).
-pub fn configure() {
+impl Workload {
+    /// mimalloc's purge delay for this workload, in ms; `-1` is never.
+    pub fn purge_delay_ms(self) -> i64 {
+        match self {
+            Workload::Live => -1,
+            Workload::Batch => 10_000,
+        }
+    }
+}
+
+/// Applies the process's memory settings for `workload`; call it before any other
+/// thread starts (mimalloc's options are not thread safe).
+pub fn configure(workload: Workload) {
     disable_huge_pages();
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: no other thread runs yet; the option is a plain integer.
-        unsafe { mi_option_set(PURGE_DELAY, PURGE_DELAY_MS as _) };
+        unsafe { mi_option_set(PURGE_DELAY, workload.purge_delay_ms() as _) };
     }
 }
 

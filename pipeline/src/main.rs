@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use meshflow::alloc::Workload;
 use meshflow::config::{EventTime, JobConfig, ReplaySourceConfig, SourceConfig};
 use meshflow::import;
 use meshflow::job::{self, Cluster, Progress};
@@ -196,8 +197,12 @@ fn main() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .init();
-    meshflow::alloc::configure();
-    if let Err(e) = real_main(Cli::parse()) {
+    let cli = Cli::parse();
+    meshflow::alloc::configure(match cli.command {
+        Command::Run { .. } => Workload::Live,
+        _ => Workload::Batch,
+    });
+    if let Err(e) = real_main(cli) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
