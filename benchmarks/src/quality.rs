@@ -255,7 +255,7 @@ pub fn nodes(scores: &[AnomalyScore]) -> BTreeSet<u64> {
 
 #[cfg(test)]
 mod tests {
-    use meshflow_schemas::{HealthState, TimestampNs};
+    use meshflow_schemas::{HealthState, TimestampNs, Trend};
 
     use super::*;
 
@@ -269,7 +269,7 @@ mod tests {
             is_anomaly: flagged,
             state: HealthState::Healthy,
             strategy: String::new(),
-            score_trend: String::new(),
+            score_trend: Trend::Stable,
             top_features: vec![],
             top_deviations: vec![],
             top_values: vec![],

@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use meshflow_schemas::{AnomalyScore, Counters, HealthState, RootCause, TimestampNs, node_label};
+use meshflow_schemas::{
+    AnomalyScore, Counters, HealthState, RootCause, TimestampNs, Trend, node_label,
+};
 use meshflow_sinks::parquet::{ParquetSinkConfig, TableWriter, prepare_table_dir};
 
 /// Arguments of `meshflow-bench sql`.
@@ -85,10 +87,10 @@ fn write_output(out: &Path, rows: u64, nodes: u64) -> anyhow::Result<()> {
                     "retransmit_rate".into(),
                 ],
                 top_deviations: vec![score, score / 2.0, score / 3.0],
-                score_trend: "stable".into(),
+                score_trend: Trend::Stable,
                 top_values: vec![r as f64, 1.0, 0.5],
                 top_thresholds: vec![1e6, 2.0, 0.1],
-                top_trends: vec!["stable".into(), "increasing".into(), "stable".into()],
+                top_trends: vec![Trend::Stable, Trend::Increasing, Trend::Stable],
             });
         }
         for (writer, rows) in writers.iter_mut().zip(window_rows.iter_mut()) {

@@ -327,4 +327,4 @@ macro_rules! list_field {
     )*};
 }
 
-list_field!(String, f64, u64);
+list_field!(String, f64, u64, crate::outputs::Trend);

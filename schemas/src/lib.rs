@@ -78,7 +78,7 @@ pub use node_features::{
 };
 pub use outputs::{
     AnomalyScore, CausalEdge, FaultKind, GroundTruth, HealthState, Incident, PaymentVerification,
-    RootCause, VerificationStatus,
+    RootCause, Trend, VerificationStatus,
 };
 pub use record::ArrowRecord;
 pub use size::ByteSize;

@@ -17,6 +17,19 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Direction of a series' recent values, as a least-squares line through them
+    /// sees it against their noise.
+    pub enum Trend {
+        /// Rising beyond the noise.
+        Increasing = "increasing",
+        /// Falling beyond the noise.
+        Decreasing = "decreasing",
+        /// Neither.
+        Stable = "stable",
+    }
+}
+
 record! {
     /// Anomaly score of one node in one window, with the reason it was flagged.
     ///
@@ -41,7 +54,7 @@ record! {
         /// Threshold strategy (`percentile`, `sigma`, `iqr`) and model, e.g. `percentile/gmm`.
         pub strategy: String,
         /// Trend of the node's recent scores: `increasing`, `decreasing` or `stable`.
-        pub score_trend: String,
+        pub score_trend: Trend,
         /// The most deviating features, most deviating first.
         pub top_features: Vec<String>,
         /// Their robust standardised deviations (median/MAD of the node's own
@@ -53,7 +66,7 @@ record! {
         /// the median, lower when below), in the feature's own units.
         pub top_thresholds: Vec<f64>,
         /// Their recent trends: `increasing`, `decreasing` or `stable`.
-        pub top_trends: Vec<String>,
+        pub top_trends: Vec<Trend>,
     }
 }
 

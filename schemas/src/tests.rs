@@ -108,8 +108,17 @@ fn anomaly() -> impl Strategy<Value = AnomalyScore> {
         (
             prop::sample::select(HealthState::ALL),
             ".*",
-            ".*",
-            prop::collection::vec((".*", any::<f64>(), any::<f64>(), any::<f64>(), ".*"), 0..4),
+            prop::sample::select(Trend::ALL),
+            prop::collection::vec(
+                (
+                    ".*",
+                    any::<f64>(),
+                    any::<f64>(),
+                    any::<f64>(),
+                    prop::sample::select(Trend::ALL),
+                ),
+                0..4,
+            ),
         ),
     )
         .prop_map(
@@ -130,7 +139,7 @@ fn anomaly() -> impl Strategy<Value = AnomalyScore> {
                 top_deviations: top.iter().map(|t| t.1).collect(),
                 top_values: top.iter().map(|t| t.2).collect(),
                 top_thresholds: top.iter().map(|t| t.3).collect(),
-                top_trends: top.iter().map(|t| t.4.clone()).collect(),
+                top_trends: top.iter().map(|t| t.4).collect(),
             },
         )
 }

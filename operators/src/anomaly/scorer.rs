@@ -281,23 +281,14 @@ impl WorkerScorer {
                 is_anomaly,
                 state: health,
                 strategy: self.strategy.clone(),
-                score_trend: state
-                    .scores
-                    .trend_with(trend_windows, learned_score)
-                    .as_str()
-                    .to_string(),
+                score_trend: state.scores.trend_with(trend_windows, learned_score),
                 top_features: top.iter().map(|&i| FEATURES[i].0.to_string()).collect(),
                 top_deviations: top.iter().map(|&i| deviations[i]).collect(),
                 top_values: top.iter().map(|&i| vector[i].unwrap_or(f64::NAN)).collect(),
                 top_thresholds,
                 top_trends: top
                     .iter()
-                    .map(|&i| {
-                        state.features[i]
-                            .trend_with(trend_windows, vector[i])
-                            .as_str()
-                            .to_string()
-                    })
+                    .map(|&i| state.features[i].trend_with(trend_windows, vector[i]))
                     .collect(),
             });
             state.pending = Some(pending(&vector, learned_score));

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use meshflow_schemas::Trend;
+
 use super::order::{MadHint, OrderIndex};
 use super::ring::RingBuffer;
 use super::robust::{Quantiles, RobustStats, refresh_interval};
@@ -121,28 +123,6 @@ impl ThresholdParams {
         let mut q = Quantiles::default();
         q.select(values, &self.band_quantiles());
         self.quantile_band(|p| q.get(p))
-    }
-}
-
-/// Direction of the recent values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Trend {
-    /// Rising beyond the noise.
-    Increasing,
-    /// Falling beyond the noise.
-    Decreasing,
-    /// Neither.
-    Stable,
-}
-
-impl Trend {
-    /// `increasing`, `decreasing` or `stable`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Increasing => "increasing",
-            Self::Decreasing => "decreasing",
-            Self::Stable => "stable",
-        }
     }
 }
 
