@@ -15,8 +15,8 @@ const PURGE_DELAY: mi_option_t = 15;
 pub enum Workload {
     /// A streaming job (`meshflow run`): freed memory is kept for good. Every purge
     /// stalls the workers (page-table flushes, then faults when the memory is needed
-    /// again), and the windows closing just after one came 20–40 ms late: the live p99
-    /// at 10k nodes was 121–131 ms with a 10-s delay and 96–103 ms with none, for 10 %
+    /// again), and the windows closing just after one came 10–33 ms late: the live p99
+    /// at 10k nodes was 121–131 ms with a 10-s delay and 94–100 ms with none, for 10 %
     /// more peak RSS (benchmarks/README.md, session 25).
     Live,
     /// Everything else (replays, imports, queries): freed memory goes back after 10 s

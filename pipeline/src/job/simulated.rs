@@ -61,6 +61,17 @@ impl SimReader {
             .map(|(wall, start)| wall + Duration::from_nanos((t.0 - start.0).max(0) as u64))
     }
 
+    /// The simulated time the wall clock has reached, when paced.
+    fn reached(&self) -> Option<TimestampNs> {
+        self.pace
+            .map(|(wall, start)| TimestampNs(start.0 + wall.elapsed().as_nanos() as i64))
+    }
+
+    /// Exclusive end of the held tick.
+    fn tick_end(&self) -> TimestampNs {
+        TimestampNs(self.tick.start.0 + self.tick_ns)
+    }
+
     /// Adds the next records to `out`: a whole tick, or (paced) what has come due,
     /// waiting at most `wait` for the next of it. Returns `false` once every tick is
     /// delivered.
@@ -86,58 +97,49 @@ impl SimReader {
             self.held = true;
             self.sent = (0, 0, false);
         }
-        let before = out.len();
-        let end = TimestampNs(self.tick.start.0 + self.tick_ns);
-        match self.wall_of(end) {
-            Some(due) if Instant::now() < due => {
-                std::thread::sleep(due.saturating_duration_since(Instant::now()).min(wait));
-                let now = Instant::now();
-                if now < due {
-                    let (wall, start) = self.pace.expect("paced");
-                    let reached = start.0 + now.duration_since(wall).as_nanos() as i64;
-                    self.deliver(out, TimestampNs(reached));
-                } else {
-                    self.deliver(out, end);
-                }
-            }
-            _ => self.deliver(out, end),
+        let end = self.tick_end();
+        if let Some(due) = self.wall_of(end) {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()).min(wait));
         }
+        let until = self.reached().map_or(end, |t| t.min(end));
+        let before = out.len();
+        self.deliver(out, until);
         counters.add_received((out.len() - before) as u64);
         true
     }
 
-    /// Moves the held tick's records with an event time before `until` to `out`;
-    /// at the tick's end, the rest, and the watermark moves there.
+    /// Moves the held tick's records with an event time before `until` to `out`; at
+    /// the tick's end, the rest, and the watermark moves there.
     fn deliver(&mut self, out: &mut SourceBatch, until: TimestampNs) {
-        let end = TimestampNs(self.tick.start.0 + self.tick_ns);
+        let end = self.tick_end();
+        let whole = until >= end;
         let tick = &mut self.tick;
         let (flows, tcp, metrics) = &mut self.sent;
-        if until >= end {
-            for f in &tick.flows[*flows..] {
-                out.flows.push(f);
-            }
-            out.flow_records.extend(tick.flows.drain(*flows..));
-            out.tcp.extend(tick.tcp_events.drain(*tcp..));
-            if !*metrics {
-                out.metrics.append(&mut tick.metrics);
-            }
-            self.held = false;
-            self.watermark = Some(end);
-            return;
-        }
-        let upto = *flows + tick.flows[*flows..].partition_point(|f| f.last_seen < until);
+        let upto = match whole {
+            true => tick.flows.len(),
+            false => *flows + tick.flows[*flows..].partition_point(|f| f.last_seen < until),
+        };
         for f in &tick.flows[*flows..upto] {
             out.flows.push(f);
         }
         out.flow_records
             .extend_from_slice(&tick.flows[*flows..upto]);
         *flows = upto;
-        let upto = *tcp + tick.tcp_events[*tcp..].partition_point(|e| e.time < until);
-        out.tcp.extend_from_slice(&tick.tcp_events[*tcp..upto]);
-        *tcp = upto;
+        // TCP events hold strings: the rest of a tick moves out, a part is cloned.
+        if whole {
+            out.tcp.extend(tick.tcp_events.drain(*tcp..));
+        } else {
+            let upto = *tcp + tick.tcp_events[*tcp..].partition_point(|e| e.time < until);
+            out.tcp.extend_from_slice(&tick.tcp_events[*tcp..upto]);
+            *tcp = upto;
+        }
         if !*metrics && tick.start < until {
             out.metrics.append(&mut tick.metrics);
             *metrics = true;
+        }
+        if whole {
+            self.held = false;
+            self.watermark = Some(end);
         }
     }
 

@@ -29,8 +29,9 @@ enum Job<R> {
 ///
 /// Handing a window over moves its containers, nothing more: sorting the rows by
 /// bucket and key and buffering them for the encoders happen on the thread, and the
-/// encoders drop the rows they have written. At 10k nodes that work was 12 % of a window's operator
-/// time on the worker, all of it between the window's close and its output.
+/// encoders drop the rows they have written. At 10k nodes that work was 12 % of a
+/// window's operator time on the worker, all of it between the window's close and
+/// its output.
 /// `bucket_and_key` gives a row's bucket and the key it is sorted by within the
 /// window (ties keep arrival order), so the files depend only on the rows, never on
 /// timing or on which worker wrote them.
