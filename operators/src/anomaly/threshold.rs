@@ -137,31 +137,36 @@ pub fn classify_trend<T: Copy + Into<f64>>(values: &[T]) -> Trend {
     classify_trend_of(values.len(), values.iter().map(|&v| v.into()))
 }
 
-/// [`classify_trend`] of the `n` values `values` yields.
-fn classify_trend_of(n: usize, values: impl Iterator<Item = f64> + Clone) -> Trend {
+/// [`classify_trend`] of the `n` values `values` yields, in one pass.
+///
+/// The sums are taken of each value's difference from the first, so a series far
+/// from zero keeps its small variations. With `x` the centred index, the slope is
+/// `Σxy / Σx²` and the residuals' sum of squares `Σ(y − ȳ)² − slope · Σxy`, the
+/// least-squares identities.
+fn classify_trend_of(n: usize, mut values: impl Iterator<Item = f64>) -> Trend {
     if n < 3 {
         return Trend::Stable;
     }
+    let Some(first) = values.next() else {
+        return Trend::Stable;
+    };
+    let (mut sum, mut sum_sq, mut sum_iy) = (0.0, 0.0, 0.0);
+    for (i, y) in (1..).zip(values) {
+        let d = y - first;
+        sum += d;
+        sum_sq += d * d;
+        sum_iy += f64::from(i) * d;
+    }
     let nf = n as f64;
     let mean_x = (nf - 1.0) / 2.0;
-    let mean_y = values.clone().sum::<f64>() / nf;
-    let (mut sxy, mut sxx) = (0.0, 0.0);
-    for (i, y) in values.clone().enumerate() {
-        let dx = i as f64 - mean_x;
-        sxy += dx * (y - mean_y);
-        sxx += dx * dx;
-    }
+    let mean_d = sum / nf;
+    let sxy = sum_iy - mean_x * sum;
+    let sxx = nf * (nf * nf - 1.0) / 12.0;
+    let syy = (sum_sq - sum * mean_d).max(0.0);
     let slope = sxy / sxx;
-    let resid_var = values
-        .enumerate()
-        .map(|(i, y)| {
-            let r = y - (mean_y + slope * (i as f64 - mean_x));
-            r * r
-        })
-        .sum::<f64>()
-        / (nf - 2.0);
+    let resid_var = (syy - slope * sxy).max(0.0) / (nf - 2.0);
     let change = slope * (nf - 1.0);
-    let noise = resid_var.sqrt().max(1e-12 * (1.0 + mean_y.abs()));
+    let noise = resid_var.sqrt().max(1e-12 * (1.0 + (first + mean_d).abs()));
     if !change.is_finite() || change.abs() <= TREND_MIN_CHANGE * noise {
         Trend::Stable
     } else if change > 0.0 {

@@ -80,6 +80,37 @@ fn trend_classification() {
     assert_eq!(classify_trend(&[3.0; 20]), Trend::Stable);
 }
 
+/// The least-squares trend computed plainly (mean first, then the slope, then the
+/// residuals), with the change's size against [`TREND_MIN_CHANGE`] noise.
+fn trend_by_passes(values: &[f64]) -> (Trend, f64) {
+    let n = values.len() as f64;
+    let mean_x = (n - 1.0) / 2.0;
+    let mean_y = values.iter().sum::<f64>() / n;
+    let dx = |i: usize| i as f64 - mean_x;
+    let sxy: f64 = values
+        .iter()
+        .enumerate()
+        .map(|(i, y)| dx(i) * (y - mean_y))
+        .sum();
+    let sxx: f64 = (0..values.len()).map(|i| dx(i) * dx(i)).sum();
+    let slope = sxy / sxx;
+    let resid: f64 = values
+        .iter()
+        .enumerate()
+        .map(|(i, y)| (y - mean_y - slope * dx(i)).powi(2))
+        .sum();
+    let noise = (resid / (n - 2.0)).sqrt().max(1e-12 * (1.0 + mean_y.abs()));
+    let change = slope * (n - 1.0);
+    let trend = if change.abs() <= TREND_MIN_CHANGE * noise {
+        Trend::Stable
+    } else if change > 0.0 {
+        Trend::Increasing
+    } else {
+        Trend::Decreasing
+    };
+    (trend, change.abs() / (TREND_MIN_CHANGE * noise))
+}
+
 /// Any of the three threshold strategies.
 fn any_strategy() -> impl Strategy<Value = ThresholdStrategy> {
     prop_oneof![
@@ -265,6 +296,28 @@ proptest! {
             learner.push(x);
         }
         prop_assert_eq!(predicted, learner.trend(window));
+    }
+
+    #[test]
+    fn the_one_pass_trend_equals_the_plain_one(
+        values in prop::collection::vec(
+            prop_oneof![-1e3f64..1e3, (0u8..3).prop_map(f64::from)],
+            3..60,
+        ),
+        offset in prop_oneof![Just(0.0), 1e6f64..1e9],
+        slope in prop_oneof![Just(0.0), -10f64..10.0],
+    ) {
+        // Far from zero, with small variations, as a learner keeps them (`f32`).
+        let values: Vec<f64> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| f64::from((offset + v + slope * i as f64) as f32))
+            .collect();
+        let (want, margin) = trend_by_passes(&values);
+        // Equal unless the change sits on the decision boundary within rounding.
+        if (margin - 1.0).abs() > 1e-6 {
+            prop_assert_eq!(classify_trend(&values), want, "margin {}", margin);
+        }
     }
 
     #[test]
