@@ -166,6 +166,24 @@ impl OrderIndex {
         }
     }
 
+    /// Asks for the memory of the blocks a refresh reads: around the median's rank
+    /// and the two ranks where the MAD search of `hint` ended. The blocks are found
+    /// by rank as if all were equally full, which they are to within a factor of
+    /// four; read the list first ([`Self::prefetch_list`]).
+    pub fn prefetch_for_refresh(&self, hint: &MadHint) {
+        let (n, blocks) = (self.len, self.blocks.len());
+        if n == 0 {
+            return;
+        }
+        let (below, taken) = (hint.below as usize, hint.taken as usize);
+        let left = below.saturating_sub(taken + 1);
+        let right = below + (n / 2).saturating_sub(taken);
+        for rank in [n / 2, left, right] {
+            let b = (rank.min(n - 1) * blocks / n).min(blocks - 1);
+            prefetch_slice(&self.blocks[b]);
+        }
+    }
+
     /// A view that reads values by rank, using `starts` as working space.
     pub fn ranked<'a>(&'a self, starts: &'a mut Vec<usize>) -> Ranked<'a> {
         starts.clear();
@@ -541,6 +559,24 @@ mod tests {
             // Outwards from the hint: about two reads per doubling of the distance.
             let distance = answer.abs_diff(hint.min(n.saturating_sub(1))) + 1;
             prop_assert!(reads.get() <= 2 * (usize::BITS - distance.leading_zeros()) as usize + 2);
+        }
+    }
+
+    #[test]
+    fn a_refresh_prefetch_stays_inside_the_index_for_any_hint() {
+        let mut index = OrderIndex::default();
+        index.prefetch_for_refresh(&MadHint::default());
+        for n in 0..700 {
+            index.insert(((n * 7919) % 1000) as f32);
+            for (below, taken) in [
+                (0, 0),
+                (n, 0),
+                (0, n),
+                (n / 2, n / 4),
+                (usize::MAX, usize::MAX),
+            ] {
+                index.prefetch_for_refresh(&MadHint::at(below, taken));
+            }
         }
     }
 

@@ -394,7 +394,7 @@ impl ThresholdLearner {
     /// [`Self::prefetch_history`] (this follows the list's pointers): all of a short
     /// history's, which a refresh re-reads all over; of a longer one, only the blocks
     /// where `next` (the value to come, when known) goes and where the oldest value
-    /// leaves.
+    /// leaves, and, when that value makes a refresh due, those the refresh reads.
     pub fn prefetch_order(&self, next: Option<f64>) {
         if self.len() <= PREFETCH_MAX {
             self.order.prefetch_blocks();
@@ -405,6 +405,10 @@ impl ThresholdLearner {
         }
         if let Some(x) = next.filter(|x| x.is_finite()) {
             self.order.prefetch_block_of(narrow(x));
+        }
+        let len = (self.len() + 1).min(self.history.capacity());
+        if self.since_refresh + 1 >= refresh_interval(len) {
+            self.order.prefetch_for_refresh(&self.mad_hint);
         }
     }
 
