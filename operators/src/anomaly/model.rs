@@ -73,8 +73,11 @@ enum Raw {
     Gmm {
         log_weights: Vec<f64>,
         means: Array2<f64>,
-        /// Cholesky factors `L` of each precision matrix (`P = L Lᵀ`).
-        precision_chol: Vec<Array2<f64>>,
+        /// Cholesky factors `L` of each precision matrix (`P = L Lᵀ`), packed by
+        /// column: column `j` of `L` from its diagonal down, for `j = 0, 1, …`.
+        /// `L` is lower triangular, so the zeros above the diagonal are left out
+        /// and scoring reads each column as one contiguous slice.
+        precision_chol: Vec<Vec<f64>>,
         /// `ln det L` per component (half of `ln det P`).
         log_det_chol: Vec<f64>,
     },
@@ -99,16 +102,22 @@ impl Raw {
             } => {
                 let d = x.len() as f64;
                 let mut terms = Vec::with_capacity(log_weights.len());
+                let mut diff = vec![0.0; x.len()];
                 for k in 0..log_weights.len() {
-                    let mu = means.row(k);
-                    let l = &precision_chol[k];
-                    // ‖Lᵀ(x − μ)‖² = (x − μ)ᵀ P (x − μ).
+                    for ((dst, a), m) in diff.iter_mut().zip(x).zip(means.row(k)) {
+                        *dst = a - m;
+                    }
+                    // ‖Lᵀ(x − μ)‖² = (x − μ)ᵀ P (x − μ), one column of L at a time,
+                    // from its diagonal down (the entries above it are zero).
                     let mut maha = 0.0;
-                    for j in 0..l.ncols() {
-                        let mut s = 0.0;
-                        for i in 0..l.nrows() {
-                            s += l[(i, j)] * (x[i] - mu[i]);
-                        }
+                    let mut packed = precision_chol[k].as_slice();
+                    for j in 0..diff.len() {
+                        let (column, rest) = packed.split_at(diff.len() - j);
+                        packed = rest;
+                        let s = column
+                            .iter()
+                            .zip(&diff[j..])
+                            .fold(0.0, |s, (l, v)| s + l * v);
                         maha += s * s;
                     }
                     terms.push(
@@ -139,6 +148,15 @@ impl Raw {
             Raw::Robust => (x.iter().map(|v| v * v).sum::<f64>() / x.len().max(1) as f64).sqrt(),
         }
     }
+}
+
+/// The lower triangle of a square matrix, column by column from the diagonal down: the
+/// layout `Raw::Gmm` scores from.
+fn pack_lower_by_column(l: &Array2<f64>) -> Vec<f64> {
+    let n = l.nrows();
+    (0..n)
+        .flat_map(|j| (j..n).map(move |i| l[(i, j)]))
+        .collect()
 }
 
 /// Lower Cholesky factor of a symmetric positive-definite matrix, `None` if it is not.
@@ -210,7 +228,7 @@ impl Model {
                         fail("gmm", &"a precision matrix is not positive definite")
                     })?;
                     log_det_chol.push(l.diag().iter().map(|v| v.ln()).sum());
-                    precision_chol.push(l);
+                    precision_chol.push(pack_lower_by_column(&l));
                 }
                 Raw::Gmm {
                     log_weights: gmm.weights().iter().map(|w| w.max(1e-300).ln()).collect(),
@@ -327,6 +345,66 @@ mod tests {
             Model::fit(ModelKind::Gmm, 2, &training()[..5]),
             Err(ModelError::TooFewRows { rows: 5, .. })
         ));
+    }
+
+    /// The mixture score read the plain way: every entry of each dense `L`, zeros
+    /// above the diagonal included.
+    fn dense_mixture_score(
+        weights: &[f64],
+        means: &[Vec<f64>],
+        ls: &[Array2<f64>],
+        x: &[f64],
+    ) -> f64 {
+        let d = x.len() as f64;
+        let terms: Vec<f64> = (0..weights.len())
+            .map(|k| {
+                let l = &ls[k];
+                let mut maha = 0.0;
+                for j in 0..l.ncols() {
+                    let mut s = 0.0;
+                    for i in 0..l.nrows() {
+                        s += l[(i, j)] * (x[i] - means[k][i]);
+                    }
+                    maha += s * s;
+                }
+                let log_det: f64 = l.diag().iter().map(|v| v.ln()).sum();
+                weights[k].ln() + log_det - 0.5 * (maha + d * (2.0 * std::f64::consts::PI).ln())
+            })
+            .collect();
+        let max = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        -(max + terms.iter().map(|t| (t - max).exp()).sum::<f64>().ln())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn the_packed_mixture_score_equals_the_dense_one(
+            n in 1usize..9,
+            k in 1usize..4,
+            values in proptest::collection::vec(-3.0f64..3.0, 200),
+        ) {
+            let mut next = values.iter().copied().cycle();
+            let weights: Vec<f64> = (0..k).map(|_| next.next().unwrap().abs() + 0.1).collect();
+            let means: Vec<Vec<f64>> =
+                (0..k).map(|_| (0..n).map(|_| next.next().unwrap()).collect()).collect();
+            let ls: Vec<Array2<f64>> = (0..k)
+                .map(|_| {
+                    Array2::from_shape_fn((n, n), |(i, j)| match i.cmp(&j) {
+                        std::cmp::Ordering::Less => 0.0,
+                        std::cmp::Ordering::Equal => next.next().unwrap().abs() + 0.5,
+                        std::cmp::Ordering::Greater => next.next().unwrap(),
+                    })
+                })
+                .collect();
+            let x: Vec<f64> = (0..n).map(|_| next.next().unwrap() * 2.0).collect();
+            let raw = Raw::Gmm {
+                log_weights: weights.iter().map(|w| w.ln()).collect(),
+                means: Array2::from_shape_fn((k, n), |(c, i)| means[c][i]),
+                precision_chol: ls.iter().map(pack_lower_by_column).collect(),
+                log_det_chol: ls.iter().map(|l| l.diag().iter().map(|v| v.ln()).sum()).collect(),
+            };
+            let want = dense_mixture_score(&weights, &means, &ls, &x);
+            proptest::prop_assert_eq!(raw.score(&x).to_bits(), want.to_bits());
+        }
     }
 
     #[test]
