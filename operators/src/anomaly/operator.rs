@@ -17,6 +17,7 @@ use timely::dataflow::operators::{Capability, Concat, ConnectLoop, Feedback, OkE
 
 use super::config::AnomalyConfig;
 use super::scorer::WorkerScorer;
+use super::settler::Settler;
 use super::shared::Lesson;
 use super::vector::ScoreInput;
 
@@ -84,16 +85,22 @@ enum Scored {
 /// `emitted`, when given, tells when a window's output is out (a probe on the job's
 /// outputs): the scored window's values join their histories only then (or when the
 /// next window is scored, if sooner), so that upkeep is not between a window's close
-/// and its scores. Without it, they join at once.
+/// and its scores. Without it, they join at once. With `settle_thread` they join on a
+/// helper thread of this operator's ([`Settler`]) while the worker goes on: worth it
+/// where the process has a core to spare for it, a cost where every core runs a worker.
 pub fn anomaly_scores<'s>(
     features: Stream<'s, u64, Vec<ScoreInput>>,
     ends: Stream<'s, u64, Vec<Option<u64>>>,
     cfg: AnomalyConfig,
     counters: Arc<Counters>,
     emitted: Option<ProbeHandle<u64>>,
+    settle_thread: bool,
 ) -> Stream<'s, u64, Vec<AnomalyScore>> {
-    let mut scorer = WorkerScorer::new(cfg, counters.clone());
     let scope = features.scope();
+    let mut scorer = Settler::new(
+        WorkerScorer::new(cfg, counters.clone()),
+        settle_thread.then(|| format!("meshflow-settle-{}", scope.index())),
+    );
     let peers = scope.peers();
     let (loop_handle, lessons) = scope.feedback::<Vec<Control>>(1);
     let control = ends.map(Control::End).broadcast().concat(lessons);
@@ -137,7 +144,7 @@ pub fn anomaly_scores<'s>(
                         if control_frontier.less_equal(&v.saturating_add(1)) {
                             break;
                         }
-                        scorer.learn_window(v, entry.remove());
+                        scorer.scorer().learn_window(v, entry.remove());
                     }
                     let Some(entry) = pending.first_entry() else {
                         break;
@@ -152,7 +159,7 @@ pub fn anomaly_scores<'s>(
                         counters.add_dropped(rows.len() as u64);
                         continue;
                     }
-                    let (scores, lesson) = scorer.score_window(w, &mut rows);
+                    let (scores, lesson) = scorer.scorer().score_window(w, &mut rows);
                     scored_last = Some(w);
                     let mut session = output.session(&cap);
                     // Sent even when empty: it tells every worker the window was scored.

@@ -316,6 +316,7 @@ fn incremental(
                 cfg,
                 Counters::shared(),
                 Some(probe.clone()),
+                true,
             );
             scores
                 .inspect(move |s| sink.lock().unwrap().push(s.clone()))
