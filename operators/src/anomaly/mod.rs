@@ -12,7 +12,7 @@
 //! - [`model`]: GMM, k-means and PCA scorers fitted with linfa, calibrated.
 //! - [`scorer`]: one worker's per-node state, window by window.
 //! - [`shared`]: the model every worker holds alike, and its training rows.
-//! - [`settler`]: the scorer's history upkeep on a helper thread.
+//! - [`scoring`]: the scorer on a helper thread, or on the worker.
 //! - [`operator`]: the timely operator around it.
 //! - [`config`]: the `[anomaly]` settings.
 
@@ -25,7 +25,7 @@ pub mod order;
 pub mod ring;
 pub mod robust;
 pub mod scorer;
-pub mod settler;
+pub mod scoring;
 pub mod shared;
 pub mod threshold;
 pub mod vector;

@@ -1,7 +1,7 @@
 //! The timely operator: closed windows' features in, anomaly scores out at the same
 //! window time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use timely::dataflow::operators::{Capability, Concat, ConnectLoop, Feedback, OkE
 
 use super::config::AnomalyConfig;
 use super::scorer::WorkerScorer;
-use super::settler::Settler;
+use super::scoring::Scoring;
 use super::shared::Lesson;
 use super::vector::ScoreInput;
 
@@ -85,22 +85,21 @@ enum Scored {
 /// `emitted`, when given, tells when a window's output is out (a probe on the job's
 /// outputs): the scored window's values join their histories only then (or when the
 /// next window is scored, if sooner), so that upkeep is not between a window's close
-/// and its scores. Without it, they join at once. With `settle_thread` they join on a
-/// helper thread of this operator's ([`Settler`]) while the worker goes on: worth it
-/// where the process has a core to spare for it, a cost where every core runs a worker.
+/// and its scores. Without it, they join at once.
+///
+/// With `scorer_thread`, scoring and upkeep run on a helper thread of this operator's
+/// ([`Scoring`]) while the worker goes on with its feature work; the scores are the
+/// same. That is worth it where the process has a core to spare for the helper, and a
+/// cost where every core already runs a worker.
 pub fn anomaly_scores<'s>(
     features: Stream<'s, u64, Vec<ScoreInput>>,
     ends: Stream<'s, u64, Vec<Option<u64>>>,
     cfg: AnomalyConfig,
     counters: Arc<Counters>,
     emitted: Option<ProbeHandle<u64>>,
-    settle_thread: bool,
+    scorer_thread: bool,
 ) -> Stream<'s, u64, Vec<AnomalyScore>> {
     let scope = features.scope();
-    let mut scorer = Settler::new(
-        WorkerScorer::new(cfg, counters.clone()),
-        settle_thread.then(|| format!("meshflow-settle-{}", scope.index())),
-    );
     let peers = scope.peers();
     let (loop_handle, lessons) = scope.feedback::<Vec<Control>>(1);
     let control = ends.map(Control::End).broadcast().concat(lessons);
@@ -110,7 +109,16 @@ pub fn anomaly_scores<'s>(
         Pipeline,
         "AnomalyScores",
         move |_capability, info| {
+            let helper = scorer_thread.then(|| {
+                (
+                    format!("meshflow-score-{}", scope.index()),
+                    scope.worker().sync_activator_for(info.address.to_vec()),
+                )
+            });
+            let mut scoring = Scoring::new(WorkerScorer::new(cfg, counters.clone()), helper);
             let activator = scope.activator_for(info.address);
+            // Windows given to the scorer, with their capabilities, oldest first.
+            let mut scoring_caps: VecDeque<(u64, Capability<u64>)> = VecDeque::new();
             // The latest window scored.
             let mut scored_last: Option<u64> = None;
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<ScoreInput>)> = BTreeMap::new();
@@ -137,6 +145,20 @@ pub fn anomaly_scores<'s>(
                     }
                 });
                 loop {
+                    // Scored windows go out in time order, with their capabilities.
+                    while let Some((w, scores, lesson)) = scoring.next_scored() {
+                        let Some((time, cap)) = scoring_caps.pop_front() else {
+                            break;
+                        };
+                        debug_assert_eq!(time, w, "windows are scored in time order");
+                        scored_last = Some(w);
+                        let mut session = output.session(&cap);
+                        // Sent even when empty: it tells every worker the window was scored.
+                        session.give(Scored::Lesson(lesson));
+                        for s in scores {
+                            session.give(Scored::Score(s));
+                        }
+                    }
                     // A window's training rows are complete once no worker can send
                     // more: they arrive at the window's time + 1.
                     while let Some(entry) = learning.first_entry() {
@@ -144,7 +166,7 @@ pub fn anomaly_scores<'s>(
                         if control_frontier.less_equal(&v.saturating_add(1)) {
                             break;
                         }
-                        scorer.scorer().learn_window(v, entry.remove());
+                        scoring.learn(v, entry.remove());
                     }
                     let Some(entry) = pending.first_entry() else {
                         break;
@@ -153,28 +175,24 @@ pub fn anomaly_scores<'s>(
                     if frontier.less_equal(&w) || control_frontier.less_equal(&w) {
                         break;
                     }
-                    let (cap, mut rows) = entry.remove();
+                    let (cap, rows) = entry.remove();
                     if data_ends.is_tail(w, peers) {
                         counters.add_received(rows.len() as u64);
                         counters.add_dropped(rows.len() as u64);
                         continue;
                     }
-                    let (scores, lesson) = scorer.scorer().score_window(w, &mut rows);
-                    scored_last = Some(w);
-                    let mut session = output.session(&cap);
-                    // Sent even when empty: it tells every worker the window was scored.
-                    session.give(Scored::Lesson(lesson));
-                    for s in scores {
-                        session.give(Scored::Score(s));
-                    }
+                    scoring.score(w, rows);
+                    // On a helper thread the scores come later (it wakes the operator);
+                    // the next window waits for this one's training rows either way.
+                    scoring_caps.push_back((w, cap));
                 }
-                if scorer.unsettled() {
+                if scoring.unsettled() {
                     let out = match (&emitted, scored_last) {
                         (Some(probe), Some(w)) => !probe.less_equal(&w),
                         _ => true,
                     };
                     if out {
-                        scorer.settle();
+                        scoring.settle();
                     } else {
                         activator.activate_after(SETTLE_POLL);
                     }

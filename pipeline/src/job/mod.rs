@@ -84,9 +84,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
     };
     let dir = table_dir(NodeFeatures::TABLE)?;
     let anomaly = cfg.anomaly.clone();
-    // The scorer's upkeep gets a thread of its own only where a core is left over
+    // The anomaly scorer gets a thread of its own only where a core is left over
     // once every worker of this process has one.
-    let settle_thread =
+    let scorer_thread =
         std::thread::available_parallelism().is_ok_and(|cores| cores.get() > cfg.job.workers);
     let anomaly_dir = if anomaly.enabled {
         Some(table_dir(AnomalyScore::TABLE)?)
@@ -295,7 +295,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     anomaly,
                     w_progress.anomaly.clone(),
                     Some(probe.clone()),
-                    settle_thread,
+                    scorer_thread,
                 );
                 let scores = scores.probe_with(&probe);
                 if let Some(k) = &kafka_sink {
