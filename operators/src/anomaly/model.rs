@@ -102,22 +102,20 @@ impl Raw {
             } => {
                 let d = x.len() as f64;
                 let mut terms = Vec::with_capacity(log_weights.len());
-                let mut diff = vec![0.0; x.len()];
                 for k in 0..log_weights.len() {
-                    for ((dst, a), m) in diff.iter_mut().zip(x).zip(means.row(k)) {
-                        *dst = a - m;
-                    }
+                    let mu = means.row(k);
                     // ‖Lᵀ(x − μ)‖² = (x − μ)ᵀ P (x − μ), one column of L at a time,
                     // from its diagonal down (the entries above it are zero).
                     let mut maha = 0.0;
                     let mut packed = precision_chol[k].as_slice();
-                    for j in 0..diff.len() {
-                        let (column, rest) = packed.split_at(diff.len() - j);
+                    for j in 0..x.len() {
+                        let (column, rest) = packed.split_at(x.len() - j);
                         packed = rest;
                         let s = column
                             .iter()
-                            .zip(&diff[j..])
-                            .fold(0.0, |s, (l, v)| s + l * v);
+                            .zip(&x[j..])
+                            .zip(mu.iter().skip(j))
+                            .fold(0.0, |s, ((l, a), m)| s + l * (a - m));
                         maha += s * s;
                     }
                     terms.push(

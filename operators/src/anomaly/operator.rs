@@ -118,7 +118,7 @@ pub fn anomaly_scores<'s>(
             let mut scoring = Scoring::new(WorkerScorer::new(cfg, counters.clone()), helper);
             let activator = scope.activator_for(info.address);
             // Windows given to the scorer, with their capabilities, oldest first.
-            let mut scoring_caps: VecDeque<(u64, Capability<u64>)> = VecDeque::new();
+            let mut scoring_caps: VecDeque<Capability<u64>> = VecDeque::new();
             // The latest window scored.
             let mut scored_last: Option<u64> = None;
             let mut pending: BTreeMap<u64, (Capability<u64>, Vec<ScoreInput>)> = BTreeMap::new();
@@ -147,10 +147,10 @@ pub fn anomaly_scores<'s>(
                 loop {
                     // Scored windows go out in time order, with their capabilities.
                     while let Some((w, scores, lesson)) = scoring.next_scored() {
-                        let Some((time, cap)) = scoring_caps.pop_front() else {
+                        let Some(cap) = scoring_caps.pop_front() else {
                             break;
                         };
-                        debug_assert_eq!(time, w, "windows are scored in time order");
+                        debug_assert_eq!(*cap.time(), w, "windows are scored in time order");
                         scored_last = Some(w);
                         let mut session = output.session(&cap);
                         // Sent even when empty: it tells every worker the window was scored.
@@ -184,7 +184,7 @@ pub fn anomaly_scores<'s>(
                     scoring.score(w, rows);
                     // On a helper thread the scores come later (it wakes the operator);
                     // the next window waits for this one's training rows either way.
-                    scoring_caps.push_back((w, cap));
+                    scoring_caps.push_back(cap);
                 }
                 if scoring.unsettled() {
                     let out = match (&emitted, scored_last) {

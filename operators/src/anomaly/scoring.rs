@@ -21,6 +21,21 @@ enum Job {
     Settle,
 }
 
+impl Job {
+    /// Carries the job out on `scorer`; a scored window is returned.
+    fn run(self, scorer: &mut WorkerScorer) -> Option<ScoredWindow> {
+        match self {
+            Job::Learn(window, lessons) => scorer.learn_window(window, lessons),
+            Job::Score(window, mut rows) => {
+                let (scores, lesson) = scorer.score_window(window, &mut rows);
+                return Some((window, scores, lesson));
+            }
+            Job::Settle => scorer.settle(),
+        }
+        None
+    }
+}
+
 /// Wakes the operator when dropped, so that a helper that stops (a panic included)
 /// is noticed instead of leaving the operator waiting for a window.
 struct WakeOnDrop(SyncActivator);
@@ -82,16 +97,11 @@ impl Scoring {
                 return;
             };
             for job in inbox {
-                match job {
-                    Job::Learn(window, lessons) => scorer.learn_window(window, lessons),
-                    Job::Score(window, mut rows) => {
-                        let (scores, lesson) = scorer.score_window(window, &mut rows);
-                        if outbox.send((window, scores, lesson)).is_err() {
-                            return;
-                        }
-                        let _ = wake.0.activate();
+                if let Some(scored) = job.run(&mut scorer) {
+                    if outbox.send(scored).is_err() {
+                        return;
                     }
-                    Job::Settle => scorer.settle(),
+                    let _ = wake.0.activate();
                 }
             }
         });
@@ -154,11 +164,6 @@ impl Scoring {
         next
     }
 
-    /// Windows asked for and not yet taken.
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
-    }
-
     /// Whether a taken window has not been settled since.
     pub fn unsettled(&self) -> bool {
         self.unsettled
@@ -171,16 +176,8 @@ impl Scoring {
                 Err(_) => panic!("the anomaly scorer's thread stopped"),
             }
         }
-        let Some(scorer) = self.inline.as_mut() else {
-            return;
-        };
-        match job {
-            Job::Learn(window, lessons) => scorer.learn_window(window, lessons),
-            Job::Score(window, mut rows) => {
-                let (scores, lesson) = scorer.score_window(window, &mut rows);
-                self.done.push_back((window, scores, lesson));
-            }
-            Job::Settle => scorer.settle(),
+        if let Some(scored) = self.inline.as_mut().and_then(|scorer| job.run(scorer)) {
+            self.done.push_back(scored);
         }
     }
 }

@@ -259,6 +259,12 @@ impl ThresholdLearner {
         self.history.is_empty()
     }
 
+    /// Whether the statistics are due for a refresh once one more value has joined.
+    fn refresh_due_after_push(&self) -> bool {
+        let len = (self.history.len() + 1).min(self.history.capacity());
+        self.since_refresh + 1 >= refresh_interval(len)
+    }
+
     /// Adds a value (non-finite values are ignored). It is kept as the nearest `f32`
     /// (beyond `f32`'s range, its largest magnitude).
     pub fn push(&mut self, x: f64) {
@@ -267,11 +273,7 @@ impl ThresholdLearner {
             // A band not computed yet is computed now if it may be read before the
             // next refresh (a refresh is due from then on once it is due at all:
             // `since_refresh` grows by one a value, the interval by one in 256).
-            let len = (self.history.len() + 1).min(self.history.capacity());
-            if self.stats.is_some()
-                && self.bounds.is_none()
-                && self.since_refresh + 1 < refresh_interval(len)
-            {
+            if self.stats.is_some() && self.bounds.is_none() && !self.refresh_due_after_push() {
                 self.bounds = self.compute_bounds();
             }
             if let Some(&oldest) = self.history.oldest_if_full() {
@@ -406,8 +408,7 @@ impl ThresholdLearner {
         if let Some(x) = next.filter(|x| x.is_finite()) {
             self.order.prefetch_block_of(narrow(x));
         }
-        let len = (self.len() + 1).min(self.history.capacity());
-        if self.since_refresh + 1 >= refresh_interval(len) {
+        if self.refresh_due_after_push() {
             self.order.prefetch_for_refresh(&self.mad_hint);
         }
     }
