@@ -204,6 +204,24 @@ impl ArrowField for Option<String> {
     }
 }
 
+/// Shared text (the names of series and reasons that many rows repeat): a row holds
+/// a reference, not a copy.
+impl ArrowField for Arc<str> {
+    fn data_type() -> DataType {
+        DataType::Utf8
+    }
+    fn to_array<'a>(values: impl ExactSizeIterator<Item = &'a Self>) -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(values.map(|s| &**s)))
+    }
+    fn from_array(array: &ArrayRef, at: ColumnRef<'_>) -> Result<Vec<Self>, SchemaError> {
+        no_nulls(array.as_ref(), at)?;
+        Ok(strings(array, at)?
+            .into_iter()
+            .map(|s| Arc::from(s.unwrap_or_default()))
+            .collect())
+    }
+}
+
 fn timestamps<'b>(
     array: &'b ArrayRef,
     at: ColumnRef<'_>,
@@ -327,4 +345,4 @@ macro_rules! list_field {
     )*};
 }
 
-list_field!(String, f64, u64, crate::outputs::Trend);
+list_field!(String, Arc<str>, f64, u64, crate::outputs::Trend);

@@ -3,6 +3,8 @@
 //! The numeric features are listed once in [`BASE_FEATURES`] and [`FEATURE_NAMES`], so a
 //! consumer (the anomaly scorer) can read them by name with [`NodeFeatures::feature_vector`].
 
+use std::sync::Arc;
+
 use crate::record::record;
 use crate::time::TimestampNs;
 
@@ -186,11 +188,11 @@ record! {
         /// `syscall_p99_us`: max over neighbours of their `_n1_max` (2-hop max).
         pub syscall_p99_us_n2_max: Option<f64>,
         /// Drop reasons (kernel `skb_drop_reason` names), sorted.
-        pub drop_reasons: Vec<String>,
+        pub drop_reasons: Vec<Arc<str>>,
         /// Drops per reason, aligned with `drop_reasons`.
         pub drop_counts: Vec<u64>,
         /// Names of the `NodeMetric` series seen for the node in the window, sorted.
-        pub metric_names: Vec<String>,
+        pub metric_names: Vec<Arc<str>>,
         /// Mean of each series over the window, aligned with `metric_names`.
         pub metric_means: Vec<f64>,
         /// Samples of each series in the window, aligned with `metric_names`.

@@ -256,13 +256,9 @@ impl NodeBase {
         (row.drop_reasons, row.drop_counts) = self
             .drops
             .iter()
-            .map(|(reason, n)| (reason.as_str().to_string(), *n))
+            .map(|(reason, n)| (reason.shared(), *n))
             .unzip();
-        row.metric_names = self
-            .metrics
-            .iter()
-            .map(|m| m.0.as_str().to_string())
-            .collect();
+        row.metric_names = self.metrics.iter().map(|m| m.0.shared()).collect();
         row.metric_means = self.metrics.iter().map(|m| metric_mean(m.1, m.2)).collect();
         row.metric_samples = self.metrics.iter().map(|m| m.2).collect();
     }

@@ -127,7 +127,7 @@ fn window(events: &[(u64, Event)], spec: WindowSpec, w: u64) -> Vec<NodeFeatures
         r.distinct_peers = all.len() as u32;
         neighbours.insert(n, all);
         r.drops = a.drops.values().sum();
-        r.drop_reasons = a.drops.keys().cloned().collect();
+        r.drop_reasons = a.drops.keys().map(|k| k.as_str().into()).collect();
         r.drop_counts = a.drops.values().copied().collect();
         r.retransmit_rate =
             (r.packets_out > 0).then(|| r.retransmits as f64 / r.packets_out as f64);
@@ -136,7 +136,7 @@ fn window(events: &[(u64, Event)], spec: WindowSpec, w: u64) -> Vec<NodeFeatures
         r.rtt_p50_us = a.rtt.quantile(0.5);
         r.rtt_p99_us = a.rtt.quantile(0.99);
         r.syscall_p99_us = a.syscalls.quantile(0.99).map(|v| v / 1_000.0);
-        r.metric_names = a.metrics.keys().cloned().collect();
+        r.metric_names = a.metrics.keys().map(|k| k.as_str().into()).collect();
         r.metric_means = a
             .metrics
             .values()

@@ -1,37 +1,82 @@
 //! The values and weights of the feature collection.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::hash::FxHasher;
+
 /// A drop reason or metric series name: shared, so the many updates and rows that
-/// carry one name do not each allocate a copy ([`Names`] hands them out).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Name(Arc<str>);
+/// carry one name do not each allocate a copy ([`Names`] hands them out). Its hash is
+/// computed once, from the text: hashing an update then costs one word, not the
+/// name's bytes, and stays the same on every worker and process.
+#[derive(Clone, Debug)]
+pub struct Name {
+    text: Arc<str>,
+    hash: u64,
+}
 
 impl Name {
     /// The name as text.
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
+    }
+
+    /// The text itself, shared: what an output row holds.
+    pub fn shared(&self) -> Arc<str> {
+        self.text.clone()
     }
 }
 
 impl From<&str> for Name {
     fn from(s: &str) -> Self {
-        Name(s.into())
+        let mut hasher = FxHasher::default();
+        hasher.write(s.as_bytes());
+        Name {
+            text: s.into(),
+            hash: hasher.finish(),
+        }
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+    }
+}
+
+impl Eq for Name {}
+
+impl PartialOrd for Name {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Name {
+    /// By text, so rows list names alphabetically whatever their hashes.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.text.cmp(&other.text)
+    }
+}
+
+impl Hash for Name {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
     }
 }
 
 impl Serialize for Name {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.0)
+        serializer.serialize_str(&self.text)
     }
 }
 
 impl<'de> Deserialize<'de> for Name {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(|s| Name(s.into()))
+        String::deserialize(deserializer).map(|s| Name::from(s.as_str()))
     }
 }
 

@@ -251,7 +251,7 @@ fn a_path_and_an_island_have_known_features() {
     assert_eq!((n2.retransmits, n2.drops), (1, 1));
     assert_eq!(n2.retransmit_rate, Some(1.0 / 3.0));
     assert_eq!(n2.drop_rate, Some(1.0 / 4.0));
-    assert_eq!(n2.drop_reasons, vec![UNKNOWN_DROP_REASON.to_string()]);
+    assert_eq!(n2.drop_reasons, vec![UNKNOWN_DROP_REASON.into()]);
     assert!((n3.rtt_p50_us.unwrap() - 1_000.0).abs() <= 10.0);
     assert_eq!(n1.rtt_p50_us, None);
     // bytes_out: node 1 sent 100, node 2 sent 300, node 3 sent 0.
@@ -273,7 +273,7 @@ fn a_path_and_an_island_have_known_features() {
     assert_eq!((n1.component, n2.component, n3.component), (1, 1, 1));
     assert_eq!((first[&8].component, first[&9].component), (7, 9));
     assert!(first.values().all(|r| r.components == 3));
-    assert_eq!(first[&9].metric_names, vec!["cpu_load".to_string()]);
+    assert_eq!(first[&9].metric_names, vec!["cpu_load".into()]);
     assert_eq!(first[&9].metric_means, vec![0.5]);
     assert_eq!(first[&9].metric_samples, vec![2]);
     assert_eq!(first[&9].bytes_out_n1_mean, None);
