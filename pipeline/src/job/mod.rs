@@ -37,6 +37,7 @@ use meshflow_sources::SourceBatch;
 use meshflow_sources::ebpf::EbpfSource;
 use meshflow_sources::replay::{TimeRange, TracePlan};
 use meshflow_sources::simulator::{Pace, Simulator};
+use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::operators::{Inspect, Probe};
 
@@ -51,6 +52,37 @@ const IDLE_WAIT: Duration = Duration::from_millis(5);
 /// activated; spinning instead took the cores the other workers and the Parquet
 /// encoders needed.
 const WAIT_PARK: Duration = Duration::from_millis(1);
+
+/// How many slides the anomaly scores may trail the features before the sources wait.
+/// The scorer works on a window once its features are out, beside the worker; held
+/// to the features' own lag, the worker waited for each window's scores, idle for a
+/// seventh of a 10k-node replay (benchmarks/README.md, session 28). A window waiting
+/// for its scores holds only its score inputs.
+const SCORE_LAG: u64 = 1;
+
+/// How far a worker's sources may run ahead of its outputs.
+struct Backlog {
+    /// Passes a window once its features are out.
+    featured: ProbeHandle<u64>,
+    /// Passes a window once every output has it.
+    written: ProbeHandle<u64>,
+    /// The window slide, in epochs.
+    slide: u64,
+}
+
+impl Backlog {
+    /// Whether sources at input time `time` must wait for the outputs. The features
+    /// may trail by one slide: every window in flight holds its neighbourhood messages
+    /// in the dataflow, so a longer backlog costs memory in proportion to the edges,
+    /// and it buys no throughput (benchmarks/README.md, "backlog"). The rest of the
+    /// outputs may trail by [`SCORE_LAG`] slides more.
+    fn behind(&self, time: u64) -> bool {
+        self.featured.less_than(&time.saturating_sub(self.slide))
+            || self
+                .written
+                .less_than(&time.saturating_sub(self.slide * (1 + SCORE_LAG)))
+    }
+}
 
 /// How this process takes part in the computation.
 #[derive(Clone, Debug, Default)]
@@ -256,7 +288,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         let kafka_sink = kafka_sink.clone();
         let w_kafka = w_kafka.clone();
         let (anomaly, anomaly_dir) = (anomaly.clone(), anomaly_dir.clone());
-        let (probe, mut raw, data_end) = worker.dataflow::<u64, _, _>(|scope| {
+        let (backlog, probe, mut raw, data_end) = worker.dataflow::<u64, _, _>(|scope| {
             let mut watch = PartitionWatch::default();
             let features = node_features(session.to_collection(scope), spec).inspect(move |row| {
                 if index == 0
@@ -268,7 +300,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     );
                 }
             });
-            let (probe, mut features) = features.probe();
+            // `written` passes a window once every output has it; `featured` once its
+            // features are out (the scores may trail them by `SCORE_LAG`).
+            let (featured, features) = features.probe();
+            let probe = ProbeHandle::new();
+            let mut features = features.probe_with(&probe);
             let mut ends_input = None;
             if let Some(k) = &kafka_sink {
                 write_kafka(
@@ -354,7 +390,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     syscalls,
                 }
             });
-            (probe, raw, ends_input)
+            (Backlog { featured, written: probe.clone(), slide: spec.slide }, probe, raw, ends_input)
         });
 
         let mut input = FeatureInput::new(session, spec);
@@ -383,11 +419,6 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 w_progress.emit_latency.lock().expect("lock").push(took);
             }
         };
-        // How far (in epochs) sources may run ahead of the windows being written: one
-        // slide. Every window in flight holds its neighbourhood messages in the
-        // dataflow, so a longer backlog costs memory in proportion to the edges, and
-        // it buys no throughput (benchmarks/README.md, "backlog").
-        let max_lag = spec.slide;
         let mut stopping = false;
         loop {
             // Ctrl-C: every source stops; the eBPF source first delivers what the
@@ -481,7 +512,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 }
             }
             worker.step();
-            while probe.less_than(&input.time().saturating_sub(max_lag)) {
+            while backlog.behind(input.time()) {
                 worker.step_or_park(Some(WAIT_PARK));
             }
             let written = probe.with_frontier(|f| f.first().copied());
@@ -528,7 +559,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             if input.time() == before {
                 break;
             }
-            while probe.less_than(&input.time().saturating_sub(max_lag)) {
+            while backlog.behind(input.time()) {
                 worker.step_or_park(Some(WAIT_PARK));
             }
             emitted(&mut closing);
