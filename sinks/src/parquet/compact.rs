@@ -63,6 +63,11 @@ pub fn compact_table(
         Ok(())
     })?;
     let now = SystemTime::now();
+    // The table's name: its folder's (the sink's layout).
+    let table = table_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
     for folder in folders {
         if recover(&folder)? {
             report.recovered += 1;
@@ -80,7 +85,7 @@ pub fn compact_table(
             report.unsettled += 1;
             continue;
         }
-        match merge(&folder, &files, time_column, cfg)? {
+        match merge(&folder, &files, table, time_column, cfg)? {
             Ok(rows) => {
                 report.partitions += 1;
                 report.files_in += files.len() as u64;
@@ -141,6 +146,7 @@ fn remove_if_present(path: &Path) -> Result<(), SinkError> {
 fn merge(
     folder: &Path,
     files: &[PathBuf],
+    table: &str,
     time_column: &str,
     cfg: &ParquetSinkConfig,
 ) -> Result<Result<u64, String>, SinkError> {
@@ -182,9 +188,12 @@ fn merge(
         .unwrap_or_default();
     let tmp = folder.join(format!(".{merged_name}.tmp"));
     let file = File::create(&tmp).map_err(io("creating", &tmp))?;
-    let mut writer =
-        ArrowWriter::try_new(file, schema.clone(), Some(writer_properties(cfg, &schema)))
-            .map_err(parquet(&tmp))?;
+    let mut writer = ArrowWriter::try_new(
+        file,
+        schema.clone(),
+        Some(writer_properties(cfg, table, &schema)),
+    )
+    .map_err(parquet(&tmp))?;
     writer.write(&sorted).map_err(parquet(&tmp))?;
     let file = writer.into_inner().map_err(parquet(&tmp))?;
     file.sync_all().map_err(io("syncing", &tmp))?;

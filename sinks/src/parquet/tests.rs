@@ -402,6 +402,17 @@ fn an_interrupted_compaction_is_finished_without_losing_or_doubling_rows() {
     }
 }
 
+/// The encodings of column `name` (a dotted leaf path) in the first row group of `path`.
+fn encodings(path: &Path, name: &str) -> Vec<datafusion::parquet::basic::Encoding> {
+    let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    let column = (0..group.num_columns())
+        .map(|i| group.column(i))
+        .find(|c| c.column_path().string() == name)
+        .unwrap_or_else(|| panic!("no column {name}"));
+    column.encodings().collect()
+}
+
 #[test]
 fn float_columns_are_written_without_a_dictionary_and_text_keeps_one() {
     use datafusion::parquet::basic::Encoding;
@@ -411,25 +422,60 @@ fn float_columns_are_written_without_a_dictionary_and_text_keeps_one() {
     let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 0, &cfg, Counters::shared());
     w.write((0..5).map(|i| metric(T0 + i, i as u64))).unwrap();
     w.finish().unwrap();
-    let file = fs::File::open(&files(&dir)[0]).unwrap();
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-    let group = reader.metadata().row_group(0);
-    let encodings = |name: &str| {
-        let column = (0..group.num_columns())
-            .map(|i| group.column(i))
-            .find(|c| c.column_path().string() == name)
-            .unwrap_or_else(|| panic!("no column {name}"));
-        column.encodings().collect::<Vec<_>>()
-    };
+    let file = files(&dir)[0].clone();
+    let encodings = |name: &str| encodings(&file, name);
     let dictionary = |e: &Vec<Encoding>| {
         e.iter()
             .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
     };
     assert!(!dictionary(&encodings("value")), "{:?}", encodings("value"));
     assert!(
+        !encodings("value").contains(&Encoding::BYTE_STREAM_SPLIT),
+        "only node_features splits its floats: {:?}",
+        encodings("value")
+    );
+    assert!(
         dictionary(&encodings("metric")),
         "{:?}",
         encodings("metric")
     );
     assert_eq!(read_rows(&files(&dir)[0]).0.len(), 5);
+}
+
+#[test]
+fn node_features_floats_are_byte_stream_split_and_read_back_exactly() {
+    use datafusion::parquet::basic::Encoding;
+    use meshflow_schemas::NodeFeatures;
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path());
+    let dir = prepare_table_dir(tmp.path(), NodeFeatures::TABLE, cfg.mode).unwrap();
+    let mut w = TableWriter::<NodeFeatures>::new(dir.clone(), 0, &cfg, Counters::shared());
+    let rows: Vec<NodeFeatures> = (0..50u64)
+        .map(|i| {
+            let mut r = NodeFeatures::empty(TimestampNs(T0), TimestampNs(T0 + 1), i);
+            r.drop_rate = (i % 3 != 0).then(|| i as f64 / 7.0);
+            r.bytes_in_n1_mean = Some(f64::from(i as f32 * 1.5));
+            r.metric_names = vec!["cpu_load".into()];
+            r.metric_means = vec![-(i as f64) / 3.0];
+            r.metric_samples = vec![i];
+            r
+        })
+        .collect();
+    w.write(rows.iter().cloned()).unwrap();
+    w.finish().unwrap();
+    let path = files(&dir)[0].clone();
+    for name in ["drop_rate", "bytes_in_n1_mean", "metric_means.list.item"] {
+        let encodings = encodings(&path, name);
+        assert!(
+            encodings.contains(&Encoding::BYTE_STREAM_SPLIT),
+            "{name}: {encodings:?}"
+        );
+    }
+    let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path).unwrap()).unwrap();
+    let back: Vec<NodeFeatures> = reader
+        .build()
+        .unwrap()
+        .flat_map(|b| NodeFeatures::from_batch(&b.unwrap()).unwrap())
+        .collect();
+    assert_eq!(back, rows);
 }

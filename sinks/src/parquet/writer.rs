@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowSchemaConverter;
-use datafusion::parquet::basic::{Compression, Type as PhysicalType, ZstdLevel};
+use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
-use meshflow_schemas::{ArrowRecord, Counters, TimestampNs};
+use meshflow_schemas::{ArrowRecord, Counters, NodeFeatures, TimestampNs};
 
 use super::encoder::{Chunk, Encoder};
 use super::{ParquetSinkConfig, SinkError, WriteMode};
@@ -81,18 +81,32 @@ fn remove_temporaries(dir: &Path) -> Result<(), SinkError> {
     })
 }
 
-/// The Parquet settings of every file the sink writes: zstd at the configured level,
-/// row groups of `row_group_rows` (the encoder cuts them, whatever the chunks it is
-/// given), page statistics (for pruning), and no dictionary for the `schema`'s
-/// floating-point leaf columns, lists of floats included: measured values rarely
-/// repeat, so a dictionary there only costs the encoder an intern per value before
-/// it falls back to plain encoding.
-pub(super) fn writer_properties(cfg: &ParquetSinkConfig, schema: &Schema) -> WriterProperties {
+/// Tables whose floating-point columns are byte-stream split. The value's bytes of
+/// equal significance then lie together, where zstd finds the runs that values
+/// rounded from `f32` (the neighbourhood aggregates) leave in their low bytes: for
+/// `node_features` the same size in less of the encoder's time. Full-precision
+/// doubles (the anomaly scores) compress worse split (benchmarks/README.md, session
+/// 28), so the other tables keep plain encoding.
+const SPLIT_FLOAT_TABLES: [&str; 1] = [NodeFeatures::TABLE];
+
+/// The Parquet settings of every file the sink writes for `table`: zstd at the
+/// configured level, row groups of `row_group_rows` (the encoder cuts them, whatever
+/// the chunks it is given), page statistics (for pruning), and no dictionary for the
+/// `schema`'s floating-point leaf columns, lists of floats included: measured values
+/// rarely repeat, so a dictionary there only costs the encoder an intern per value
+/// before it falls back to plain encoding (or byte-stream split, for the tables of
+/// [`SPLIT_FLOAT_TABLES`]).
+pub(super) fn writer_properties(
+    cfg: &ParquetSinkConfig,
+    table: &str,
+    schema: &Schema,
+) -> WriterProperties {
     let level = ZstdLevel::try_new(cfg.zstd_level).unwrap_or_default();
     let builder = WriterProperties::builder()
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(cfg.row_group_rows))
         .set_statistics_enabled(EnabledStatistics::Page);
+    let split = SPLIT_FLOAT_TABLES.contains(&table);
     // The leaves as the writer lays them out; a schema it cannot convert fails when
     // the file is opened, with the writer's own error.
     let leaves = ArrowSchemaConverter::new().convert(schema);
@@ -106,7 +120,12 @@ pub(super) fn writer_properties(cfg: &ParquetSinkConfig, schema: &Schema) -> Wri
             )
         })
         .fold(builder, |b, c| {
-            b.set_column_dictionary_enabled(c.path().clone(), false)
+            let b = b.set_column_dictionary_enabled(c.path().clone(), false);
+            if split {
+                b.set_column_encoding(c.path().clone(), Encoding::BYTE_STREAM_SPLIT)
+            } else {
+                b
+            }
         })
         .build()
 }
@@ -162,7 +181,7 @@ impl<R: ArrowRecord> TableWriter<R> {
             bucket,
             roll_ns: cfg.roll_interval.as_nanos_i64(),
             chunk_rows: cfg.row_group_rows.min(CHUNK_ROWS),
-            props: writer_properties(cfg, &R::schema()),
+            props: writer_properties(cfg, R::TABLE, &R::schema()),
             open: None,
             closing: VecDeque::new(),
             buffer: Vec::new(),
