@@ -150,24 +150,25 @@ impl ArrowField for bool {
     }
 }
 
-/// Reads any Arrow string column (Utf8, LargeUtf8, Utf8View) as optional strings.
-fn strings(array: &ArrayRef, at: ColumnRef<'_>) -> Result<Vec<Option<String>>, SchemaError> {
+/// Reads any Arrow string column (Utf8, LargeUtf8, Utf8View), each value made into a
+/// `T` by `own` (nulls stay `None`).
+fn strings<T>(
+    array: &ArrayRef,
+    at: ColumnRef<'_>,
+    own: impl Fn(&str) -> T,
+) -> Result<Vec<Option<T>>, SchemaError> {
     let out = match array.data_type() {
         DataType::Utf8 => array
             .as_string::<i32>()
             .iter()
-            .map(|s| s.map(str::to_owned))
+            .map(|s| s.map(&own))
             .collect(),
         DataType::LargeUtf8 => array
             .as_string::<i64>()
             .iter()
-            .map(|s| s.map(str::to_owned))
+            .map(|s| s.map(&own))
             .collect(),
-        DataType::Utf8View => array
-            .as_string_view()
-            .iter()
-            .map(|s| s.map(str::to_owned))
-            .collect(),
+        DataType::Utf8View => array.as_string_view().iter().map(|s| s.map(&own)).collect(),
         other => return Err(at.mismatch(&DataType::Utf8, other)),
     };
     Ok(out)
@@ -182,7 +183,7 @@ impl ArrowField for String {
     }
     fn from_array(array: &ArrayRef, at: ColumnRef<'_>) -> Result<Vec<Self>, SchemaError> {
         no_nulls(array.as_ref(), at)?;
-        Ok(strings(array, at)?
+        Ok(strings(array, at, str::to_owned)?
             .into_iter()
             .map(Option::unwrap_or_default)
             .collect())
@@ -200,7 +201,7 @@ impl ArrowField for Option<String> {
         Arc::new(values.map(Option::as_deref).collect::<StringArray>())
     }
     fn from_array(array: &ArrayRef, at: ColumnRef<'_>) -> Result<Vec<Self>, SchemaError> {
-        strings(array, at)
+        strings(array, at, str::to_owned)
     }
 }
 
@@ -215,9 +216,9 @@ impl ArrowField for Arc<str> {
     }
     fn from_array(array: &ArrayRef, at: ColumnRef<'_>) -> Result<Vec<Self>, SchemaError> {
         no_nulls(array.as_ref(), at)?;
-        Ok(strings(array, at)?
+        Ok(strings(array, at, |s: &str| Arc::from(s))?
             .into_iter()
-            .map(|s| Arc::from(s.unwrap_or_default()))
+            .map(|s| s.unwrap_or_else(|| Arc::from("")))
             .collect())
     }
 }

@@ -288,7 +288,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         let kafka_sink = kafka_sink.clone();
         let w_kafka = w_kafka.clone();
         let (anomaly, anomaly_dir) = (anomaly.clone(), anomaly_dir.clone());
-        let (backlog, probe, mut raw, data_end) = worker.dataflow::<u64, _, _>(|scope| {
+        let (backlog, mut raw, data_end) = worker.dataflow::<u64, _, _>(|scope| {
             let mut watch = PartitionWatch::default();
             let features = node_features(session.to_collection(scope), spec).inspect(move |row| {
                 if index == 0
@@ -390,9 +390,10 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     syscalls,
                 }
             });
-            (Backlog { featured, written: probe.clone(), slide: spec.slide }, probe, raw, ends_input)
+            (Backlog { featured, written: probe, slide: spec.slide }, raw, ends_input)
         });
 
+        let probe = &backlog.written;
         let mut input = FeatureInput::new(session, spec);
         if let Some(data_end) = data_end {
             input.set_data_end_input(data_end);

@@ -413,16 +413,25 @@ fn encodings(path: &Path, name: &str) -> Vec<datafusion::parquet::basic::Encodin
     column.encodings().collect()
 }
 
+/// Writes `rows` as one table of a fresh output folder (kept alive by the returned
+/// guard) and returns its one file.
+fn write_one_file<R: ArrowRecord>(
+    rows: impl IntoIterator<Item = R>,
+) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = cfg(tmp.path());
+    let dir = prepare_table_dir(tmp.path(), R::TABLE, cfg.mode).unwrap();
+    let mut w = TableWriter::<R>::new(dir.clone(), 0, &cfg, Counters::shared());
+    w.write(rows).unwrap();
+    w.finish().unwrap();
+    let file = files(&dir)[0].clone();
+    (tmp, file)
+}
+
 #[test]
 fn float_columns_are_written_without_a_dictionary_and_text_keeps_one() {
     use datafusion::parquet::basic::Encoding;
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = cfg(tmp.path());
-    let dir = prepare_table_dir(tmp.path(), NodeMetric::TABLE, cfg.mode).unwrap();
-    let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 0, &cfg, Counters::shared());
-    w.write((0..5).map(|i| metric(T0 + i, i as u64))).unwrap();
-    w.finish().unwrap();
-    let file = files(&dir)[0].clone();
+    let (_tmp, file) = write_one_file((0..5).map(|i| metric(T0 + i, i as u64)));
     let encodings = |name: &str| encodings(&file, name);
     let dictionary = |e: &Vec<Encoding>| {
         e.iter()
@@ -439,17 +448,13 @@ fn float_columns_are_written_without_a_dictionary_and_text_keeps_one() {
         "{:?}",
         encodings("metric")
     );
-    assert_eq!(read_rows(&files(&dir)[0]).0.len(), 5);
+    assert_eq!(read_rows(&file).0.len(), 5);
 }
 
 #[test]
 fn node_features_floats_are_byte_stream_split_and_read_back_exactly() {
     use datafusion::parquet::basic::Encoding;
     use meshflow_schemas::NodeFeatures;
-    let tmp = tempfile::tempdir().unwrap();
-    let cfg = cfg(tmp.path());
-    let dir = prepare_table_dir(tmp.path(), NodeFeatures::TABLE, cfg.mode).unwrap();
-    let mut w = TableWriter::<NodeFeatures>::new(dir.clone(), 0, &cfg, Counters::shared());
     let rows: Vec<NodeFeatures> = (0..50u64)
         .map(|i| {
             let mut r = NodeFeatures::empty(TimestampNs(T0), TimestampNs(T0 + 1), i);
@@ -461,9 +466,7 @@ fn node_features_floats_are_byte_stream_split_and_read_back_exactly() {
             r
         })
         .collect();
-    w.write(rows.iter().cloned()).unwrap();
-    w.finish().unwrap();
-    let path = files(&dir)[0].clone();
+    let (_tmp, path) = write_one_file(rows.iter().cloned());
     for name in ["drop_rate", "bytes_in_n1_mean", "metric_means.list.item"] {
         let encodings = encodings(&path, name);
         assert!(
