@@ -155,20 +155,24 @@ impl ArrowField for bool {
 fn strings<T>(
     array: &ArrayRef,
     at: ColumnRef<'_>,
-    own: impl Fn(&str) -> T,
+    mut own: impl FnMut(&str) -> T,
 ) -> Result<Vec<Option<T>>, SchemaError> {
     let out = match array.data_type() {
         DataType::Utf8 => array
             .as_string::<i32>()
             .iter()
-            .map(|s| s.map(&own))
+            .map(|s| s.map(&mut own))
             .collect(),
         DataType::LargeUtf8 => array
             .as_string::<i64>()
             .iter()
-            .map(|s| s.map(&own))
+            .map(|s| s.map(&mut own))
             .collect(),
-        DataType::Utf8View => array.as_string_view().iter().map(|s| s.map(&own)).collect(),
+        DataType::Utf8View => array
+            .as_string_view()
+            .iter()
+            .map(|s| s.map(&mut own))
+            .collect(),
         other => return Err(at.mismatch(&DataType::Utf8, other)),
     };
     Ok(out)
@@ -205,8 +209,11 @@ impl ArrowField for Option<String> {
     }
 }
 
+/// How many recent distinct values reading an `Arc<str>` column shares.
+const RECENT_SHARED: usize = 8;
+
 /// Shared text (the names of series and reasons that many rows repeat): a row holds
-/// a reference, not a copy.
+/// a reference, not a copy, and reading a column makes one copy per distinct value.
 impl ArrowField for Arc<str> {
     fn data_type() -> DataType {
         DataType::Utf8
@@ -216,7 +223,24 @@ impl ArrowField for Arc<str> {
     }
     fn from_array(array: &ArrayRef, at: ColumnRef<'_>) -> Result<Vec<Self>, SchemaError> {
         no_nulls(array.as_ref(), at)?;
-        Ok(strings(array, at, |s: &str| Arc::from(s))?
+        // The last few distinct values, compared before a new copy is made: a series
+        // name repeats over a column in a short cycle (one per metric of a node).
+        let mut recent: Vec<Arc<str>> = Vec::with_capacity(RECENT_SHARED);
+        let mut next = 0;
+        let share = |s: &str| {
+            if let Some(shared) = recent.iter().find(|r| ***r == *s) {
+                return shared.clone();
+            }
+            let shared: Arc<str> = Arc::from(s);
+            if recent.len() < RECENT_SHARED {
+                recent.push(shared.clone());
+            } else {
+                recent[next] = shared.clone();
+                next = (next + 1) % RECENT_SHARED;
+            }
+            shared
+        };
+        Ok(strings(array, at, share)?
             .into_iter()
             .map(|s| s.unwrap_or_else(|| Arc::from("")))
             .collect())

@@ -1,5 +1,7 @@
 //! Input records: what sources deliver into the dataflow.
 
+use std::sync::Arc;
+
 use crate::ip::Ip16;
 use crate::record::{record, string_enum};
 use crate::time::TimestampNs;
@@ -45,8 +47,9 @@ record! {
         pub time: TimestampNs,
         /// The node the sample describes.
         pub node: u64,
-        /// Metric name, e.g. `rtt_ms`, `cpu_load`, `xdp_rx_bytes`.
-        pub metric: String,
+        /// Metric name, e.g. `rtt_ms`, `cpu_load`, `xdp_rx_bytes`; shared text, since
+        /// every sample of a series repeats it.
+        pub metric: Arc<str>,
         /// Sample value.
         pub value: f64,
     }

@@ -199,10 +199,45 @@ proptest! {
 
     #[test]
     fn metrics_round_trip(rows in prop::collection::vec((ts(), any::<u64>(), "[a-z_]{1,12}", any::<f64>()), 0..40)) {
-        let rows: Vec<NodeMetric> = rows.into_iter().map(|(time, node, metric, value)| NodeMetric { time, node, metric, value }).collect();
+        let rows: Vec<NodeMetric> = rows.into_iter().map(|(time, node, metric, value)| NodeMetric { time, node, metric: metric.into(), value }).collect();
         let back = NodeMetric::from_batch(&NodeMetric::to_batch(&rows)).unwrap();
         prop_assert!(same_debug(&back, &rows));
     }
+
+    /// Names from a small set (14, more than the reader keeps at hand) repeat, so
+    /// rows share their text; every row still reads back its own name.
+    #[test]
+    fn repeated_metric_names_read_back(names in prop::collection::vec("[ab]{1,3}", 0..200)) {
+        let rows: Vec<NodeMetric> = names.iter().enumerate().map(|(i, name)| NodeMetric {
+            time: TimestampNs(i as i64),
+            node: i as u64,
+            metric: name.as_str().into(),
+            value: 1.0,
+        }).collect();
+        let back = NodeMetric::from_batch(&NodeMetric::to_batch(&rows)).unwrap();
+        prop_assert_eq!(back, rows);
+    }
+}
+
+#[test]
+fn a_repeated_name_is_read_into_one_shared_text() {
+    let row = |metric: &str| NodeMetric {
+        time: TimestampNs(0),
+        node: 1,
+        metric: metric.into(),
+        value: 0.0,
+    };
+    let rows = [
+        row("rtt_ms"),
+        row("cpu_load"),
+        row("rtt_ms"),
+        row("cpu_load"),
+    ];
+    let back = NodeMetric::from_batch(&NodeMetric::to_batch(&rows)).unwrap();
+    assert!(Arc::ptr_eq(&back[0].metric, &back[2].metric));
+    assert!(Arc::ptr_eq(&back[1].metric, &back[3].metric));
+    assert!(!Arc::ptr_eq(&back[0].metric, &back[1].metric));
+    assert_eq!(back, rows);
 }
 
 #[test]

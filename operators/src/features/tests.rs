@@ -65,7 +65,7 @@ fn give(input: &mut FeatureInput, epoch: u64, event: &Event) {
         Event::Metric(node, name, value) => input.add_metric(&NodeMetric {
             time: at(epoch),
             node: *node,
-            metric: name.clone(),
+            metric: name.as_str().into(),
             value: *value,
         }),
         Event::Link(..) => unreachable!("links are given with `FeatureInput::set_links`"),

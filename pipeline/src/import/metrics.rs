@@ -97,7 +97,7 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         metrics.push(NodeMetric {
             time,
             node: id,
-            metric: metric_name.to_string(),
+            metric: metric_name.into(),
             value,
         });
     }

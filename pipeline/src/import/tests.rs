@@ -216,7 +216,7 @@ fn metric_csv_with_header_names_edges_and_bad_lines() {
         .collect();
     let got: Vec<(i64, u64, &str, f64)> = metrics
         .iter()
-        .map(|m| (m.time.0 / 1_000_000, m.node, m.metric.as_str(), m.value))
+        .map(|m| (m.time.0 / 1_000_000, m.node, &*m.metric, m.value))
         .collect();
     assert_eq!(
         got,

@@ -250,7 +250,7 @@ impl Reader {
         let metric = |metric: String, value: f64| NodeMetric {
             time: now,
             node: self.decoder.host_node,
-            metric,
+            metric: metric.into(),
             value,
         };
         for (id, name) in PROGRAMS.iter().enumerate() {
@@ -297,7 +297,7 @@ impl Reader {
                 batch.metrics.push(NodeMetric {
                     time: now,
                     node,
-                    metric: format!("{name}{labels}"),
+                    metric: format!("{name}{labels}").into(),
                     value: value as f64,
                 });
             }

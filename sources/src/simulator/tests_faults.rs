@@ -119,7 +119,7 @@ fn ground_truth_follows_the_plan() {
 fn metric(t: &Tick, node: u64, name: &str) -> f64 {
     t.metrics
         .iter()
-        .find(|m| m.node == node && m.metric == name)
+        .find(|m| m.node == node && &*m.metric == name)
         .expect("metric present")
         .value
 }

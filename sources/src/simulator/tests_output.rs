@@ -209,7 +209,7 @@ fn counter_metrics_equal_the_events_observed() {
                     .filter(|e| e.node == m.node && e.kind == kind)
                     .count() as f64
             };
-            match m.metric.as_str() {
+            match &*m.metric {
                 METRIC_RETRANSMITS => {
                     assert_eq!(
                         m.value,
@@ -252,7 +252,7 @@ fn a_reused_tick_buffer_gives_the_same_records() {
     let mut part = sim.partition(0, 2);
     let mut tick = Tick::default();
     tick.metrics.push(fresh[3].metrics[5].clone());
-    tick.metrics[0].metric = "stale".to_string();
+    tick.metrics[0].metric = "stale".into();
     let mut k = 0;
     while part.next_tick(&mut tick) {
         assert_eq!(tick.flows, fresh[k].flows);

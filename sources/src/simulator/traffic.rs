@@ -5,6 +5,8 @@
 //! both ends of a flow must agree on (does it exist, TCP or UDP, ports) come from a hash
 //! of `(seed, src, dst, k)`, so the receiver's drop events name the sender's real flows.
 
+use std::sync::Arc;
+
 use meshflow_schemas::{FlowRecord, NodeMetric, TcpEvent, TcpEventKind, TimestampNs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -80,26 +82,41 @@ fn instant_in(rng: &mut ChaCha8Rng, from: i64, to: i64) -> i64 {
     from + ((rng.random::<f64>() * (span + 1) as f64) as i64).min(span)
 }
 
-/// Writes metric `i` of the tick, reusing the slot (and its name's buffer) when there is one.
-fn put_metric(
-    metrics: &mut Vec<NodeMetric>,
-    i: &mut usize,
-    m: (TimestampNs, u64, &'static str, f64),
-) {
+/// The names of the four metrics, made once per partition and shared by its samples.
+#[derive(Debug)]
+struct MetricNames {
+    rtt_ms: Arc<str>,
+    cpu_load: Arc<str>,
+    retransmits: Arc<str>,
+    drops: Arc<str>,
+}
+
+impl Default for MetricNames {
+    fn default() -> Self {
+        Self {
+            rtt_ms: METRIC_RTT_MS.into(),
+            cpu_load: METRIC_CPU_LOAD.into(),
+            retransmits: METRIC_RETRANSMITS.into(),
+            drops: METRIC_DROPS.into(),
+        }
+    }
+}
+
+/// Writes metric `i` of the tick, reusing the slot when there is one.
+fn put_metric(metrics: &mut Vec<NodeMetric>, i: &mut usize, m: (TimestampNs, u64, &Arc<str>, f64)) {
     let (time, node, name, value) = m;
     if let Some(slot) = metrics.get_mut(*i) {
         slot.time = time;
         slot.node = node;
-        if slot.metric != name {
-            slot.metric.clear();
-            slot.metric.push_str(name);
+        if !Arc::ptr_eq(&slot.metric, name) {
+            slot.metric = name.clone();
         }
         slot.value = value;
     } else {
         metrics.push(NodeMetric {
             time,
             node,
-            metric: name.to_string(),
+            metric: name.clone(),
             value,
         });
     }
@@ -164,6 +181,8 @@ pub(crate) struct Scratch {
     keys: Vec<u128>,
     /// The other flow buffer of the sort.
     flows: Vec<FlowRecord>,
+    /// The metric names the partition's samples share.
+    metric_names: MetricNames,
 }
 
 /// The event-count distributions of one tick, scaled to its length.
@@ -243,6 +262,7 @@ impl std::fmt::Debug for Model {
 struct Sink<'a> {
     tick: &'a mut Tick,
     metric_slot: usize,
+    names: &'a MetricNames,
 }
 
 /// Per-node counts of one tick that its metrics summarise.
@@ -325,6 +345,7 @@ impl Model {
         let mut sink = Sink {
             tick: out,
             metric_slot: 0,
+            names: &scratch.metric_names,
         };
         let mut n = worker;
         while n < self.topo.nodes {
@@ -509,22 +530,22 @@ impl Model {
             cpu = cpu.max(OVERLOAD_CPU + 0.08 * rng.random::<f64>());
         }
         let time = TimestampNs(ctx.start);
-        let (metrics, slot) = (&mut sink.tick.metrics, &mut sink.metric_slot);
-        put_metric(metrics, slot, (time, n, METRIC_RTT_MS, rtt));
+        let (metrics, slot, names) = (&mut sink.tick.metrics, &mut sink.metric_slot, sink.names);
+        put_metric(metrics, slot, (time, n, &names.rtt_ms, rtt));
         put_metric(
             metrics,
             slot,
-            (time, n, METRIC_CPU_LOAD, cpu.clamp(0.0, 1.0)),
+            (time, n, &names.cpu_load, cpu.clamp(0.0, 1.0)),
         );
         put_metric(
             metrics,
             slot,
-            (time, n, METRIC_RETRANSMITS, f64::from(tally.retransmits)),
+            (time, n, &names.retransmits, f64::from(tally.retransmits)),
         );
         put_metric(
             metrics,
             slot,
-            (time, n, METRIC_DROPS, f64::from(tally.drops)),
+            (time, n, &names.drops, f64::from(tally.drops)),
         );
     }
 }
