@@ -56,8 +56,13 @@ impl PartialOrd for Name {
 }
 
 impl Ord for Name {
-    /// By text, so rows list names alphabetically whatever their hashes.
+    /// By text, so rows list names alphabetically whatever their hashes. One worker's
+    /// updates share each name's text ([`Names`]), so most equal names are the same
+    /// pointer, found without reading the text.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if Arc::ptr_eq(&self.text, &other.text) {
+            return std::cmp::Ordering::Equal;
+        }
         self.text.cmp(&other.text)
     }
 }
