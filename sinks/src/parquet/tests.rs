@@ -452,13 +452,15 @@ fn float_columns_are_written_without_a_dictionary_and_text_keeps_one() {
 }
 
 #[test]
-fn node_features_floats_are_byte_stream_split_and_read_back_exactly() {
+fn node_features_numbers_are_split_and_node_delta_encoded_and_read_back_exactly() {
     use datafusion::parquet::basic::Encoding;
     use meshflow_schemas::NodeFeatures;
     let rows: Vec<NodeFeatures> = (0..50u64)
         .map(|i| {
             let mut r = NodeFeatures::empty(TimestampNs(T0), TimestampNs(T0 + 1), i);
             r.drop_rate = (i % 3 != 0).then(|| i as f64 / 7.0);
+            r.bytes_in = i * 1_000_003;
+            r.in_degree = (i % 4) as u32;
             r.bytes_in_n1_mean = Some(f64::from(i as f32 * 1.5));
             r.metric_names = vec!["cpu_load".into()];
             r.metric_means = vec![-(i as f64) / 3.0];
@@ -467,12 +469,31 @@ fn node_features_floats_are_byte_stream_split_and_read_back_exactly() {
         })
         .collect();
     let (_tmp, path) = write_one_file(rows.iter().cloned());
-    for name in ["drop_rate", "bytes_in_n1_mean", "metric_means.list.item"] {
+    let dictionary = |e: &Vec<Encoding>| {
+        e.iter()
+            .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+    };
+    for name in [
+        "drop_rate",
+        "bytes_in_n1_mean",
+        "metric_means.list.item",
+        "bytes_in",
+        "in_degree",
+    ] {
         let encodings = encodings(&path, name);
         assert!(
-            encodings.contains(&Encoding::BYTE_STREAM_SPLIT),
+            encodings.contains(&Encoding::BYTE_STREAM_SPLIT) && !dictionary(&encodings),
             "{name}: {encodings:?}"
         );
+    }
+    let node = encodings(&path, "node");
+    assert!(
+        node.contains(&Encoding::DELTA_BINARY_PACKED) && !dictionary(&node),
+        "{node:?}"
+    );
+    for name in ["window_end", "node_label", "metric_names.list.item"] {
+        let encodings = encodings(&path, name);
+        assert!(dictionary(&encodings), "{name}: {encodings:?}");
     }
     let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path).unwrap()).unwrap();
     let back: Vec<NodeFeatures> = reader

@@ -7,8 +7,11 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::parquet::arrow::ArrowSchemaConverter;
-use datafusion::parquet::basic::{Compression, Encoding, Type as PhysicalType, ZstdLevel};
+use datafusion::parquet::basic::{
+    Compression, Encoding, LogicalType, Type as PhysicalType, ZstdLevel,
+};
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
+use datafusion::parquet::schema::types::ColumnDescriptor;
 use meshflow_schemas::{ArrowRecord, Counters, NodeFeatures, TimestampNs};
 
 use super::encoder::{Chunk, Encoder};
@@ -81,21 +84,47 @@ fn remove_temporaries(dir: &Path) -> Result<(), SinkError> {
     })
 }
 
-/// Tables whose floating-point columns are byte-stream split. The value's bytes of
-/// equal significance then lie together, where zstd finds the runs that values
-/// rounded from `f32` (the neighbourhood aggregates) leave in their low bytes: for
-/// `node_features` the same size in less of the encoder's time. Full-precision
-/// doubles (the anomaly scores) compress worse split (benchmarks/README.md, session
-/// 28), so the other tables keep plain encoding.
-const SPLIT_FLOAT_TABLES: [&str; 1] = [NodeFeatures::TABLE];
+/// Tables whose numbers are byte-stream split: the bytes of equal significance then
+/// lie together, where zstd finds the runs that counters (small values in wide
+/// integers) and values rounded from `f32` (the neighbourhood aggregates) leave. For
+/// `node_features` its floats took the same space in less of the encoder's time,
+/// and its traffic counters, nearly all distinct, 40% less than the dictionary they
+/// overflowed (benchmarks/README.md, sessions 28 and 29). Full-precision doubles (the
+/// anomaly scores) compress worse split, so the other tables keep plain encoding.
+const SPLIT_TABLES: [&str; 1] = [NodeFeatures::TABLE];
+
+/// The column of [`SPLIT_TABLES`] that holds rows' node ids, ascending within each
+/// window: delta-encoded, it takes a few bytes per row group instead of a dictionary.
+const NODE_COLUMN: &str = "node";
+
+/// How the sink encodes one leaf column, if not by default (dictionary first).
+fn column_encoding(split: bool, column: &ColumnDescriptor) -> Option<Encoding> {
+    let top_level = column.max_rep_level() == 0;
+    let timestamp = matches!(
+        column.logical_type_ref(),
+        Some(LogicalType::Timestamp { .. })
+    );
+    match column.physical_type() {
+        PhysicalType::FLOAT | PhysicalType::DOUBLE if split => Some(Encoding::BYTE_STREAM_SPLIT),
+        PhysicalType::FLOAT | PhysicalType::DOUBLE => Some(Encoding::PLAIN),
+        PhysicalType::INT32 | PhysicalType::INT64 if split && top_level && !timestamp => {
+            if column.path().string() == NODE_COLUMN {
+                Some(Encoding::DELTA_BINARY_PACKED)
+            } else {
+                Some(Encoding::BYTE_STREAM_SPLIT)
+            }
+        }
+        _ => None,
+    }
+}
 
 /// The Parquet settings of every file the sink writes for `table`: zstd at the
 /// configured level, row groups of `row_group_rows` (the encoder cuts them, whatever
 /// the chunks it is given), page statistics (for pruning), and no dictionary for the
 /// `schema`'s floating-point leaf columns, lists of floats included: measured values
 /// rarely repeat, so a dictionary there only costs the encoder an intern per value
-/// before it falls back to plain encoding (or byte-stream split, for the tables of
-/// [`SPLIT_FLOAT_TABLES`]).
+/// before it falls back to plain encoding. The tables of [`SPLIT_TABLES`] split
+/// their numbers instead, and delta-encode the node id ([`column_encoding`]).
 pub(super) fn writer_properties(
     cfg: &ParquetSinkConfig,
     table: &str,
@@ -106,26 +135,18 @@ pub(super) fn writer_properties(
         .set_compression(Compression::ZSTD(level))
         .set_max_row_group_row_count(Some(cfg.row_group_rows))
         .set_statistics_enabled(EnabledStatistics::Page);
-    let split = SPLIT_FLOAT_TABLES.contains(&table);
+    let split = SPLIT_TABLES.contains(&table);
     // The leaves as the writer lays them out; a schema it cannot convert fails when
     // the file is opened, with the writer's own error.
     let leaves = ArrowSchemaConverter::new().convert(schema);
     leaves
         .iter()
         .flat_map(|descr| descr.columns())
-        .filter(|c| {
-            matches!(
-                c.physical_type(),
-                PhysicalType::FLOAT | PhysicalType::DOUBLE
-            )
-        })
-        .fold(builder, |b, c| {
-            let b = b.set_column_dictionary_enabled(c.path().clone(), false);
-            if split {
-                b.set_column_encoding(c.path().clone(), Encoding::BYTE_STREAM_SPLIT)
-            } else {
-                b
-            }
+        .fold(builder, |b, c| match column_encoding(split, c) {
+            Some(encoding) => b
+                .set_column_dictionary_enabled(c.path().clone(), false)
+                .set_column_encoding(c.path().clone(), encoding),
+            None => b,
         })
         .build()
 }
