@@ -455,11 +455,14 @@ fn float_columns_are_written_without_a_dictionary_and_text_keeps_one() {
 fn node_features_numbers_are_split_and_node_delta_encoded_and_read_back_exactly() {
     use datafusion::parquet::basic::Encoding;
     use meshflow_schemas::NodeFeatures;
-    let rows: Vec<NodeFeatures> = (0..50u64)
+    // Node ids up to u64::MAX (ids made from addresses fill all 64 bits): the delta
+    // encoding of the node column wraps around and reads back exactly.
+    let ids = (0..40u64).chain([u64::MAX - 3, u64::MAX, 1 << 63, (1 << 63) - 1, 41]);
+    let rows: Vec<NodeFeatures> = ids
         .map(|i| {
             let mut r = NodeFeatures::empty(TimestampNs(T0), TimestampNs(T0 + 1), i);
             r.drop_rate = (i % 3 != 0).then(|| i as f64 / 7.0);
-            r.bytes_in = i * 1_000_003;
+            r.bytes_in = i.wrapping_mul(1_000_003);
             r.in_degree = (i % 4) as u32;
             r.bytes_in_n1_mean = Some(f64::from(i as f32 * 1.5));
             r.metric_names = vec!["cpu_load".into()];
@@ -496,10 +499,13 @@ fn node_features_numbers_are_split_and_node_delta_encoded_and_read_back_exactly(
         assert!(dictionary(&encodings), "{name}: {encodings:?}");
     }
     let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(&path).unwrap()).unwrap();
-    let back: Vec<NodeFeatures> = reader
+    let mut back: Vec<NodeFeatures> = reader
         .build()
         .unwrap()
         .flat_map(|b| NodeFeatures::from_batch(&b.unwrap()).unwrap())
         .collect();
+    back.sort_by_key(|r| r.node);
+    let mut rows = rows;
+    rows.sort_by_key(|r| r.node);
     assert_eq!(back, rows);
 }
