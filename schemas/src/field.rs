@@ -242,7 +242,7 @@ impl ArrowField for Arc<str> {
         };
         Ok(strings(array, at, share)?
             .into_iter()
-            .map(|s| s.unwrap_or_else(|| Arc::from("")))
+            .map(Option::unwrap_or_default)
             .collect())
     }
 }

@@ -413,6 +413,14 @@ fn encodings(path: &Path, name: &str) -> Vec<datafusion::parquet::basic::Encodin
     column.encodings().collect()
 }
 
+/// Whether `encodings` (a column's) include a dictionary.
+fn dictionary(encodings: &[datafusion::parquet::basic::Encoding]) -> bool {
+    use datafusion::parquet::basic::Encoding;
+    encodings
+        .iter()
+        .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
+}
+
 /// Writes `rows` as one table of a fresh output folder (kept alive by the returned
 /// guard) and returns its one file.
 fn write_one_file<R: ArrowRecord>(
@@ -433,10 +441,6 @@ fn float_columns_are_written_without_a_dictionary_and_text_keeps_one() {
     use datafusion::parquet::basic::Encoding;
     let (_tmp, file) = write_one_file((0..5).map(|i| metric(T0 + i, i as u64)));
     let encodings = |name: &str| encodings(&file, name);
-    let dictionary = |e: &Vec<Encoding>| {
-        e.iter()
-            .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
-    };
     assert!(!dictionary(&encodings("value")), "{:?}", encodings("value"));
     assert!(
         !encodings("value").contains(&Encoding::BYTE_STREAM_SPLIT),
@@ -472,10 +476,6 @@ fn node_features_numbers_are_split_and_node_delta_encoded_and_read_back_exactly(
         })
         .collect();
     let (_tmp, path) = write_one_file(rows.iter().cloned());
-    let dictionary = |e: &Vec<Encoding>| {
-        e.iter()
-            .any(|e| matches!(e, Encoding::RLE_DICTIONARY | Encoding::PLAIN_DICTIONARY))
-    };
     for name in [
         "drop_rate",
         "bytes_in_n1_mean",
