@@ -88,8 +88,22 @@ impl<'de> Deserialize<'de> for Name {
 /// One worker's cache of [`Name`]s, so each distinct name is allocated once. It holds
 /// at most `Names::CAPACITY` names and starts over when full, so endless distinct
 /// names cost memory only up to that bound.
+///
+/// Input records that carry their name as shared text ([`Names::get_shared`]) are
+/// first matched by pointer against the last few texts seen: a batch read from Arrow
+/// or the simulator shares one text per name, so most samples find their name
+/// without hashing it.
 #[derive(Default)]
-pub struct Names(crate::hash::FxHashMap<String, Name>);
+pub struct Names {
+    by_text: crate::hash::FxHashMap<String, Name>,
+    /// Recently seen input texts and their names, replaced round-robin.
+    recent: [Option<(Arc<str>, Name)>; RECENT_TEXTS],
+    /// The slot of `recent` replaced next.
+    next: usize,
+}
+
+/// Input texts [`Names`] matches by pointer.
+const RECENT_TEXTS: usize = 8;
 
 impl Names {
     /// Names kept before the cache starts over.
@@ -97,25 +111,38 @@ impl Names {
 
     /// The shared name for `s`.
     pub fn get(&mut self, s: &str) -> Name {
-        if let Some(name) = self.0.get(s) {
+        if let Some(name) = self.by_text.get(s) {
             return name.clone();
         }
-        if self.0.len() >= Self::CAPACITY {
-            self.0.clear();
+        if self.by_text.len() >= Self::CAPACITY {
+            self.by_text.clear();
         }
         let name = Name::from(s);
-        self.0.insert(s.to_string(), name.clone());
+        self.by_text.insert(s.to_string(), name.clone());
+        name
+    }
+
+    /// The shared name for the input text `s`: the same as [`Names::get`], found by
+    /// pointer when `s` itself was seen recently.
+    pub fn get_shared(&mut self, s: &Arc<str>) -> Name {
+        let mut seen = self.recent.iter().flatten();
+        if let Some((_, name)) = seen.find(|(text, _)| Arc::ptr_eq(text, s)) {
+            return name.clone();
+        }
+        let name = self.get(s);
+        self.recent[self.next] = Some((s.clone(), name.clone()));
+        self.next = (self.next + 1) % RECENT_TEXTS;
         name
     }
 
     /// Names currently cached.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.by_text.len()
     }
 
     /// Whether no name is cached.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.by_text.is_empty()
     }
 }
 

@@ -176,7 +176,7 @@ impl FeatureInput {
         self.combiner.add(
             epoch,
             m.node,
-            FeatureVal::Metric(self.names.get(&m.metric)),
+            FeatureVal::Metric(self.names.get_shared(&m.metric)),
             diff,
         );
         self.admitted(epoch);

@@ -413,6 +413,34 @@ fn names_are_allocated_once_and_the_cache_is_bounded() {
     );
 }
 
+#[test]
+fn shared_texts_find_the_name_their_text_has() {
+    let mut names = Names::default();
+    let cpu: std::sync::Arc<str> = "cpu_load".into();
+    let by_text = names.get("cpu_load");
+    let shared = names.get_shared(&cpu);
+    assert_eq!(shared, by_text);
+    assert_eq!(
+        shared.as_str().as_ptr(),
+        by_text.as_str().as_ptr(),
+        "one allocation"
+    );
+    // More distinct texts than are matched by pointer, each seen twice, interleaved
+    // with other copies of the same texts: every one finds the name of its text.
+    let texts: Vec<std::sync::Arc<str>> = (0..20).map(|i| format!("m{i}").into()).collect();
+    for round in 0..3 {
+        for (i, text) in texts.iter().enumerate() {
+            let copy: std::sync::Arc<str> = text.as_ref().into();
+            for t in [text, &copy] {
+                let name = names.get_shared(t);
+                assert_eq!(name.as_str(), format!("m{i}"), "round {round}");
+                assert_eq!(name, names.get(&format!("m{i}")));
+            }
+        }
+    }
+    assert_eq!(names.get_shared(&cpu), by_text);
+}
+
 /// A feature value other than peer presence, drawn from a few of each kind (the
 /// combiner's tests draw from these too).
 pub(super) fn non_peer_value() -> impl Strategy<Value = FeatureVal> {
