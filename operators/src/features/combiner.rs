@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use differential_dataflow::difference::{Abelian, Semigroup};
 
-use crate::hash::{FxHashMap, FxHashSet};
+use crate::hash::FxHashMap;
 use crate::window::WindowSpec;
 
 use super::diff::{Direction, FeatureDiff, FeatureVal};
@@ -16,25 +16,57 @@ type Key = (u64, FeatureVal);
 /// count of one, so it is kept apart from the other keys, without a weight.
 type PeerKey = (u64, u64, Direction);
 
-/// The inserts of one time, each kind of value in a map of its own, keyed and
-/// weighted no larger than it needs: traffic totals by node alone (the hot key, one
-/// per flow end), peer presence as a set entry of 24 bytes, drops and sketch buckets
-/// as a count, metric series as a count and a sum. A full key and weight would take
-/// 112 bytes.
-#[derive(Default)]
-struct Inserts {
-    totals: FxHashMap<u64, FeatureDiff>,
-    peers: FxHashSet<PeerKey>,
-    counts: FxHashMap<Key, i64>,
-    sums: FxHashMap<Key, (i64, i128)>,
+/// A key's inserts at one time, and the retraction of an earlier time's inserts due
+/// at that time once merged in: what is emitted is their difference, and the inserts
+/// are what a later time retracts.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct Both<W> {
+    inserted: W,
+    due: W,
 }
 
-impl Inserts {
-    fn is_empty(&self) -> bool {
-        self.totals.is_empty()
-            && self.peers.is_empty()
-            && self.counts.is_empty()
-            && self.sums.is_empty()
+/// What one time holds until it is flushed, each kind of value in a map of its own,
+/// keyed and weighted no larger than it needs: traffic totals by node alone (the hot
+/// key, one per flow end), peer presence as two flags, drops and sketch buckets as a
+/// count, metric series as a count and a sum.
+#[derive(Default)]
+struct Bucket {
+    totals: FxHashMap<u64, Both<FeatureDiff>>,
+    peers: FxHashMap<PeerKey, Both<bool>>,
+    counts: FxHashMap<Key, Both<i64>>,
+    sums: FxHashMap<Key, Both<(i64, i128)>>,
+    /// Whether the retractions due at this time are in (see
+    /// [`FeatureCombiner::prepare`]); until then they wait in `retractions`.
+    merged: bool,
+}
+
+impl Bucket {
+    /// Adds the retractions `due` to the keys' `due` parts.
+    fn merge(&mut self, due: Retractions) {
+        // Most keys are due and inserted alike: room for the due ones up front when
+        // the inserts are yet to come (merged ahead), none when they are in already.
+        self.totals
+            .reserve(due.totals.len().saturating_sub(self.totals.len()));
+        self.peers
+            .reserve(due.peers.len().saturating_sub(self.peers.len()));
+        self.counts
+            .reserve(due.counts.len().saturating_sub(self.counts.len()));
+        self.sums
+            .reserve(due.sums.len().saturating_sub(self.sums.len()));
+        for (node, diff) in due.totals {
+            self.totals.entry(node).or_default().due.plus_equals(&diff);
+        }
+        for key in due.peers {
+            self.peers.entry(key).or_default().due = true;
+        }
+        for (key, count) in due.counts {
+            self.counts.entry(key).or_default().due += count;
+        }
+        for (key, count, sum) in due.sums {
+            let due = &mut self.sums.entry(key).or_default().due;
+            due.0 += count;
+            due.1 += sum;
+        }
     }
 }
 
@@ -51,19 +83,11 @@ struct Retractions {
 }
 
 impl Retractions {
-    /// Schedules the retraction of everything in `inserts`.
-    fn schedule(&mut self, inserts: &Inserts) {
-        self.totals
-            .extend(inserts.totals.iter().map(|(&node, &diff)| (node, diff)));
-        self.peers.extend(inserts.peers.iter().copied());
-        self.counts.extend(
-            inserts
-                .counts
-                .iter()
-                .map(|(key, &count)| (key.clone(), count)),
-        );
-        self.sums
-            .extend((inserts.sums.iter()).map(|(key, &(count, sum))| (key.clone(), count, sum)));
+    fn is_empty(&self) -> bool {
+        self.totals.is_empty()
+            && self.peers.is_empty()
+            && self.counts.is_empty()
+            && self.sums.is_empty()
     }
 }
 
@@ -73,12 +97,14 @@ impl Retractions {
 /// Inserts are held until [`FeatureCombiner::flush`]; at that point their
 /// retraction is scheduled `length` later, where it nets against later inserts of the
 /// same key. Peer presence counts once per key and flush, so a steady edge adds and
-/// retracts the same amount and disappears from the update stream.
+/// retracts the same amount and disappears from the update stream. The netting can be
+/// done ahead of the flush ([`FeatureCombiner::prepare`]), while the worker is idle,
+/// so that a window's close only has to walk its keys.
 pub struct FeatureCombiner {
     spec: WindowSpec,
-    /// Inserts not yet flushed, per time.
-    pending: BTreeMap<u64, Inserts>,
-    /// Retractions scheduled, per time.
+    /// Inserts not yet flushed, per time, with the retractions merged in.
+    pending: BTreeMap<u64, Bucket>,
+    /// Retractions scheduled and not yet merged into their time's bucket, per time.
     retractions: BTreeMap<u64, Retractions>,
 }
 
@@ -92,7 +118,7 @@ impl FeatureCombiner {
         }
     }
 
-    fn bucket(&mut self, epoch: u64) -> &mut Inserts {
+    fn bucket(&mut self, epoch: u64) -> &mut Bucket {
         let time = self.spec.first_window(epoch);
         self.pending.entry(time).or_default()
     }
@@ -101,11 +127,11 @@ impl FeatureCombiner {
     pub fn add_flow(&mut self, epoch: u64, src: u64, dst: u64, bytes: u64, packets: u64) {
         let bucket = self.bucket(epoch);
         let (bytes, packets) = (bytes as i64, packets as i64);
-        let sent = bucket.totals.entry(src).or_default();
+        let sent = &mut bucket.totals.entry(src).or_default().inserted;
         sent.bytes_out += bytes;
         sent.packets_out += packets;
         sent.flows_out += 1;
-        let received = bucket.totals.entry(dst).or_default();
+        let received = &mut bucket.totals.entry(dst).or_default().inserted;
         received.bytes_in += bytes;
         received.packets_in += packets;
         received.flows_in += 1;
@@ -127,68 +153,104 @@ impl FeatureCombiner {
         debug_assert!(!matches!(val, FeatureVal::Peer(..)));
         let bucket = self.bucket(epoch);
         match val {
-            FeatureVal::Totals => bucket.totals.entry(node).or_default().plus_equals(&diff),
+            FeatureVal::Totals => {
+                let totals = &mut bucket.totals.entry(node).or_default().inserted;
+                totals.plus_equals(&diff);
+            }
             FeatureVal::Metric(_) => {
-                let (count, sum) = bucket.sums.entry((node, val)).or_default();
+                let (count, sum) = &mut bucket.sums.entry((node, val)).or_default().inserted;
                 *count += diff.count;
                 *sum += diff.sum;
             }
-            _ => *bucket.counts.entry((node, val)).or_default() += diff.count,
+            _ => bucket.counts.entry((node, val)).or_default().inserted += diff.count,
         }
+    }
+
+    /// Merges the retractions due at times up to `upto` into those times' inserts,
+    /// so that their [`FeatureCombiner::flush`] only walks the keys. It changes no
+    /// update; call it when the worker would otherwise wait, with the next time to be
+    /// flushed.
+    pub fn prepare(&mut self, upto: u64) {
+        while let Some(time) = self.retractions.range(..=upto).next().map(|(&t, _)| t) {
+            self.merge_due(time);
+        }
+    }
+
+    /// Merges the retractions due at `time` into its bucket, which this creates.
+    fn merge_due(&mut self, time: u64) -> &mut Bucket {
+        let bucket = self.pending.entry(time).or_default();
+        if !bucket.merged {
+            if let Some(due) = self.retractions.remove(&time) {
+                bucket.merge(due);
+            }
+            bucket.merged = true;
+        }
+        bucket
+    }
+
+    /// Schedules `inserts` to be retracted at `time`. Only one earlier time retires
+    /// at `time`, and it is flushed before `time`'s retractions can be merged (they do
+    /// not exist until now), so none are there yet.
+    fn schedule(&mut self, time: u64, inserts: Retractions) {
+        if inserts.is_empty() {
+            return;
+        }
+        debug_assert!(!self.pending.get(&time).is_some_and(|b| b.merged));
+        let earlier = self.retractions.insert(time, inserts);
+        debug_assert!(earlier.is_none(), "two times retire at {time}");
     }
 
     /// Emits every pending update at a time before `before`, scheduling the
     /// retractions of its inserts. Call it before advancing the input to `before`.
     pub fn flush(&mut self, before: u64, mut emit: impl FnMut(Key, u64, FeatureDiff)) {
         while let Some(time) = self.next_time().filter(|&t| t < before) {
-            let mut net = self.pending.remove(&time).unwrap_or_default();
-            if !net.is_empty() {
-                let later = self.retractions.entry(self.spec.retire(time)).or_default();
-                later.schedule(&net);
-            }
-            // Net the retractions due now against the inserts. A peer is inserted at
-            // most once per time, and retracted at most once (from one earlier time).
-            if let Some(due) = self.retractions.remove(&time) {
-                for (node, peer, direction) in due.peers {
-                    if !net.peers.remove(&(node, peer, direction)) {
-                        emit(
-                            (node, FeatureVal::Peer(peer, direction)),
-                            time,
-                            FeatureDiff::count(-1),
-                        );
-                    }
+            self.merge_due(time);
+            let bucket = self.pending.remove(&time).unwrap_or_default();
+            let mut later = Retractions {
+                totals: Vec::with_capacity(bucket.totals.len()),
+                peers: Vec::with_capacity(bucket.peers.len()),
+                counts: Vec::with_capacity(bucket.counts.len()),
+                sums: Vec::with_capacity(bucket.sums.len()),
+            };
+            // A peer is inserted at most once per time, and retracted at most once
+            // (from one earlier time).
+            for (key, both) in bucket.peers {
+                if both.inserted {
+                    later.peers.push(key);
                 }
-                for (node, mut inserted) in due.totals {
-                    inserted.negate();
-                    net.totals.entry(node).or_default().plus_equals(&inserted);
-                }
-                for (key, count) in due.counts {
-                    *net.counts.entry(key).or_default() -= count;
-                }
-                for (key, count, sum) in due.sums {
-                    let net = net.sums.entry(key).or_default();
-                    net.0 -= count;
-                    net.1 -= sum;
+                let count = i64::from(both.inserted) - i64::from(both.due);
+                if count != 0 {
+                    let (node, peer, direction) = key;
+                    let val = FeatureVal::Peer(peer, direction);
+                    emit((node, val), time, FeatureDiff::count(count));
                 }
             }
-            for (node, peer, direction) in net.peers {
-                emit(
-                    (node, FeatureVal::Peer(peer, direction)),
-                    time,
-                    FeatureDiff::count(1),
-                );
-            }
-            for (node, diff) in net.totals {
-                if diff != FeatureDiff::default() {
-                    emit((node, FeatureVal::Totals), time, diff);
+            for (node, both) in bucket.totals {
+                if both.inserted != FeatureDiff::default() {
+                    later.totals.push((node, both.inserted));
+                }
+                let mut net = both.due;
+                net.negate();
+                net.plus_equals(&both.inserted);
+                if net != FeatureDiff::default() {
+                    emit((node, FeatureVal::Totals), time, net);
                 }
             }
-            for (key, count) in net.counts {
+            for (key, both) in bucket.counts {
+                let count = both.inserted - both.due;
+                if both.inserted != 0 {
+                    later.counts.push((key.clone(), both.inserted));
+                }
                 if count != 0 {
                     emit(key, time, FeatureDiff::count(count));
                 }
             }
-            for (key, (count, sum)) in net.sums {
+            for (key, both) in bucket.sums {
+                let (inserted, due) = (both.inserted, both.due);
+                if inserted != (0, 0) {
+                    later.sums.push((key.clone(), inserted.0, inserted.1));
+                }
+                let (count, sum) = (inserted.0 - due.0, inserted.1 - due.1);
                 if (count, sum) != (0, 0) {
                     let diff = FeatureDiff {
                         count,
@@ -198,6 +260,7 @@ impl FeatureCombiner {
                     emit(key, time, diff);
                 }
             }
+            self.schedule(self.spec.retire(time), later);
         }
         // Inserts still pending (at or after `before`) keep counting presence once.
     }
@@ -218,12 +281,20 @@ impl FeatureCombiner {
 }
 
 /// Marks `src` and `dst` as peers in `bucket`, once per key (a self-loop is no peer).
-fn peers(bucket: &mut Inserts, src: u64, dst: u64) {
+fn peers(bucket: &mut Bucket, src: u64, dst: u64) {
     if src == dst {
         return;
     }
-    bucket.peers.insert((src, dst, Direction::Out));
-    bucket.peers.insert((dst, src, Direction::In));
+    bucket
+        .peers
+        .entry((src, dst, Direction::Out))
+        .or_default()
+        .inserted = true;
+    bucket
+        .peers
+        .entry((dst, src, Direction::In))
+        .or_default()
+        .inserted = true;
 }
 
 #[cfg(test)]
@@ -323,18 +394,25 @@ mod tests {
 
     proptest! {
         /// The updates the combiner emits up to each window add up to that window's
-        /// contents, computed straight from the inputs.
+        /// contents, computed straight from the inputs, wherever the retractions were
+        /// netted ahead.
         #[test]
         fn updates_add_up_to_each_window(
             mut inputs in prop::collection::vec((0u64..12, input()), 0..60),
             (slide, mult) in (1u64..3, 1u64..4),
+            prepares in prop::collection::vec(prop::option::of(0u64..30), 60),
         ) {
             let spec = WindowSpec::new(1, (slide * mult) as i64, slide as i64).unwrap();
             inputs.sort_by_key(|i| i.0);
             let mut combiner = FeatureCombiner::new(spec);
             let mut updates: Vec<(Key, u64, FeatureDiff)> = Vec::new();
-            for (epoch, input) in &inputs {
+            for ((epoch, input), prepare) in inputs.iter().zip(&prepares) {
                 combiner.flush(spec.first_window(*epoch), |k, t, d| updates.push((k, t, d)));
+                // Netting ahead, up to any time (even one still taking inserts),
+                // changes no update.
+                if let Some(upto) = prepare {
+                    combiner.prepare(*upto);
+                }
                 match input {
                     Input::Flow(s, d, b) => combiner.add_flow(*epoch, *s, *d, *b, 3),
                     Input::Add(node, val, diff) => combiner.add(*epoch, *node, val.clone(), *diff),

@@ -265,6 +265,13 @@ impl FeatureInput {
         }
     }
 
+    /// Nets the retractions due at the next window's close against its inserts now
+    /// ([`FeatureCombiner::prepare`]), so the close has less to do. It changes no
+    /// update; call it when the worker would otherwise wait.
+    pub fn prepare(&mut self) {
+        self.combiner.prepare(self.time());
+    }
+
     /// The current input time (window end) in epochs.
     pub fn time(&self) -> u64 {
         *self.session.time()

@@ -440,6 +440,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             let wait = if probe.less_than(&input.time()) {
                 Duration::ZERO
             } else {
+                // Idle until the next close: its netting is done now, not then.
+                input.prepare();
                 IDLE_WAIT
             };
             let mut active = false;
