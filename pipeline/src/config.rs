@@ -103,6 +103,19 @@ pub enum SourceConfig {
     Kafka(KafkaSourceConfig),
 }
 
+impl SourceConfig {
+    /// Whether the source delivers events as the wall clock brings them (live
+    /// telemetry, a topic, a paced simulator or replay), so that a worker waits
+    /// between windows rather than reading on at once.
+    pub fn follows_clock(&self) -> bool {
+        match self {
+            SourceConfig::Simulator(sim) => sim.pace == meshflow_sources::simulator::Pace::Realtime,
+            SourceConfig::Replay(replay) => replay.speed.is_some(),
+            SourceConfig::Ebpf(_) | SourceConfig::Kafka(_) => true,
+        }
+    }
+}
+
 /// `type = "replay"`: a trace folder to replay.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

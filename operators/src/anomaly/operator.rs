@@ -87,17 +87,18 @@ enum Scored {
 /// next window is scored, if sooner), so that upkeep is not between a window's close
 /// and its scores. Without it, they join at once.
 ///
-/// With `scorer_thread`, scoring and upkeep run on a helper thread of this operator's
-/// ([`Scoring`]) while the worker goes on with its feature work; the scores are the
-/// same. That is worth it where the process has a core to spare for the helper, and a
-/// cost where every core already runs a worker.
+/// With `scorer_threads` above 0, scoring and upkeep run on that many helper threads
+/// of this operator's, each over a shard of the worker's nodes ([`Scoring`]), while
+/// the worker goes on with its feature work; the scores are the same. That is worth
+/// it where the process has cores to spare for the helpers, and a cost where every
+/// core already runs a worker.
 pub fn anomaly_scores<'s>(
     features: Stream<'s, u64, Vec<ScoreInput>>,
     ends: Stream<'s, u64, Vec<Option<u64>>>,
     cfg: AnomalyConfig,
     counters: Arc<Counters>,
     emitted: Option<ProbeHandle<u64>>,
-    scorer_thread: bool,
+    scorer_threads: usize,
 ) -> Stream<'s, u64, Vec<AnomalyScore>> {
     let scope = features.scope();
     let peers = scope.peers();
@@ -109,13 +110,14 @@ pub fn anomaly_scores<'s>(
         Pipeline,
         "AnomalyScores",
         move |_capability, info| {
-            let helper = scorer_thread.then(|| {
+            let helper = (scorer_threads > 0).then(|| {
                 (
                     format!("meshflow-score-{}", scope.index()),
                     scope.worker().sync_activator_for(info.address.to_vec()),
                 )
             });
-            let mut scoring = Scoring::new(WorkerScorer::new(cfg, counters.clone()), helper);
+            let make = || WorkerScorer::new(cfg.clone(), counters.clone());
+            let mut scoring = Scoring::new(make, scorer_threads, helper);
             let activator = scope.activator_for(info.address);
             // Windows given to the scorer, with their capabilities, oldest first.
             let mut scoring_caps: VecDeque<Capability<u64>> = VecDeque::new();

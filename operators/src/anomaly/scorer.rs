@@ -147,6 +147,11 @@ impl WorkerScorer {
         }
     }
 
+    /// Training rows a window's [`Lesson`] holds at most.
+    pub fn lesson_capacity(&self) -> usize {
+        self.model.capacity()
+    }
+
     /// Scores the rows of one closed window and learns from them at once: what a
     /// scorer that holds every node does (tests, benchmarks). Windows are numbered
     /// in the order they come.

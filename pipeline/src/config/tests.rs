@@ -175,3 +175,17 @@ fn replay_sources_take_a_time_range_and_a_speed() {
     let err = bad("sped = 2\n");
     assert!(err.contains("unknown field `sped`"), "{err}");
 }
+
+#[test]
+fn sources_that_follow_the_clock_are_told_apart() {
+    let source = |text: &str| {
+        let cfg = JobConfig::parse(&format!("[sources.a]\n{text}")).expect(text);
+        cfg.sources["a"].follows_clock()
+    };
+    assert!(!source("type = \"simulator\"\n"));
+    assert!(source("type = \"simulator\"\npace = \"realtime\"\n"));
+    assert!(!source("type = \"replay\"\npath = \"trace\"\n"));
+    assert!(source("type = \"replay\"\npath = \"trace\"\nspeed = 2.0\n"));
+    assert!(source("type = \"kafka\"\ntopics = [\"t\"]\n"));
+    assert!(source("type = \"ebpf\"\n"));
+}

@@ -116,10 +116,20 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
     };
     let dir = table_dir(NodeFeatures::TABLE)?;
     let anomaly = cfg.anomaly.clone();
-    // The anomaly scorer gets a thread of its own only where a core is left over
-    // once every worker of this process has one.
-    let scorer_thread =
-        std::thread::available_parallelism().is_ok_and(|cores| cores.get() > cfg.job.workers);
+    // The anomaly scorer gets threads of its own only where a core is left over once
+    // every worker of this process has one. Where the sources follow the clock, a
+    // worker waits while its window is scored, so its scorer may spread a window over
+    // the worker's share of the cores; where they do not (a replay as fast as
+    // possible), the worker reads on meanwhile and more helpers would only take its
+    // core.
+    let live = cfg.sources.values().any(SourceConfig::follows_clock);
+    let scorer_threads = match std::thread::available_parallelism() {
+        Ok(cores) if cores.get() > cfg.job.workers => match live {
+            true => cores.get() / cfg.job.workers.max(1),
+            false => 1,
+        },
+        _ => 0,
+    };
     let anomaly_dir = if anomaly.enabled {
         Some(table_dir(AnomalyScore::TABLE)?)
     } else {
@@ -331,7 +341,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     anomaly,
                     w_progress.anomaly.clone(),
                     Some(probe.clone()),
-                    scorer_thread,
+                    scorer_threads,
                 );
                 let scores = scores.probe_with(&probe);
                 if let Some(k) = &kafka_sink {

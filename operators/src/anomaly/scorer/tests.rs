@@ -287,7 +287,8 @@ fn batch(input: &Trace, cfg: &AnomalyConfig) -> Vec<AnomalyScore> {
     out
 }
 
-/// The operator's scores on `workers` workers. With `end`, the input closes as a
+/// The operator's scores on `workers` workers, each scoring on `threads` helper
+/// threads (0: on the worker). With `end`, the input closes as a
 /// job's does when its data ends in window `end`: worker 0 announces that end and the
 /// others that they saw none, before the later (tail) windows are sent; without it,
 /// no worker announces anything.
@@ -295,6 +296,7 @@ fn incremental(
     input: &Trace,
     cfg: &AnomalyConfig,
     workers: usize,
+    threads: usize,
     end: Option<u64>,
 ) -> Vec<AnomalyScore> {
     let out = Arc::new(Mutex::new(Vec::new()));
@@ -316,7 +318,7 @@ fn incremental(
                 cfg,
                 Counters::shared(),
                 Some(probe.clone()),
-                true,
+                threads,
             );
             scores
                 .inspect(move |s| sink.lock().unwrap().push(s.clone()))
@@ -377,7 +379,7 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(12))]
 
     #[test]
-    fn operator_equals_batch_on_1_and_2_workers(input in input()) {
+    fn operator_equals_batch_on_1_and_2_workers_and_any_scorer_threads(input in input()) {
         let cfg = AnomalyConfig {
             model: ModelKind::Kmeans,
             components: 2,
@@ -389,18 +391,18 @@ proptest! {
             ..AnomalyConfig::default()
         };
         let expected = batch(&input, &cfg);
-        for workers in [1usize, 2] {
-            let got = incremental(&input, &cfg, workers, None);
-            prop_assert_eq!(&got, &expected, "{} workers", workers);
+        for (workers, threads) in [(1usize, 1usize), (1, 3), (2, 0), (2, 2)] {
+            let got = incremental(&input, &cfg, workers, threads, None);
+            prop_assert_eq!(&got, &expected, "{} workers, {} scorer threads", workers, threads);
             // Announced ends: the windows after the last one filled are not scored,
             // and the others are scored exactly as before.
             let last = windows_of(&input).keys().copied().max().unwrap_or(0);
             let end = last.saturating_sub(3);
             let cut = row(end, 0, 0.0, 0).window_end;
-            let got = incremental(&input, &cfg, workers, Some(end));
+            let got = incremental(&input, &cfg, workers, threads, Some(end));
             let kept: Vec<AnomalyScore> =
                 expected.iter().filter(|s| s.window_end <= cut).cloned().collect();
-            prop_assert_eq!(&got, &kept, "{} workers, data ending in window {}: {} vs {} rows", workers, end, got.len(), kept.len());
+            prop_assert_eq!(&got, &kept, "{} workers, {} threads, data ending in window {}: {} vs {} rows", workers, threads, end, got.len(), kept.len());
         }
     }
 }
