@@ -293,7 +293,13 @@ fn shard_of(node: u64, n: usize) -> usize {
 
 /// One window's result from the shards' parts: the scores and the training rows in
 /// node order, as one scorer gives them (at most `capacity` rows, the last ones).
-fn merge(parts: Vec<ScoredWindow>, capacity: usize) -> ScoredWindow {
+fn merge(mut parts: Vec<ScoredWindow>, capacity: usize) -> ScoredWindow {
+    if parts.len() == 1
+        && let Some(part) = parts.pop()
+    {
+        // One shard's part is in node order and within capacity already.
+        return part;
+    }
     let window = parts.first().map_or(0, |p| p.0);
     let mut scores = Vec::new();
     let mut lesson = Lesson {

@@ -19,7 +19,7 @@ type PeerKey = (u64, u64, Direction);
 /// A key's inserts at one time, and the retraction of an earlier time's inserts due
 /// at that time once merged in: what is emitted is their difference, and the inserts
 /// are what a later time retracts.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Both<W> {
     inserted: W,
     due: W,
@@ -177,7 +177,7 @@ impl FeatureCombiner {
     }
 
     /// Merges the retractions due at `time` into its bucket, which this creates.
-    fn merge_due(&mut self, time: u64) -> &mut Bucket {
+    fn merge_due(&mut self, time: u64) {
         let bucket = self.pending.entry(time).or_default();
         if !bucket.merged {
             if let Some(due) = self.retractions.remove(&time) {
@@ -185,7 +185,6 @@ impl FeatureCombiner {
             }
             bucket.merged = true;
         }
-        bucket
     }
 
     /// Schedules `inserts` to be retracted at `time`. Only one earlier time retires
