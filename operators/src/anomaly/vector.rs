@@ -11,7 +11,7 @@
 //! counts as false alarms (not measured yet). A cascade is found through the
 //! features of each node it reaches.
 
-use meshflow_schemas::{NodeFeatures, TimestampNs};
+use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs, node_label};
 use serde::{Deserialize, Serialize};
 
 /// What a feature measures; sets the smallest scale its deviations are measured in.
@@ -49,12 +49,17 @@ impl FeatureKind {
     /// 1.7e-3 with each retransmit; a fixed floor of 1e-4 made every such retransmit
     /// a 17σ event and flagged quiet, lightly loaded nodes again and again.
     pub fn min_scale(self, f: &NodeFeatures) -> f64 {
+        self.min_scale_of(f.packets_in, f.packets_out)
+    }
+
+    /// [`FeatureKind::min_scale`] of a window with these packet counts.
+    pub fn min_scale_of(self, packets_in: u64, packets_out: u64) -> f64 {
         match self {
             Self::Count => 1.0,
             Self::Rate(per) => {
                 let packets = match per {
-                    Per::PacketsOut => f.packets_out,
-                    Per::Packets => f.packets_out + f.packets_in,
+                    Per::PacketsOut => packets_out,
+                    Per::Packets => packets_out + packets_in,
                 };
                 if packets == 0 {
                     MIN_RATE_SCALE
@@ -95,14 +100,21 @@ pub type Floors = [f64; FEATURES.len()];
 
 /// The values of [`FEATURES`] in a `node_features` row.
 pub fn feature_vector(f: &NodeFeatures) -> Vector {
-    let values = f.base_values();
+    vector_of(&f.base_values())
+}
+
+/// The values of [`FEATURES`] among a row's base values (as
+/// `NodeFeatures::base_values` orders them).
+fn vector_of(values: &[Option<f64>; BASE_FEATURE_COUNT]) -> Vector {
     FEATURES.map(|(_, i, _)| values[i])
 }
 
 /// What the scorer reads of a `node_features` row: which node and window, its
 /// [`Vector`] and the vector's scale floors (about 240 bytes and one string, against
-/// about 1.7 KB and a dozen allocations for the row), so the job passes the scorer
-/// these instead of a clone of every row ([`crate::fork`]).
+/// about 1.7 KB and a dozen allocations for the row). All of it comes from the
+/// node's own features, so the feature graph hands the scorer these as soon as its
+/// per-node reduce is done, before the neighbourhood aggregates
+/// ([`crate::features::node_features_scored`]).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScoreInput {
     /// End of the window.
@@ -115,6 +127,27 @@ pub struct ScoreInput {
     pub vector: Vector,
     /// Their smallest scales in this window ([`FeatureKind::min_scale`]).
     pub floors: Floors,
+}
+
+impl ScoreInput {
+    /// The input of `node`'s row in the window ending at `window_end`, from the
+    /// row's base values (as `NodeFeatures::base_values` orders them) and packet
+    /// counts: the same as `ScoreInput::from` that row.
+    pub fn new(
+        window_end: TimestampNs,
+        node: u64,
+        values: &[Option<f64>; BASE_FEATURE_COUNT],
+        packets_in: u64,
+        packets_out: u64,
+    ) -> Self {
+        Self {
+            window_end,
+            node,
+            node_label: node_label(node),
+            vector: vector_of(values),
+            floors: FEATURES.map(|(_, _, kind)| kind.min_scale_of(packets_in, packets_out)),
+        }
+    }
 }
 
 impl From<&NodeFeatures> for ScoreInput {

@@ -266,9 +266,15 @@ impl NodeBase {
     /// The base features as collection data (what neighbours aggregate): the values
     /// of `NodeFeatures::base_values` of a row filled from this, rounded to `f32`.
     pub fn values(&self) -> BaseValues {
+        BaseValues::from_values(self.row_values())
+    }
+
+    /// The values of `NodeFeatures::base_values` of a row filled from this
+    /// ([`NodeBase::fill`]), without the row.
+    pub fn row_values(&self) -> [Option<f64>; BASE_FEATURE_COUNT] {
         let count = |v: u64| Some(v as f64);
         let [r, d, p50, p99, s99] = self.derived();
-        BaseValues::from_values([
+        [
             count(self.bytes_in),
             count(self.bytes_out),
             count(self.packets_in),
@@ -285,6 +291,6 @@ impl NodeBase {
             p50,
             p99,
             s99,
-        ])
+        ]
     }
 }

@@ -31,7 +31,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use differential_dataflow::{AsCollection, ExchangeData, Hashable, VecCollection};
+use differential_dataflow::{AsCollection, ExchangeData, Hashable};
 use serde::{Deserialize, Serialize};
 use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
@@ -40,6 +40,7 @@ use timely::dataflow::operators::Capability;
 use timely::dataflow::operators::generic::builder_rc::OperatorBuilder;
 use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 
+use super::Keyed;
 use super::base::{BaseValues, NodeBase};
 use crate::hash::FxHashMap;
 use crate::prefetch::prefetch;
@@ -79,9 +80,6 @@ fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues)>) 
         max: BaseValues::from_values(max),
     }
 }
-
-/// Type of a keyed collection of the feature graph.
-type Keyed<'s, V> = VecCollection<'s, u64, (u64, V), isize>;
 
 /// A value sent along an edge: `(to, from, value)`; `None` tells `to` that `from` is
 /// no longer its neighbour.

@@ -44,6 +44,7 @@ use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 use timely::dataflow::operators::vec::Partition;
 
+use crate::anomaly::vector::ScoreInput;
 use crate::emit::{Assemble, emit_windows};
 use crate::total::reduce_total;
 use crate::window::WindowSpec;
@@ -148,9 +149,13 @@ impl NodeRow {
     }
 }
 
+/// A keyed collection of the feature graph: contents at time `W` are window `W`'s.
+type Keyed<'s, V> = VecCollection<'s, u64, (u64, V), isize>;
+
 /// Maintains the [`Part`]s of every node's row for every window from combiner
-/// updates: the collection's contents at time `W` are window `W`'s parts.
-pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u64, Part), isize> {
+/// updates: the collection's contents at time `W` are window `W`'s parts. Also
+/// returns the nodes' own features alone, which are ready before the rest.
+pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> (Keyed<'s, Part>, Keyed<'s, Arc<NodeBase>>) {
     let per_node = reduce_total(updates, "NodeBase", |_node, input: &NodeTally, output| {
         let mut neighbours = Vec::new();
         let base = NodeBase::fold(input, &mut neighbours);
@@ -174,12 +179,15 @@ pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> VecCollection<'s, u64, (u6
     // The edges are symmetric: components need each once.
     let labels = components::components(nodes, edges.clone().filter(|(v, u)| v < u));
     let (one_hop, two_hop) = graph::neighbourhood(base.clone(), edges);
-    base.map(|(n, b)| (n, Part::Base(b)))
+    let parts = base
+        .clone()
+        .map(|(n, b)| (n, Part::Base(b)))
         .concat(one_hop.map(|(n, a)| (n, Part::OneHop(a))))
         .concat(two_hop.map(|(n, a)| (n, Part::TwoHop(a))))
         .concat(labels.flat_map(|(n, (label, count))| {
             [(n, Part::Component(label)), (n, Part::Components(count))]
-        }))
+        }));
+    (parts, base)
 }
 
 /// The per-node reduce's output split by kind: presence, own features, neighbours.
@@ -205,11 +213,68 @@ pub fn node_features<'s>(
     updates: FeatureUpdates<'s>,
     spec: WindowSpec,
 ) -> Stream<'s, u64, Vec<NodeFeatures>> {
-    emit_windows(
-        node_parts(updates),
-        spec,
-        move |w, node: &u64, row: &NodeRow| row.to_features(spec, w, *node),
-    )
+    rows(node_parts(updates).0, spec)
+}
+
+/// The `node_features` rows of every closed window, and each row's input to the
+/// anomaly scorer at the same window time ([`ScoreInput::from`] the row).
+///
+/// The scorer reads only a node's own features, so its inputs are emitted from the
+/// per-node reduce's output, while the neighbourhood layers, the components and
+/// the rows are still being computed: the scorer (on helper threads, where the job
+/// has cores for them) scores a window alongside the rest of its feature work
+/// instead of after it.
+pub fn node_features_scored<'s>(
+    updates: FeatureUpdates<'s>,
+    spec: WindowSpec,
+) -> (
+    Stream<'s, u64, Vec<NodeFeatures>>,
+    Stream<'s, u64, Vec<ScoreInput>>,
+) {
+    let (parts, base) = node_parts(updates);
+    let inputs = emit_windows(base, spec, move |w, node: &u64, own: &OwnRow| {
+        let base = own.0.as_deref().expect("complete rows have their features");
+        ScoreInput::new(
+            spec.window_end(w),
+            *node,
+            &base.row_values(),
+            base.packets_in,
+            base.packets_out,
+        )
+    });
+    (rows(parts, spec), inputs)
+}
+
+/// Each closed window's rows from their parts.
+fn rows<'s>(parts: Keyed<'s, Part>, spec: WindowSpec) -> Stream<'s, u64, Vec<NodeFeatures>> {
+    emit_windows(parts, spec, move |w, node: &u64, row: &NodeRow| {
+        row.to_features(spec, w, *node)
+    })
+}
+
+/// A node's own features alone: what [`node_features_scored`] assembles the scorer's
+/// inputs from.
+#[derive(Default)]
+struct OwnRow(Option<Arc<NodeBase>>);
+
+impl Assemble for OwnRow {
+    type Part = Arc<NodeBase>;
+
+    fn clear(&mut self, _: &Arc<NodeBase>) {
+        self.0 = None;
+    }
+
+    fn set(&mut self, base: Arc<NodeBase>) {
+        self.0 = Some(base);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn is_complete(&self) -> bool {
+        self.0.is_some()
+    }
 }
 
 /// Watches the `components` column of successive windows (rows in window order, as

@@ -12,6 +12,8 @@ use meshflow_schemas::{
 use proptest::prelude::*;
 use timely::dataflow::operators::{Inspect, Probe};
 
+use crate::anomaly::vector::ScoreInput;
+
 use super::batch::{Event, batch};
 use super::*;
 use crate::total::Accumulate;
@@ -87,19 +89,40 @@ fn incremental_with_links(
     spec: WindowSpec,
     workers: usize,
 ) -> Vec<NodeFeatures> {
-    let out = Arc::new(Mutex::new(Vec::new()));
+    let run = run(events, links, until, spec, workers);
+    run.rows.into_iter().map(|(_, r)| r).collect()
+}
+
+/// What [`run`] collects, each record with its timely time, sorted by time and node.
+struct Run {
+    rows: Vec<(u64, NodeFeatures)>,
+    inputs: Vec<(u64, ScoreInput)>,
+}
+
+/// Runs [`node_features_scored`] on `workers` threads, each feeding its share of
+/// `events` (sorted by epoch) and of `links` (which hold before epoch `until`).
+fn run(
+    events: &[(u64, Event)],
+    links: &[Link],
+    until: u64,
+    spec: WindowSpec,
+    workers: usize,
+) -> Run {
+    let rows = Arc::new(Mutex::new(Vec::new()));
+    let inputs = Arc::new(Mutex::new(Vec::new()));
     let events = Arc::new(events.to_vec());
     let links = Arc::new(links.to_vec());
-    let sink = out.clone();
+    let (row_sink, input_sink) = (rows.clone(), inputs.clone());
     timely::execute(timely::Config::process(workers), move |worker| {
         let (index, peers) = (worker.index(), worker.peers());
-        let sink = sink.clone();
+        let (row_sink, input_sink) = (row_sink.clone(), input_sink.clone());
         let mut session = InputSession::new();
-        let probe = worker.dataflow::<u64, _, _>(|scope| {
-            node_features(session.to_collection(scope), spec)
-                .inspect(move |row| sink.lock().unwrap().push(row.clone()))
-                .probe()
-                .0
+        let probes = worker.dataflow::<u64, _, _>(|scope| {
+            let (features, scored) = node_features_scored(session.to_collection(scope), spec);
+            [
+                collect_timed(features, row_sink),
+                collect_timed(scored, input_sink),
+            ]
         });
         let mut input = FeatureInput::new(session, spec);
         let share = links.iter().enumerate().filter(|(i, _)| i % peers == index);
@@ -112,12 +135,40 @@ fn incremental_with_links(
             worker.step();
         }
         input.close();
-        worker.step_while(|| !probe.done());
+        worker.step_while(|| probes.iter().any(|p| !p.done()));
     })
     .unwrap();
-    let mut rows = out.lock().unwrap().clone();
-    rows.sort_by_key(|r| (r.window_end, r.node));
-    rows
+    let mut rows = rows.lock().unwrap().clone();
+    rows.sort_by_key(|(t, r)| (*t, r.window_end, r.node));
+    let mut inputs = inputs.lock().unwrap().clone();
+    inputs.sort_by_key(|(t, i)| (*t, i.window_end, i.node));
+    Run { rows, inputs }
+}
+
+/// Adds every record of `stream` to `sink` with its time; the probe tells when all are in.
+fn collect_timed<'s, D: Clone + 'static>(
+    stream: timely::dataflow::Stream<'s, u64, Vec<D>>,
+    sink: Arc<Mutex<Vec<(u64, D)>>>,
+) -> timely::dataflow::ProbeHandle<u64> {
+    stream
+        .inspect_core(move |event| {
+            if let Ok((stamp, batch)) = event {
+                let t = *stamp.least().expect("stamped with a time");
+                let mut sink = sink.lock().unwrap();
+                sink.extend(batch.iter().map(|r| (t, r.clone())));
+            }
+        })
+        .probe()
+        .0
+}
+
+/// Asserts that the scorer's inputs are those of the rows, at the rows' times.
+fn assert_inputs_match(run: &Run) -> Result<(), TestCaseError> {
+    let want: Vec<(u64, ScoreInput)> = (run.rows.iter())
+        .map(|(t, r)| (*t, ScoreInput::from(r)))
+        .collect();
+    prop_assert_eq!(&run.inputs, &want);
+    Ok(())
 }
 
 /// Asserts equal rows: exactly, except the neighbour aggregates, which the dataflow
@@ -190,6 +241,23 @@ proptest! {
         let expected = batch(&events, spec);
         assert_rows_match(&incremental(&events, spec, 1), &expected)?;
         assert_rows_match(&incremental(&events, spec, 2), &expected)?;
+    }
+
+    #[test]
+    fn scorer_inputs_are_the_rows_own_on_one_and_two_workers(
+        events in events_strategy(),
+        links in prop::collection::vec((0u64..24, 0u64..9, 0u64..9), 0..4),
+        spec in spec_strategy(),
+    ) {
+        let links: Vec<Link> = links
+            .into_iter()
+            .map(|(from_epoch, src, dst)| Link { from_epoch, src, dst })
+            .collect();
+        for workers in [1, 2] {
+            let run = run(&events, &links, 20, spec, workers);
+            prop_assert!(run.rows.iter().all(|(t, r)| r.window_end == spec.window_end(*t)));
+            assert_inputs_match(&run)?;
+        }
     }
 
     #[test]

@@ -24,9 +24,9 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
 use meshflow_operators::anomaly::anomaly_scores;
-use meshflow_operators::anomaly::vector::ScoreInput;
-use meshflow_operators::features::{FeatureInput, PartitionWatch, node_features};
-use meshflow_operators::fork::fork;
+use meshflow_operators::features::{
+    FeatureInput, PartitionWatch, node_features, node_features_scored,
+};
 use meshflow_operators::raw::RawInput;
 use meshflow_schemas::{
     AnomalyScore, ArrowRecord, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
@@ -300,7 +300,15 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         let (anomaly, anomaly_dir) = (anomaly.clone(), anomaly_dir.clone());
         let (backlog, mut raw, data_end) = worker.dataflow::<u64, _, _>(|scope| {
             let mut watch = PartitionWatch::default();
-            let features = node_features(session.to_collection(scope), spec).inspect(move |row| {
+            let updates = session.to_collection(scope);
+            // The scorer's inputs come from the nodes' own features, ahead of the rows.
+            let (features, score_inputs) = if anomaly_dir.is_some() {
+                let (rows, inputs) = node_features_scored(updates, spec);
+                (rows, Some(inputs))
+            } else {
+                (node_features(updates, spec), None)
+            };
+            let features = features.inspect(move |row| {
                 if index == 0
                     && let Some((before, now)) = watch.observe(row)
                 {
@@ -314,7 +322,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             // features are out (the scores may trail them by `SCORE_LAG`).
             let (featured, features) = features.probe();
             let probe = ProbeHandle::new();
-            let mut features = features.probe_with(&probe);
+            let features = features.probe_with(&probe);
             let mut ends_input = None;
             if let Some(k) = &kafka_sink {
                 write_kafka(
@@ -328,13 +336,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 )
                 .probe_with(&probe);
             }
-            if let Some(anomaly_dir) = anomaly_dir {
+            if let (Some(anomaly_dir), Some(inputs)) = (anomaly_dir, score_inputs) {
                 let (data_end, ends) = scope.new_input::<Option<u64>>();
                 ends_input = Some(data_end);
-                // The scorer reads a few fields of each row: it gets those, split off
-                // by reference, instead of a clone of every row.
-                let (whole, inputs) = fork(features, "ScoreInputs", |r: &NodeFeatures| ScoreInput::from(r));
-                features = whole;
                 let scores = anomaly_scores(
                     inputs,
                     ends,
