@@ -13,6 +13,8 @@
 //!   close with the windows, for writing them as tables.
 //! - [`anomaly`]: per-node anomaly scores, thresholds, health states and their
 //!   explanation, from the closed windows' features.
+//! - [`fork`]: passes a stream on whole while a projection of each record goes to a
+//!   second reader, so that reader does not get a clone of every record.
 //! - [`emit`]: turns a windowed differential collection into complete rows per
 //!   closed window, once the frontier has passed it.
 
@@ -20,6 +22,7 @@ pub mod anomaly;
 pub mod chunked;
 pub mod emit;
 pub mod features;
+pub mod fork;
 pub mod hash;
 pub mod prefetch;
 pub mod raw;

@@ -24,9 +24,11 @@ use std::time::{Duration, Instant};
 
 use differential_dataflow::input::InputSession;
 use meshflow_operators::anomaly::anomaly_scores;
+use meshflow_operators::anomaly::vector::ScoreInput;
 use meshflow_operators::features::{
     FeatureInput, PartitionWatch, node_features, node_features_scored,
 };
+use meshflow_operators::fork::fork;
 use meshflow_operators::raw::RawInput;
 use meshflow_schemas::{
     AnomalyScore, ArrowRecord, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
@@ -301,8 +303,12 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         let (backlog, mut raw, data_end) = worker.dataflow::<u64, _, _>(|scope| {
             let mut watch = PartitionWatch::default();
             let updates = session.to_collection(scope);
-            // The scorer's inputs come from the nodes' own features, ahead of the rows.
-            let (features, score_inputs) = if anomaly_dir.is_some() {
+            // With helper threads to score on, the scorer's inputs come from the nodes'
+            // own features, ahead of the rows, and a window is scored alongside its
+            // neighbourhood work. Without, the worker scores: from the finished rows,
+            // so its scoring does not sit in the middle of feature work whose messages
+            // the other workers wait for.
+            let (features, early_inputs) = if anomaly_dir.is_some() && scorer_threads > 0 {
                 let (rows, inputs) = node_features_scored(updates, spec);
                 (rows, Some(inputs))
             } else {
@@ -322,7 +328,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             // features are out (the scores may trail them by `SCORE_LAG`).
             let (featured, features) = features.probe();
             let probe = ProbeHandle::new();
-            let features = features.probe_with(&probe);
+            let mut features = features.probe_with(&probe);
             let mut ends_input = None;
             if let Some(k) = &kafka_sink {
                 write_kafka(
@@ -336,9 +342,20 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 )
                 .probe_with(&probe);
             }
-            if let (Some(anomaly_dir), Some(inputs)) = (anomaly_dir, score_inputs) {
+            if let Some(anomaly_dir) = anomaly_dir {
                 let (data_end, ends) = scope.new_input::<Option<u64>>();
                 ends_input = Some(data_end);
+                let inputs = match early_inputs {
+                    Some(inputs) => inputs,
+                    None => {
+                        // The scorer reads a few fields of each row: it gets those,
+                        // split off by reference, instead of a clone of every row.
+                        let (whole, inputs) =
+                            fork(features, "ScoreInputs", |r: &NodeFeatures| ScoreInput::from(r));
+                        features = whole;
+                        inputs
+                    }
+                };
                 let scores = anomaly_scores(
                     inputs,
                     ends,
