@@ -268,7 +268,7 @@ mod tests {
             threshold: 0.0,
             is_anomaly: flagged,
             state: HealthState::Healthy,
-            strategy: String::new(),
+            strategy: "".into(),
             score_trend: Trend::Stable,
             top_features: vec![],
             top_deviations: vec![],

@@ -3,6 +3,7 @@
 //! Every column type a record may use implements [`ArrowField`] once, so records
 //! never hand-write array builders and conversions stay lossless in both directions.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
@@ -178,6 +179,19 @@ fn strings<T>(
     Ok(out)
 }
 
+/// Reads a string column that must hold no nulls, each value made into a `T` by `own`.
+fn required_strings<T: Default>(
+    array: &ArrayRef,
+    at: ColumnRef<'_>,
+    own: impl FnMut(&str) -> T,
+) -> Result<Vec<T>, SchemaError> {
+    no_nulls(array.as_ref(), at)?;
+    Ok(strings(array, at, own)?
+        .into_iter()
+        .map(Option::unwrap_or_default)
+        .collect())
+}
+
 impl ArrowField for String {
     fn data_type() -> DataType {
         DataType::Utf8
@@ -186,11 +200,7 @@ impl ArrowField for String {
         Arc::new(StringArray::from_iter_values(values))
     }
     fn from_array(array: &ArrayRef, at: ColumnRef<'_>) -> Result<Vec<Self>, SchemaError> {
-        no_nulls(array.as_ref(), at)?;
-        Ok(strings(array, at, str::to_owned)?
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect())
+        required_strings(array, at, str::to_owned)
     }
 }
 
@@ -222,7 +232,6 @@ impl ArrowField for Arc<str> {
         Arc::new(StringArray::from_iter_values(values.map(|s| &**s)))
     }
     fn from_array(array: &ArrayRef, at: ColumnRef<'_>) -> Result<Vec<Self>, SchemaError> {
-        no_nulls(array.as_ref(), at)?;
         // The last few distinct values, compared before a new copy is made: a series
         // name repeats over a column in a short cycle (one per metric of a node).
         let mut recent: Vec<Arc<str>> = Vec::with_capacity(RECENT_SHARED);
@@ -240,10 +249,22 @@ impl ArrowField for Arc<str> {
             }
             shared
         };
-        Ok(strings(array, at, share)?
-            .into_iter()
-            .map(Option::unwrap_or_default)
-            .collect())
+        required_strings(array, at, share)
+    }
+}
+
+/// Text that is most often a constant (a model's name, a feature's): a row holds the
+/// constant itself, neither a copy nor a shared count that threads contend for; text
+/// read back from a column is owned.
+impl ArrowField for Cow<'static, str> {
+    fn data_type() -> DataType {
+        DataType::Utf8
+    }
+    fn to_array<'a>(values: impl ExactSizeIterator<Item = &'a Self>) -> ArrayRef {
+        Arc::new(StringArray::from_iter_values(values.map(|s| &**s)))
+    }
+    fn from_array(array: &ArrayRef, at: ColumnRef<'_>) -> Result<Vec<Self>, SchemaError> {
+        required_strings(array, at, |s| Cow::Owned(s.to_owned()))
     }
 }
 
@@ -370,4 +391,11 @@ macro_rules! list_field {
     )*};
 }
 
-list_field!(String, Arc<str>, f64, u64, crate::outputs::Trend);
+list_field!(
+    String,
+    Arc<str>,
+    Cow<'static, str>,
+    f64,
+    u64,
+    crate::outputs::Trend
+);

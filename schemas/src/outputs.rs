@@ -1,5 +1,7 @@
 //! Output records: what the dataflow writes to sinks.
 
+use std::borrow::Cow;
+
 use crate::record::{record, string_enum};
 use crate::time::TimestampNs;
 
@@ -51,12 +53,14 @@ record! {
         pub is_anomaly: bool,
         /// Health state after this window.
         pub state: HealthState,
-        /// Threshold strategy (`percentile`, `sigma`, `iqr`) and model, e.g. `percentile/gmm`.
-        pub strategy: String,
+        /// Threshold strategy (`percentile`, `sigma`, `iqr`) and model, e.g. `percentile/gmm`:
+        /// the same text on every row of a job, so a constant there.
+        pub strategy: Cow<'static, str>,
         /// Trend of the node's recent scores: `increasing`, `decreasing` or `stable`.
         pub score_trend: Trend,
-        /// The most deviating features, most deviating first.
-        pub top_features: Vec<String>,
+        /// The most deviating features, most deviating first (constants from a
+        /// fixed list where the scorer writes them).
+        pub top_features: Vec<Cow<'static, str>>,
         /// Their robust standardised deviations (median/MAD of the node's own
         /// history), aligned with `top_features`.
         pub top_deviations: Vec<f64>,

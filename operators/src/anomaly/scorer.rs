@@ -4,6 +4,7 @@
 //! [`WorkerScorer::score_window`] in time order, and hands every worker's training
 //! rows to every worker's [`WorkerScorer::learn_window`].
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use meshflow_schemas::{AnomalyScore, Counters, TimestampNs};
@@ -11,9 +12,9 @@ use meshflow_schemas::{AnomalyScore, Counters, TimestampNs};
 use super::config::{AnomalyConfig, history_bytes};
 use super::explain::top_k;
 use super::health::{Health, Hysteresis};
-use super::model::squash;
+use super::model::{ModelKind, squash};
 use super::shared::{Deviations, Lesson, SharedModel};
-use super::threshold::{ThresholdLearner, ThresholdParams, narrow};
+use super::threshold::{ThresholdLearner, ThresholdParams, ThresholdStrategy, narrow};
 use super::vector::{FEATURES, ScoreInput};
 use crate::hash::FxHashMap;
 use crate::prefetch::prefetch;
@@ -98,13 +99,34 @@ impl NodeState {
 /// waits mostly on them.
 const PREFETCH_STATE: usize = 3;
 
+/// The `strategy` column's text for a threshold strategy and a model
+/// (`percentile/gmm`): a constant, so that rows share it without copies.
+fn strategy_label(strategy: ThresholdStrategy, model: ModelKind) -> &'static str {
+    use ModelKind::{Gmm, Kmeans, Pca, Robust};
+    use ThresholdStrategy::{Iqr, Percentile, Sigma};
+    match (strategy, model) {
+        (Percentile, Gmm) => "percentile/gmm",
+        (Percentile, Kmeans) => "percentile/kmeans",
+        (Percentile, Pca) => "percentile/pca",
+        (Percentile, Robust) => "percentile/robust",
+        (Sigma, Gmm) => "sigma/gmm",
+        (Sigma, Kmeans) => "sigma/kmeans",
+        (Sigma, Pca) => "sigma/pca",
+        (Sigma, Robust) => "sigma/robust",
+        (Iqr, Gmm) => "iqr/gmm",
+        (Iqr, Kmeans) => "iqr/kmeans",
+        (Iqr, Pca) => "iqr/pca",
+        (Iqr, Robust) => "iqr/robust",
+    }
+}
+
 /// One worker's scorer.
 pub struct WorkerScorer {
     cfg: AnomalyConfig,
     params: ThresholdParams,
     hysteresis: Hysteresis,
     /// The `strategy` column: threshold strategy / model.
-    strategy: String,
+    strategy: &'static str,
     /// Each node's index in `states`.
     index: FxHashMap<u64, usize>,
     states: Vec<NodeState>,
@@ -129,11 +151,7 @@ impl WorkerScorer {
         Self {
             params: cfg.threshold_params(),
             hysteresis: cfg.hysteresis(),
-            strategy: format!(
-                "{}/{}",
-                cfg.threshold_params().strategy.as_str(),
-                cfg.model.as_str()
-            ),
+            strategy: strategy_label(cfg.threshold_params().strategy, cfg.model),
             model: SharedModel::new(&cfg, counters.clone()),
             index: FxHashMap::default(),
             states: Vec::new(),
@@ -174,7 +192,7 @@ impl WorkerScorer {
     /// window's training rows. Returns one [`AnomalyScore`] per node that is past its
     /// warm-up, in node order, and the window's training rows, which are not learned
     /// here. The window's values join their histories at [`Self::settle`], or when
-    /// their node's next row is scored.
+    /// their node's next row is scored. Each scored row's label moves into its score.
     pub fn score_window(
         &mut self,
         window: u64,
@@ -192,7 +210,7 @@ impl WorkerScorer {
             nodes: rows.len() as u64,
             rows: Vec::new(),
         };
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(rows.len());
         if let Some(now) = rows.iter().map(|r| r.window_end).max() {
             self.forget_absent(now);
         }
@@ -213,7 +231,7 @@ impl WorkerScorer {
             self.slots.push(slot);
         }
         let trend_windows = self.cfg.trend_windows;
-        for (i, row) in rows.iter().enumerate() {
+        for (i, row) in rows.iter_mut().enumerate() {
             prefetch_ahead(&self.states, &self.slots[i + 1..], trend_windows);
             let vector = row.vector;
             let slot = self.slots[i];
@@ -280,14 +298,14 @@ impl WorkerScorer {
             out.push(AnomalyScore {
                 window_end: row.window_end,
                 node: row.node,
-                node_label: row.node_label.clone(),
+                node_label: std::mem::take(&mut row.node_label),
                 score,
                 threshold,
                 is_anomaly,
                 state: health,
-                strategy: self.strategy.clone(),
+                strategy: Cow::Borrowed(self.strategy),
                 score_trend: state.scores.trend_with(trend_windows, learned_score),
-                top_features: top.iter().map(|&i| FEATURES[i].0.to_string()).collect(),
+                top_features: top.iter().map(|&i| Cow::Borrowed(FEATURES[i].0)).collect(),
                 top_deviations: top.iter().map(|&i| deviations[i]).collect(),
                 top_values: top.iter().map(|&i| vector[i].unwrap_or(f64::NAN)).collect(),
                 top_thresholds,

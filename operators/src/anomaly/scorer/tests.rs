@@ -121,7 +121,7 @@ fn a_flooding_node_is_flagged_explained_and_recovers() {
                     // thresholds whose history already holds the flood's values.
                     if w == 150 {
                         assert!(
-                            s.top_features[..2].contains(&"bytes_out".to_string()),
+                            s.top_features[..2].contains(&"bytes_out".into()),
                             "{model:?}: {s:?}"
                         );
                         assert!(s.top_deviations[0] > 10.0, "{model:?}: {s:?}");
@@ -221,6 +221,22 @@ fn a_retransmitting_node_with_normal_traffic_is_flagged_and_explained() {
             }
         }
         assert_eq!(seen, 20, "{model:?}");
+    }
+}
+
+#[test]
+fn the_strategy_column_names_the_threshold_strategy_and_the_model() {
+    use ThresholdStrategy::{Iqr, Percentile, Sigma};
+    for strategy in [Percentile, Sigma, Iqr] {
+        for model in [
+            ModelKind::Gmm,
+            ModelKind::Kmeans,
+            ModelKind::Pca,
+            ModelKind::Robust,
+        ] {
+            let label = strategy_label(strategy, model);
+            assert_eq!(label, format!("{}/{}", strategy.as_str(), model.as_str()));
+        }
     }
 }
 
