@@ -140,10 +140,29 @@ impl ScoreInput {
         packets_in: u64,
         packets_out: u64,
     ) -> Self {
+        Self::labelled(
+            window_end,
+            node,
+            node_label(node),
+            values,
+            packets_in,
+            packets_out,
+        )
+    }
+
+    /// [`ScoreInput::new`] with the node's label given.
+    fn labelled(
+        window_end: TimestampNs,
+        node: u64,
+        node_label: String,
+        values: &[Option<f64>; BASE_FEATURE_COUNT],
+        packets_in: u64,
+        packets_out: u64,
+    ) -> Self {
         Self {
             window_end,
             node,
-            node_label: node_label(node),
+            node_label,
             vector: vector_of(values),
             floors: FEATURES.map(|(_, _, kind)| kind.min_scale_of(packets_in, packets_out)),
         }
@@ -152,13 +171,14 @@ impl ScoreInput {
 
 impl From<&NodeFeatures> for ScoreInput {
     fn from(f: &NodeFeatures) -> Self {
-        Self {
-            window_end: f.window_end,
-            node: f.node,
-            node_label: f.node_label.clone(),
-            vector: feature_vector(f),
-            floors: FEATURES.map(|(_, _, kind)| kind.min_scale(f)),
-        }
+        Self::labelled(
+            f.window_end,
+            f.node,
+            f.node_label.clone(),
+            &f.base_values(),
+            f.packets_in,
+            f.packets_out,
+        )
     }
 }
 
