@@ -4,6 +4,7 @@
 mod kafka;
 mod profile;
 mod raw;
+mod setup;
 mod simulated;
 mod sources;
 mod summary;
@@ -16,6 +17,7 @@ pub use summary::{EmitLatency, Progress, Summary};
 pub use writer::{WriteReport, write_parquet};
 
 use raw::{RawInputs, RawOutputs};
+use setup::Sources;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,18 +34,15 @@ use meshflow_operators::fork::fork;
 use meshflow_operators::raw::RawInput;
 use meshflow_schemas::{
     AnomalyScore, ArrowRecord, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
-    TcpEvent, TimestampNs,
+    TcpEvent,
 };
 use meshflow_sinks::parquet::prepare_table_dir;
 use meshflow_sources::SourceBatch;
-use meshflow_sources::ebpf::EbpfSource;
-use meshflow_sources::replay::{TimeRange, TracePlan};
-use meshflow_sources::simulator::{Pace, Simulator};
 use timely::dataflow::ProbeHandle;
 use timely::dataflow::operators::vec::Input;
 use timely::dataflow::operators::{Inspect, Probe};
 
-use crate::config::{JobConfig, SourceConfig};
+use crate::config::JobConfig;
 
 /// The longest a source blocks waiting for input while the dataflow has caught up
 /// (it also bounds how late Ctrl-C is noticed).
@@ -118,20 +117,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
     };
     let dir = table_dir(NodeFeatures::TABLE)?;
     let anomaly = cfg.anomaly.clone();
-    // The anomaly scorer gets threads of its own only where a core is left over once
-    // every worker of this process has one. Where the sources follow the clock, a
-    // worker waits while its window is scored, so its scorer may spread a window over
-    // the worker's share of the cores; where they do not (a replay as fast as
-    // possible), the worker reads on meanwhile and more helpers would only take its
-    // core.
-    let live = cfg.sources.values().any(SourceConfig::follows_clock);
-    let scorer_threads = match std::thread::available_parallelism() {
-        Ok(cores) if cores.get() > cfg.job.workers => match live {
-            true => cores.get() / cfg.job.workers.max(1),
-            false => 1,
-        },
-        _ => 0,
-    };
+    let scorer_threads = setup::scorer_threads(cfg);
     let anomaly_dir = if anomaly.enabled {
         Some(table_dir(AnomalyScore::TABLE)?)
     } else {
@@ -143,29 +129,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         && k.create_topics
         && first_process
     {
-        let peers = cfg.job.workers
-            * match cluster {
-                Cluster::Local => 1,
-                Cluster::Multi { hosts, .. } => hosts.len(),
-            };
-        let mut tables = vec![NodeFeatures::TABLE];
-        if anomaly.enabled {
-            tables.push(AnomalyScore::TABLE);
-        }
-        if k.inputs {
-            tables.extend([
-                FlowRecord::TABLE,
-                NodeMetric::TABLE,
-                TcpEvent::TABLE,
-                SyscallLatency::TABLE,
-            ]);
-        }
-        let mut topics = Vec::new();
-        for table in tables {
-            topics.push((k.topic(table), k.partitions));
-            topics.push((k.progress_topic(table), peers as i32));
-        }
-        meshflow_sinks::kafka::create_topics(k, &topics)?;
+        setup::create_topics(k, cfg, cluster)?;
     }
     let kafka_report = Arc::new(KafkaReport::default());
     let input_dirs = if sink.inputs {
@@ -179,74 +143,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         None
     };
 
-    let mut shared = Vec::new();
-    let mut skipped = Vec::new();
-    // Replay first, then live: the trace is source 0, and the live sources take over
-    // at the first epoch boundary after its last event.
-    let handoff = match &cfg.job.replay_first {
-        Some(trace) => {
-            let plan = TracePlan::new(trace, TimeRange::ALL, false)
-                .map_err(|e| anyhow::anyhow!("job.replay_first: {e}"))?;
-            let end = plan.end().ok_or_else(|| {
-                anyhow::anyhow!(
-                    "job.replay_first: {} is empty or lacks row-group statistics, so where it ends is unknown",
-                    trace.display()
-                )
-            })?;
-            let epoch = cfg.job.epoch.as_nanos_i64();
-            progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
-            skipped.extend(plan.skipped());
-            shared.push(SharedSource::Replay {
-                name: "replay_first".into(),
-                plan: Arc::new(plan),
-                skip_bad_files: false,
-                speed: None,
-            });
-            Some(TimestampNs((end.0.div_euclid(epoch) + 1) * epoch))
-        }
-        None => None,
-    };
-    for (name, source) in &cfg.sources {
-        shared.push(match source {
-            SourceConfig::Simulator(sim_cfg) => {
-                let mut sim_cfg = sim_cfg.clone();
-                if let Some(at) = handoff {
-                    // A simulated live mesh continues where the trace ends.
-                    sim_cfg.start = at.to_string();
-                }
-                SharedSource::Simulator {
-                    name: name.clone(),
-                    sim: Arc::new(Simulator::new(sim_cfg.clone())?),
-                    realtime: sim_cfg.pace == Pace::Realtime,
-                }
-            }
-            SourceConfig::Replay(replay) => {
-                let plan = TracePlan::new(&replay.path, replay.range(), replay.skip_bad_files)?;
-                progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
-                skipped.extend(plan.skipped());
-                SharedSource::Replay {
-                    name: name.clone(),
-                    plan: Arc::new(plan),
-                    skip_bad_files: replay.skip_bad_files,
-                    speed: replay.speed,
-                }
-            }
-            SourceConfig::Kafka(kafka) => SharedSource::Kafka {
-                name: name.clone(),
-                cfg: kafka.clone(),
-                spec,
-            },
-            SourceConfig::Ebpf(ebpf) => {
-                let source = EbpfSource::start(ebpf)
-                    .map_err(|e| anyhow::anyhow!("source `{name}` (eBPF) cannot start: {e}"))?;
-                eprintln!("source `{name}` (eBPF): {}", source.description());
-                SharedSource::Ebpf {
-                    name: name.clone(),
-                    source: Mutex::new(Some(source)),
-                }
-            }
-        });
-    }
+    let Sources {
+        shared,
+        skipped,
+        handoff,
+    } = setup::open_sources(cfg, spec, &progress)?;
     let shared = Arc::new(shared);
     let source_counters: Arc<Vec<Arc<Counters>>> =
         Arc::new(shared.iter().map(|_| Counters::shared()).collect());
