@@ -3,8 +3,18 @@
 use std::sync::Arc;
 
 use crate::ip::Ip16;
-use crate::record::{record, string_enum};
+use crate::record::{ArrowRecord, record, string_enum};
 use crate::time::TimestampNs;
+
+/// The tables of the events the features are computed from, in the order every
+/// source, trace and sink lists them: flows, node metrics, TCP events, system-call
+/// latencies.
+pub const INPUT_TABLES: [&str; 4] = [
+    FlowRecord::TABLE,
+    NodeMetric::TABLE,
+    TcpEvent::TABLE,
+    SyscallLatency::TABLE,
+];
 
 record! {
     /// One flow (5-tuple) observed between two mesh nodes over `[first_seen, last_seen]`.

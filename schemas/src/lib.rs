@@ -69,8 +69,8 @@ pub use counters::{CounterSnapshot, Counters};
 pub use datafusion::arrow;
 pub use duration::HumanDuration;
 pub use inputs::{
-    Chain, FlowRecord, NodeMetric, NodeName, Payment, SyscallLatency, TcpEvent, TcpEventKind,
-    TopologyEdge,
+    Chain, FlowRecord, INPUT_TABLES, NodeMetric, NodeName, Payment, SyscallLatency, TcpEvent,
+    TcpEventKind, TopologyEdge,
 };
 pub use ip::{Ip16, node_id_of_ip, node_id_of_name, node_label};
 pub use node_features::{

@@ -33,8 +33,8 @@ use meshflow_operators::features::{
 use meshflow_operators::fork::fork;
 use meshflow_operators::raw::RawInput;
 use meshflow_schemas::{
-    AnomalyScore, ArrowRecord, Counters, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency,
-    TcpEvent,
+    AnomalyScore, ArrowRecord, Counters, FlowRecord, INPUT_TABLES, NodeFeatures, NodeMetric,
+    SyscallLatency, TcpEvent,
 };
 use meshflow_sinks::parquet::prepare_table_dir;
 use meshflow_sources::SourceBatch;
@@ -133,11 +133,12 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
     }
     let kafka_report = Arc::new(KafkaReport::default());
     let input_dirs = if sink.inputs {
+        let [flows, metrics, tcp, syscalls] = INPUT_TABLES;
         Some([
-            table_dir(FlowRecord::TABLE)?,
-            table_dir(NodeMetric::TABLE)?,
-            table_dir(TcpEvent::TABLE)?,
-            table_dir(SyscallLatency::TABLE)?,
+            table_dir(flows)?,
+            table_dir(metrics)?,
+            table_dir(tcp)?,
+            table_dir(syscalls)?,
         ])
     } else {
         None
@@ -544,14 +545,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     .parquet
                     .inputs
                     .then(|| {
-                        [
-                            FlowRecord::TABLE,
-                            NodeMetric::TABLE,
-                            TcpEvent::TABLE,
-                            SyscallLatency::TABLE,
-                        ]
-                        .into_iter()
-                        .zip(progress.input_rows.iter().map(|c| c.snapshot().sent))
+                        INPUT_TABLES
+                            .into_iter()
+                            .zip(progress.input_rows.iter().map(|c| c.snapshot().sent))
                     })
                     .into_iter()
                     .flatten(),

@@ -5,10 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
 use meshflow_operators::window::WindowSpec;
-use meshflow_schemas::{
-    AnomalyScore, ArrowRecord, FlowRecord, NodeFeatures, NodeMetric, SyscallLatency, TcpEvent,
-    TimestampNs,
-};
+use meshflow_schemas::{AnomalyScore, ArrowRecord, INPUT_TABLES, NodeFeatures, TimestampNs};
 use meshflow_sinks::kafka::KafkaSinkConfig;
 use meshflow_sources::ebpf::EbpfSource;
 use meshflow_sources::replay::{SkippedFile, TimeRange, TracePlan};
@@ -128,12 +125,7 @@ pub(super) fn create_topics(
         tables.push(AnomalyScore::TABLE);
     }
     if k.inputs {
-        tables.extend([
-            FlowRecord::TABLE,
-            NodeMetric::TABLE,
-            TcpEvent::TABLE,
-            SyscallLatency::TABLE,
-        ]);
+        tables.extend(INPUT_TABLES);
     }
     let mut topics = Vec::new();
     for table in tables {

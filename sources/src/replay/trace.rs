@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use meshflow_schemas::{
-    ArrowRecord, Counters, FlowRecord, NodeMetric, SyscallLatency, TcpEvent, TimestampNs,
-    TopologyEdge,
+    ArrowRecord, Counters, FlowRecord, INPUT_TABLES, NodeMetric, SyscallLatency, TcpEvent,
+    TimestampNs, TopologyEdge,
 };
 
 use super::{
@@ -66,12 +66,7 @@ impl TracePlan {
             )?,
             links: read_links(trace, skip_bad_files)?,
         };
-        let tables = [
-            FlowRecord::TABLE,
-            NodeMetric::TABLE,
-            TcpEvent::TABLE,
-            SyscallLatency::TABLE,
-        ];
+        let tables = INPUT_TABLES;
         if tables.iter().all(|t| !trace.join(t).is_dir()) {
             return Err(ReplayError::Trace {
                 path: trace.to_path_buf(),
