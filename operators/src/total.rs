@@ -5,7 +5,8 @@
 //! key, just those current contents, added up in the form its logic reads (an
 //! [`Accumulate`]: bucket counts, a sorted set, sums), and the current output. It
 //! applies each time's updates once the frontier has passed it, and emits the
-//! output's changes. Unlike differential's `reduce`, it keeps no arranged history of
+//! output's changes (those its logic tracks itself, from its input's changes, it emits
+//! directly instead of listing its whole output). Unlike differential's `reduce`, it keeps no arranged history of
 //! the input and output (two spines of batches that hold old and new records until
 //! they merge), and a change costs a few additions to the key's state rather than
 //! cursor walks over several batches or a merge of the key's sorted values.
@@ -60,9 +61,13 @@ type OutputUpdate<O> = ((u64, O), u64, isize);
 
 /// Like differential's `reduce` on a collection keyed by `u64` with totally ordered
 /// `u64` times: for every key whose input changed at a time, `logic(key, input,
-/// output)` is called with the key's whole input at that time (accumulated in an `S`,
-/// never empty) and fills the output, and the difference from the key's previous
-/// output is emitted at that time. A key with no input has no output.
+/// output, direct)` is called with the key's whole input at that time (accumulated
+/// in an `S`, possibly empty) and fills `output`, and the difference from the key's
+/// previous output is emitted at that time; the changes it puts in `direct` are
+/// emitted as they are (consolidated), for outputs the logic tracks from its input's
+/// changes, where listing and diffing them every time would cost their whole size. A
+/// key with no input has no output: with an empty input, `output` must stay empty and
+/// `direct` must retract what remains of the direct outputs.
 ///
 /// Updates are exchanged by the key's hash, as differential's arrangements are, so a
 /// key's updates meet on one worker and nothing is global.
@@ -76,7 +81,7 @@ where
     R: ExchangeData,
     S: Accumulate<V, R> + 'static,
     O: ExchangeData,
-    L: FnMut(&u64, &S, &mut Vec<(O, isize)>) + 'static,
+    L: FnMut(&u64, &mut S, &mut Vec<(O, isize)>, &mut Vec<(O, isize)>) + 'static,
 {
     let pact = Exchange::new(|update: &((u64, V), u64, R)| (update.0).0.hashed());
     input
@@ -89,6 +94,7 @@ where
                 let mut pending: BTreeMap<u64, Chunked<InputUpdate<V, R>>> = BTreeMap::new();
                 let mut state: FxHashMap<u64, KeyState<S, O>> = FxHashMap::default();
                 let mut fresh: Vec<(O, isize)> = Vec::new();
+                let mut direct: Vec<(O, isize)> = Vec::new();
                 let mut order: Vec<(u64, u32, u32)> = Vec::new();
 
                 move |(input, frontier), output| {
@@ -137,13 +143,19 @@ where
                                 keyed.input.add(v, r);
                             }
                             fresh.clear();
-                            if !keyed.input.is_empty() {
-                                logic(&key, &keyed.input, &mut fresh);
-                                consolidate(&mut fresh);
-                            }
+                            logic(&key, &mut keyed.input, &mut fresh, &mut direct);
+                            consolidate(&mut fresh);
+                            debug_assert!(
+                                !keyed.input.is_empty() || fresh.is_empty(),
+                                "a key with no input has no output"
+                            );
                             changes(&mut keyed.output, &fresh, |o, r| {
                                 session.give(((key, o), t, r));
                             });
+                            consolidate(&mut direct);
+                            for (o, r) in direct.drain(..) {
+                                session.give(((key, o), t, r));
+                            }
                             std::mem::swap(&mut keyed.output, &mut fresh);
                             if keyed.input.is_empty() && keyed.output.is_empty() {
                                 state.remove(&key);
@@ -238,31 +250,49 @@ mod tests {
     /// `(time, key, value, diff)`, sorted by time.
     type Updates = Vec<(u64, u64, u8, isize)>;
 
-    /// A test key's input: the weight of each value, zeros dropped.
+    /// A test key's input: the weight of each value, zeros dropped, and the changes
+    /// of which values have a positive weight since the logic last took them.
     #[derive(Default)]
-    struct Weights(BTreeMap<u8, isize>);
+    struct Weights {
+        weights: BTreeMap<u8, isize>,
+        changed: Vec<(u8, isize)>,
+    }
 
     impl Accumulate<u8, isize> for Weights {
         fn add(&mut self, value: &u8, diff: &isize) {
-            let w = self.0.entry(*value).or_default();
+            let w = self.weights.entry(*value).or_default();
+            let before = *w > 0;
             *w += diff;
+            if before != (*w > 0) {
+                self.changed.push((*value, if before { -1 } else { 1 }));
+            }
             if *w == 0 {
-                self.0.remove(value);
+                self.weights.remove(value);
             }
         }
 
         fn is_empty(&self) -> bool {
-            self.0.is_empty()
+            self.weights.is_empty()
         }
     }
 
+    /// The second value of a direct output, which no weighted sum takes here.
+    const DIRECT: i64 = i64::MIN;
+
     /// The reduce under test: the key's values with a positive count, and their
-    /// weighted sum (so both a changed set and a changed total show).
-    fn logic(input: &BTreeMap<u8, isize>, output: &mut Vec<((u8, i64), isize)>) {
-        let sum: i64 = input.iter().map(|(v, r)| i64::from(*v) * *r as i64).sum();
+    /// weighted sum (so both a changed set and a changed total show); and, directly
+    /// from the input's changes, each value with a positive count marked [`DIRECT`].
+    fn logic(
+        input: &mut Weights,
+        output: &mut Vec<((u8, i64), isize)>,
+        direct: &mut Vec<((u8, i64), isize)>,
+    ) {
+        direct.extend(input.changed.drain(..).map(|(v, r)| ((v, DIRECT), r)));
+        let sum: i64 = (input.weights.iter())
+            .map(|(v, r)| i64::from(*v) * *r as i64)
+            .sum();
         output.extend(
-            input
-                .iter()
+            (input.weights.iter())
                 .filter(|(_, r)| **r > 0)
                 .map(|(v, _)| ((*v, sum), 1)),
         );
@@ -282,7 +312,7 @@ mod tests {
                 reduce_total(
                     session.to_collection(scope),
                     "Test",
-                    |_k, input: &Weights, output| logic(&input.0, output),
+                    |_k, input: &mut Weights, output, direct| logic(input, output, direct),
                 )
                 .inner
                 .inspect(move |update| sink.lock().unwrap().push(*update))
@@ -335,10 +365,21 @@ mod tests {
                     if values.is_empty() {
                         continue;
                     }
+                    // The direct outputs straight from the weights, not from changes.
+                    rows.extend(
+                        (values.iter())
+                            .filter(|(_, r)| **r > 0)
+                            .map(|(v, _)| (k, (*v, DIRECT))),
+                    );
                     let mut output = Vec::new();
-                    logic(&values, &mut output);
+                    let mut weights = Weights {
+                        weights: values,
+                        changed: Vec::new(),
+                    };
+                    logic(&mut weights, &mut output, &mut Vec::new());
                     rows.extend(output.into_iter().map(|(o, _)| (k, o)));
                 }
+                rows.sort();
                 rows
             })
             .collect()

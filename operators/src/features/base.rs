@@ -95,12 +95,18 @@ pub enum NodeOut {
 /// instead of the window's updates. Each kind keeps only the numbers its features
 /// read (a count, and a sum for metric series), in a small sorted vector, so an update
 /// is a binary search and an addition, and the node's features are read off directly.
+/// It also notes which neighbours came and went, so that the reduce reports the
+/// window's edges by their changes instead of listing every node's neighbours every
+/// window.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NodeTally {
     /// Traffic totals and retransmits.
     totals: FeatureDiff,
     /// Presence of each peer and direction, counted.
     peers: Vec<((u64, Direction), i64)>,
+    /// Neighbours gained (`1`) and lost (`-1`) since last taken, in update order: a
+    /// peer is a neighbour while either direction counts above zero.
+    neighbour_changes: Vec<(u64, isize)>,
     /// Drops per reason.
     drops: Vec<(Name, i64)>,
     /// RTT samples per sketch bucket.
@@ -140,9 +146,7 @@ impl Accumulate<FeatureVal, FeatureDiff> for NodeTally {
         let count = diff.count;
         match value {
             FeatureVal::Totals => self.totals.plus_equals(diff),
-            FeatureVal::Peer(peer, direction) => {
-                tally(&mut self.peers, &(*peer, *direction), |c| *c += count)
-            }
+            FeatureVal::Peer(peer, direction) => self.add_peer(*peer, *direction, count),
             FeatureVal::Drop(reason) => tally(&mut self.drops, reason, |c| *c += count),
             FeatureVal::Rtt(bucket) => tally(&mut self.rtt, bucket, |c| *c += count),
             FeatureVal::Syscall(bucket) => tally(&mut self.syscalls, bucket, |c| *c += count),
@@ -163,6 +167,45 @@ impl Accumulate<FeatureVal, FeatureDiff> for NodeTally {
     }
 }
 
+impl NodeTally {
+    /// Adds `count` to the presence of `(peer, direction)`, noting whether `peer`
+    /// became or stopped being a neighbour.
+    fn add_peer(&mut self, peer: u64, direction: Direction, count: i64) {
+        // A peer's entries (at most one per direction) lie side by side.
+        let at = self.peers.partition_point(|e| e.0.0 < peer);
+        let linked = |peers: &[((u64, Direction), i64)]| {
+            (peers[at..].iter().take(2))
+                .take_while(|e| e.0.0 == peer)
+                .any(|e| e.1 > 0)
+        };
+        let before = linked(&self.peers);
+        let key = (peer, direction);
+        let end = (at + 2).min(self.peers.len());
+        match self.peers[at..end].binary_search_by(|e| e.0.cmp(&key)) {
+            Ok(i) => {
+                let entry = &mut self.peers[at + i].1;
+                *entry += count;
+                if *entry == 0 {
+                    self.peers.remove(at + i);
+                }
+            }
+            Err(i) if count != 0 => self.peers.insert(at + i, (key, count)),
+            Err(_) => {}
+        }
+        let after = linked(&self.peers);
+        if before != after {
+            self.neighbour_changes
+                .push((peer, if after { 1 } else { -1 }));
+        }
+    }
+
+    /// The neighbours gained (`1`) and lost (`-1`) since last taken; a neighbour lost
+    /// and gained back in between appears twice.
+    pub fn take_neighbour_changes(&mut self) -> std::vec::Drain<'_, (u64, isize)> {
+        self.neighbour_changes.drain(..)
+    }
+}
+
 /// The sketch buckets of `counts` that hold samples, for [`quantile_bucket`].
 fn samples(counts: &[(i32, i64)]) -> impl Iterator<Item = (i32, u64)> + Clone + '_ {
     counts
@@ -172,9 +215,8 @@ fn samples(counts: &[(i32, i64)]) -> impl Iterator<Item = (i32, u64)> + Clone + 
 }
 
 impl NodeBase {
-    /// Reads one node's features off its window's tally, and lists its neighbours
-    /// (sorted, each once).
-    pub fn fold(input: &NodeTally, neighbours: &mut Vec<u64>) -> Self {
+    /// Reads one node's features off its window's tally.
+    pub fn fold(input: &NodeTally) -> Self {
         let clamp = |v: i64| v.max(0) as u64;
         let t = &input.totals;
         let mut b = NodeBase {
@@ -187,6 +229,7 @@ impl NodeBase {
             retransmits: clamp(t.retransmits),
             ..Default::default()
         };
+        let mut last = None;
         for &((peer, direction), count) in &input.peers {
             if count <= 0 {
                 continue;
@@ -195,9 +238,9 @@ impl NodeBase {
                 Direction::In => b.in_degree += 1,
                 Direction::Out => b.out_degree += 1,
             }
-            if neighbours.last() != Some(&peer) {
+            if last != Some(peer) {
                 b.distinct_peers += 1;
-                neighbours.push(peer);
+                last = Some(peer);
             }
         }
         b.drops = (input.drops.iter())

@@ -10,8 +10,8 @@
 //! nothing once its window is full. Then, in differential dataflow:
 //!
 //! 1. a `reduce` keyed by node ([`reduce_total`]) adds a node's updates up in a
-//!    [`NodeTally`], reads its [`NodeBase`] off it and lists its neighbours (the
-//!    window's edges);
+//!    [`NodeTally`], reads its [`NodeBase`] off it and reports the neighbours it
+//!    gained and lost (the changes of the window's edges);
 //! 2. joins with the edges give the 1-hop and 2-hop aggregates ([`graph`]);
 //! 3. union-find over the edges, in two steps, gives connected components
 //!    ([`components`]);
@@ -46,7 +46,7 @@ use timely::dataflow::operators::vec::Partition;
 
 use crate::anomaly::vector::ScoreInput;
 use crate::emit::{Assemble, emit_windows};
-use crate::total::reduce_total;
+use crate::total::{Accumulate, reduce_total};
 use crate::window::WindowSpec;
 use graph::Agg;
 
@@ -156,13 +156,20 @@ type Keyed<'s, V> = VecCollection<'s, u64, (u64, V), isize>;
 /// updates: the collection's contents at time `W` are window `W`'s parts. Also
 /// returns the nodes' own features alone, which are ready before the rest.
 pub fn node_parts<'s>(updates: FeatureUpdates<'s>) -> (Keyed<'s, Part>, Keyed<'s, Arc<NodeBase>>) {
-    let per_node = reduce_total(updates, "NodeBase", |_node, input: &NodeTally, output| {
-        let mut neighbours = Vec::new();
-        let base = NodeBase::fold(input, &mut neighbours);
-        output.push((NodeOut::Present, 1));
-        output.push((NodeOut::Base(Arc::new(base)), 1));
-        output.extend(neighbours.into_iter().map(|n| (NodeOut::Neighbour(n), 1)));
-    });
+    let per_node = reduce_total(
+        updates,
+        "NodeBase",
+        |_node, input: &mut NodeTally, output, direct| {
+            // The neighbours change by a few a window: their changes go out as they
+            // are, not the whole list to be diffed against the last.
+            let changes = input.take_neighbour_changes();
+            direct.extend(changes.map(|(n, r)| (NodeOut::Neighbour(n), r)));
+            if !input.is_empty() {
+                output.push((NodeOut::Present, 1));
+                output.push((NodeOut::Base(Arc::new(NodeBase::fold(input))), 1));
+            }
+        },
+    );
     // Each output record goes to the one stream of its kind, moved: cloning every
     // record for three readers that each keep one kind would copy it twice for
     // nothing.

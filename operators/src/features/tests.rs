@@ -407,7 +407,6 @@ fn late_and_invalid_records_are_refused() {
 
 #[test]
 fn base_values_of_the_operator_and_the_row_agree() {
-    let mut neighbours = Vec::new();
     let diff = FeatureDiff {
         bytes_in: 10,
         packets_in: 2,
@@ -430,8 +429,8 @@ fn base_values_of_the_operator_and_the_row_agree() {
     for (val, diff) in &input {
         tally.add(val, diff);
     }
-    let base = NodeBase::fold(&tally, &mut neighbours);
-    assert_eq!(neighbours, vec![5]);
+    let base = NodeBase::fold(&tally);
+    assert_eq!(tally.take_neighbour_changes().collect::<Vec<_>>(), [(5, 1)]);
     let mut row = NodeFeatures::empty(TimestampNs(0), TimestampNs(1), 1);
     base.fill(&mut row);
     let rounded = row.base_values().map(|v| v.map(|v| f64::from(v as f32)));
@@ -540,22 +539,47 @@ fn feature_update() -> impl Strategy<Value = (FeatureVal, FeatureDiff)> {
 
 proptest! {
     /// A tally is the same whatever the order of its updates, and is empty again once
-    /// each update is retracted.
+    /// each update is retracted; its neighbour changes net, in any order, to its
+    /// neighbours (every peer counted in either direction) and back to none.
     #[test]
     fn a_tally_commutes_and_its_retractions_cancel(
         (updates, shuffled) in prop::collection::vec(feature_update(), 0..40)
             .prop_flat_map(|u| (Just(u.clone()), Just(u).prop_shuffle())),
     ) {
+        let net = |tally: &mut NodeTally| {
+            let mut changes: Vec<_> = tally.take_neighbour_changes().collect();
+            differential_dataflow::consolidation::consolidate(&mut changes);
+            changes
+        };
         let mut forward = NodeTally::default();
         updates.iter().for_each(|(v, d)| forward.add(v, d));
         let mut other = NodeTally::default();
         shuffled.iter().for_each(|(v, d)| other.add(v, d));
+        let gained = net(&mut forward);
+        prop_assert_eq!(&gained, &net(&mut other));
         prop_assert_eq!(&forward, &other);
+        prop_assert!(gained.iter().all(|&(_, r)| r == 1), "{:?}", gained);
+        let peers = updates.iter().filter_map(|(v, _)| match v {
+            FeatureVal::Peer(p, _) => Some(*p),
+            _ => None,
+        });
+        let linked: std::collections::BTreeSet<u64> = peers
+            .filter(|p| {
+                [Direction::In, Direction::Out].iter().any(|dir| {
+                    let counts = updates.iter().filter(|(v, _)| *v == FeatureVal::Peer(*p, *dir));
+                    counts.map(|(_, d)| d.count).sum::<i64>() > 0
+                })
+            })
+            .collect();
+        prop_assert_eq!(gained.iter().map(|c| c.0).collect::<Vec<_>>(), linked.into_iter().collect::<Vec<_>>());
+        prop_assert_eq!(NodeBase::fold(&forward).distinct_peers as usize, gained.len());
         for (v, d) in &updates {
             let mut negated = *d;
             negated.negate();
             forward.add(v, &negated);
         }
+        let lost = net(&mut forward);
+        prop_assert_eq!(lost, gained.iter().map(|&(p, r)| (p, -r)).collect::<Vec<_>>());
         prop_assert!(forward.is_empty());
         prop_assert_eq!(forward, NodeTally::default());
     }
