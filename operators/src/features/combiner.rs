@@ -12,9 +12,11 @@ use super::diff::{Direction, FeatureDiff, FeatureVal};
 /// A feature update's key: the node and what the update is about.
 type Key = (u64, FeatureVal);
 
-/// Peer presence `(node, peer, direction)`: the bulk of the updates, and always a
-/// count of one, so it is kept apart from the other keys, without a weight.
-type PeerKey = (u64, u64, Direction);
+/// A directed link `(src, dst)`: the peer presence of both its ends, `src`'s peer
+/// `dst` out and `dst`'s peer `src` in, which always come and go together. The bulk
+/// of the updates, and always a count of one, so it is kept apart from the other
+/// keys, without a weight, and once for both ends.
+type LinkKey = (u64, u64);
 
 /// A key's inserts at one time, and the retraction of an earlier time's inserts due
 /// at that time once merged in: what is emitted is their difference, and the inserts
@@ -27,12 +29,12 @@ struct Both<W> {
 
 /// What one time holds until it is flushed, each kind of value in a map of its own,
 /// keyed and weighted no larger than it needs: traffic totals by node alone (the hot
-/// key, one per flow end), peer presence as two flags, drops and sketch buckets as a
-/// count, metric series as a count and a sum.
+/// key, one per flow end), links (both ends' peer presence) as two flags, drops and
+/// sketch buckets as a count, metric series as a count and a sum.
 #[derive(Default)]
 struct Bucket {
     totals: FxHashMap<u64, Both<FeatureDiff>>,
-    peers: FxHashMap<PeerKey, Both<bool>>,
+    links: FxHashMap<LinkKey, Both<bool>>,
     counts: FxHashMap<Key, Both<i64>>,
     sums: FxHashMap<Key, Both<(i64, i128)>>,
     /// Whether the retractions due at this time are in (see
@@ -47,8 +49,8 @@ impl Bucket {
         // the inserts are yet to come (merged ahead), none when they are in already.
         self.totals
             .reserve(due.totals.len().saturating_sub(self.totals.len()));
-        self.peers
-            .reserve(due.peers.len().saturating_sub(self.peers.len()));
+        self.links
+            .reserve(due.links.len().saturating_sub(self.links.len()));
         self.counts
             .reserve(due.counts.len().saturating_sub(self.counts.len()));
         self.sums
@@ -56,8 +58,8 @@ impl Bucket {
         for (node, diff) in due.totals {
             self.totals.entry(node).or_default().due.plus_equals(&diff);
         }
-        for key in due.peers {
-            self.peers.entry(key).or_default().due = true;
+        for key in due.links {
+            self.links.entry(key).or_default().due = true;
         }
         for (key, count) in due.counts {
             self.counts.entry(key).or_default().due += count;
@@ -73,11 +75,11 @@ impl Bucket {
 /// The inserts of one time kept until their retraction is due: they wait a whole
 /// window length, so a node holds `length / slide` times its updates per slide. Each
 /// kind keeps what its insert held (a steady mesh of `E` directed edges holds
-/// `2 E × length / slide` peer entries at any time).
+/// `E × length / slide` link entries at any time).
 #[derive(Default)]
 struct Retractions {
     totals: Vec<(u64, FeatureDiff)>,
-    peers: Vec<PeerKey>,
+    links: Vec<LinkKey>,
     counts: Vec<(Key, i64)>,
     sums: Vec<(Key, i64, i128)>,
 }
@@ -85,7 +87,7 @@ struct Retractions {
 impl Retractions {
     fn is_empty(&self) -> bool {
         self.totals.is_empty()
-            && self.peers.is_empty()
+            && self.links.is_empty()
             && self.counts.is_empty()
             && self.sums.is_empty()
     }
@@ -96,7 +98,7 @@ impl Retractions {
 ///
 /// Inserts are held until [`FeatureCombiner::flush`]; at that point their
 /// retraction is scheduled `length` later, where it nets against later inserts of the
-/// same key. Peer presence counts once per key and flush, so a steady edge adds and
+/// same key. A link counts once per key and flush, so a steady edge adds and
 /// retracts the same amount and disappears from the update stream. The netting can be
 /// done ahead of the flush ([`FeatureCombiner::prepare`]), while the worker is idle,
 /// so that a window's close only has to walk its keys.
@@ -135,13 +137,13 @@ impl FeatureCombiner {
         received.bytes_in += bytes;
         received.packets_in += packets;
         received.flows_in += 1;
-        peers(bucket, src, dst);
+        link(bucket, src, dst);
     }
 
     /// Adds the link `src -> dst` at `epoch` without traffic: a given topology's edge,
     /// counted in degrees and neighbourhoods like a flow's.
     pub fn add_link(&mut self, epoch: u64, src: u64, dst: u64) {
-        peers(self.bucket(epoch), src, dst);
+        link(self.bucket(epoch), src, dst);
     }
 
     /// Adds `diff` to `node`'s `val` at `epoch`, for any value but
@@ -207,21 +209,22 @@ impl FeatureCombiner {
             let bucket = self.pending.remove(&time).unwrap_or_default();
             let mut later = Retractions {
                 totals: Vec::with_capacity(bucket.totals.len()),
-                peers: Vec::with_capacity(bucket.peers.len()),
+                links: Vec::with_capacity(bucket.links.len()),
                 counts: Vec::with_capacity(bucket.counts.len()),
                 sums: Vec::with_capacity(bucket.sums.len()),
             };
-            // A peer is inserted at most once per time, and retracted at most once
+            // A link is inserted at most once per time, and retracted at most once
             // (from one earlier time).
-            for (key, both) in bucket.peers {
+            for (key, both) in bucket.links {
                 if both.inserted {
-                    later.peers.push(key);
+                    later.links.push(key);
                 }
                 let count = i64::from(both.inserted) - i64::from(both.due);
                 if count != 0 {
-                    let (node, peer, direction) = key;
-                    let val = FeatureVal::Peer(peer, direction);
-                    emit((node, val), time, FeatureDiff::count(count));
+                    let (src, dst) = key;
+                    let diff = FeatureDiff::count(count);
+                    emit((src, FeatureVal::Peer(dst, Direction::Out)), time, diff);
+                    emit((dst, FeatureVal::Peer(src, Direction::In)), time, diff);
                 }
             }
             for (node, both) in bucket.totals {
@@ -279,21 +282,11 @@ impl FeatureCombiner {
     }
 }
 
-/// Marks `src` and `dst` as peers in `bucket`, once per key (a self-loop is no peer).
-fn peers(bucket: &mut Bucket, src: u64, dst: u64) {
-    if src == dst {
-        return;
+/// Marks the link `src -> dst` in `bucket`, once per key (a self-loop is no link).
+fn link(bucket: &mut Bucket, src: u64, dst: u64) {
+    if src != dst {
+        bucket.links.entry((src, dst)).or_default().inserted = true;
     }
-    bucket
-        .peers
-        .entry((src, dst, Direction::Out))
-        .or_default()
-        .inserted = true;
-    bucket
-        .peers
-        .entry((dst, src, Direction::In))
-        .or_default()
-        .inserted = true;
 }
 
 #[cfg(test)]
