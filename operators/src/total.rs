@@ -6,10 +6,11 @@
 //! [`Accumulate`]: bucket counts, a sorted set, sums), and the current output. It
 //! applies each time's updates once the frontier has passed it, and emits the
 //! output's changes (those its logic tracks itself, from its input's changes, it emits
-//! directly instead of listing its whole output). Unlike differential's `reduce`, it keeps no arranged history of
-//! the input and output (two spines of batches that hold old and new records until
-//! they merge), and a change costs a few additions to the key's state rather than
-//! cursor walks over several batches or a merge of the key's sorted values.
+//! directly instead of listing its whole output). Unlike differential's `reduce`, it
+//! keeps no arranged history of the input and output (two spines of batches that
+//! hold old and new records until they merge), and a change costs a few additions to
+//! the key's state rather than cursor walks over several batches or a merge of the
+//! key's sorted values.
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;

@@ -179,19 +179,8 @@ impl NodeTally {
                 .any(|e| e.1 > 0)
         };
         let before = linked(&self.peers);
-        let key = (peer, direction);
-        let end = (at + 2).min(self.peers.len());
-        match self.peers[at..end].binary_search_by(|e| e.0.cmp(&key)) {
-            Ok(i) => {
-                let entry = &mut self.peers[at + i].1;
-                *entry += count;
-                if *entry == 0 {
-                    self.peers.remove(at + i);
-                }
-            }
-            Err(i) if count != 0 => self.peers.insert(at + i, (key, count)),
-            Err(_) => {}
-        }
+        // Entries before `at` are below `peer`, so the tally leaves them in place.
+        tally(&mut self.peers, &(peer, direction), |c| *c += count);
         let after = linked(&self.peers);
         if before != after {
             self.neighbour_changes
