@@ -14,19 +14,22 @@
 //! Null values are skipped and an aggregate over no values is null.
 //!
 //! Each layer is a join of what the nodes hold with the window's edges, maintained as
-//! deltas over the totally ordered windows: a node sends its values along its edges
-//! when they change (to a new neighbour also when they did not, and an empty message to
-//! a neighbour it lost), and every node keeps the latest value from each neighbour and
-//! aggregates again when one arrives. The edges are symmetric (both ends of a flow are
-//! each other's peer), so the nodes a node hears from are its own neighbours, and the
-//! 1-hop layer sends its aggregates on to them for the 2-hop layer. Both layers cost
-//! O(edges) per change, never degree².
+//! deltas over the totally ordered windows: a node sends its values when they change
+//! (and when it gains a neighbour), once to each worker that owns one of its
+//! neighbours, not once per edge; each worker keeps every such sender's latest value
+//! once ([`Layer`]) and aggregates again the nodes a new value or an edge change
+//! reaches. The edges are symmetric (both ends of a flow are each other's peer), so
+//! the nodes a node hears from are its own neighbours, and the 1-hop layer sends its
+//! aggregates on the same way for the 2-hop layer. Both layers cost O(edges) per
+//! change, never degree².
 //!
 //! Differential's `join_core` over arranged edges computes the same, but carries a
 //! retraction and an insertion per edge for every change and keeps both of its inputs
 //! arranged; where every node's values change every slide (as in the simulator) that
 //! was twice the records plus the arrangements' merges, for no output the deltas miss
-//! (benchmarks/README.md, session 14).
+//! (benchmarks/README.md, session 14). Messages per edge, the first delta version,
+//! sorted ten times more messages than senders per window and kept a pointer per edge
+//! (session 35).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -42,8 +45,8 @@ use timely::dataflow::operators::generic::{Operator, OutputBuilder};
 
 use super::Keyed;
 use super::base::{BaseValues, NodeBase};
+use super::layer::{Gather, Layer};
 use crate::hash::FxHashMap;
-use crate::prefetch::prefetch;
 use crate::total::hold;
 
 /// Mean and max of every base feature over a set of nodes.
@@ -81,8 +84,20 @@ fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues)>) 
     }
 }
 
-/// A value sent along an edge: `(to, from, value)`; `None` tells `to` that `from` is
-/// no longer its neighbour.
+impl Gather<BaseValues> for Agg {
+    fn gather<'a>(values: impl Iterator<Item = &'a BaseValues>) -> Self {
+        aggregate(values.map(|x| (x, x)))
+    }
+}
+
+impl Gather<Agg> for Agg {
+    fn gather<'a>(values: impl Iterator<Item = &'a Agg>) -> Self {
+        aggregate(values.map(|a| (&a.mean, &a.max)))
+    }
+}
+
+/// A node's value sent to a worker that owns some of its neighbours: `(worker, from,
+/// value)`; `None` when `from` has no value.
 type Message<X> = (u64, u64, Option<Arc<X>>);
 
 /// A change of a node's aggregate, as collection data.
@@ -98,14 +113,33 @@ pub fn neighbourhood<'s>(
     base: Keyed<'s, Arc<NodeBase>>,
     edges: Keyed<'s, u64>,
 ) -> (Keyed<'s, Arc<Agg>>, Keyed<'s, Arc<Agg>>) {
-    let values = send_values(base, edges);
-    let (one_hop, onward) = gather(values, "OneHop", true, |from| {
-        aggregate(from.iter().map(|(_, x)| (&**x, &**x)))
-    });
-    let (two_hop, _) = gather(onward, "TwoHop", false, |from| {
-        aggregate(from.iter().map(|(_, a)| (&a.mean, &a.max)))
-    });
+    let values = send_values(base, edges.clone());
+    let (one_hop, onward) = gather::<BaseValues, Agg>(values, edges.clone(), "OneHop", true);
+    let (two_hop, _) = gather::<Agg, Agg>(onward, edges, "TwoHop", false);
     (one_hop, two_hop)
+}
+
+/// The worker that timely's exchange sends a record of hash `hash` to, among `peers`
+/// (a mask for a power of two, the remainder otherwise).
+fn worker_of(hash: u64, peers: u64) -> u64 {
+    if peers.is_power_of_two() {
+        hash & (peers - 1)
+    } else {
+        hash % peers
+    }
+}
+
+/// Sets `targets` to the workers that own the `neighbours` (the edges' owners: keyed
+/// by node, exchanged by its hash), each once, sorted.
+fn targets_of(neighbours: impl Iterator<Item = u64>, peers: u64, targets: &mut Vec<u64>) {
+    targets.clear();
+    if peers == 1 {
+        targets.extend(neighbours.take(1).map(|_| 0));
+        return;
+    }
+    targets.extend(neighbours.map(|p| worker_of(p.hashed(), peers)));
+    targets.sort_unstable();
+    targets.dedup();
 }
 
 /// A change of a node's row in the per-node reduce's output.
@@ -125,12 +159,14 @@ struct Sender {
     neighbours: Vec<u64>,
 }
 
-/// Sends every node's base values to its neighbours at each window in which they
-/// changed, and to a neighbour that is new; tells a lost neighbour with `None`.
+/// Sends every node's base values, at each window in which they changed or the node
+/// gained a neighbour, to every worker that owns one of its neighbours (`None` when
+/// the node lost its values).
 fn send_values<'s>(
     base: Keyed<'s, Arc<NodeBase>>,
     edges: Keyed<'s, u64>,
 ) -> Messages<'s, BaseValues> {
+    let peers = base.inner.scope().peers() as u64;
     base.inner
         .binary_frontier::<_, CapacityContainerBuilder<Vec<(Message<BaseValues>, u64)>>, _, _, _, _>(
             edges.inner,
@@ -141,7 +177,7 @@ fn send_values<'s>(
                 let mut capability = Some(capability);
                 let mut pending: BTreeMap<u64, Vec<(u64, NodeChange)>> = BTreeMap::new();
                 let mut senders: FxHashMap<u64, Sender> = FxHashMap::default();
-                let (mut added, mut removed) = (Vec::new(), Vec::new());
+                let (mut added, mut removed, mut targets) = (Vec::new(), Vec::new(), Vec::new());
                 move |(base, base_frontier), (edges, edges_frontier), output| {
                     base.for_each(|_cap, data| {
                         for ((n, b), t, r) in data.drain(..) {
@@ -197,20 +233,12 @@ fn send_values<'s>(
                                 sender.neighbours.extend_from_slice(&added);
                                 sender.neighbours.sort_unstable();
                             }
-                            match &sender.values {
-                                Some(values) => {
-                                    let to = if changed { &sender.neighbours } else { &added };
-                                    for &p in to {
-                                        session.give(((p, node, Some(values.clone())), t));
-                                    }
-                                    for &p in &removed {
-                                        session.give(((p, node, None), t));
-                                    }
-                                }
-                                None => {
-                                    for &p in removed.iter().chain(&sender.neighbours) {
-                                        session.give(((p, node, None), t));
-                                    }
+                            // A worker that lost all of the node's neighbours forgets
+                            // its value by itself; one that gained one needs it.
+                            if changed || (!added.is_empty() && sender.values.is_some()) {
+                                targets_of(sender.neighbours.iter().copied(), peers, &mut targets);
+                                for &w in &targets {
+                                    session.give(((w, node, sender.values.clone()), t));
                                 }
                             }
                             if sender.values.is_none() && sender.neighbours.is_empty() {
@@ -231,45 +259,32 @@ fn send_values<'s>(
         )
 }
 
-/// How many messages ahead of its node [`gather`] asks for a message's value.
-const PREFETCH_AHEAD: usize = 16;
+/// A time's work for [`gather`]: the edge changes `(v, u, diff)` of the worker's
+/// nodes, and the values received.
+type Due<X> = (Vec<(u64, u64, isize)>, Vec<(u64, Option<Arc<X>>)>);
 
-/// What [`gather`] keeps per node.
-struct Held<X, Y> {
-    /// The latest value from each neighbour, sorted by neighbour.
-    from: Vec<(u64, Arc<X>)>,
-    /// The node's current aggregate.
-    out: Option<Arc<Y>>,
-}
-
-impl<X, Y> Default for Held<X, Y> {
-    fn default() -> Self {
-        Self {
-            from: Vec::new(),
-            out: None,
-        }
-    }
-}
-
-/// Keeps, per node, the latest value each neighbour sent (messages exchanged by the
-/// receiving node) and the `aggregate` of them, and emits the aggregate's changes as
-/// a collection once the frontier has passed their window. With `onward`, it also
-/// sends the aggregate to the node's neighbours (the nodes it hears from) as
+/// Keeps, per worker, the latest value of every sender that neighbours one of its
+/// nodes (messages exchanged by the worker they name) and each node's aggregate of its
+/// neighbours' values ([`Layer`]), from the window's edges (on the worker that owns
+/// their first node, as the per-node reduce outputs them); emits the aggregates'
+/// changes as a collection once the frontier has passed their window. With `onward`,
+/// it also sends the aggregates to the workers of the nodes' neighbours as
 /// [`send_values`] sends values: the next layer's messages.
-fn gather<'s, X, Y, F>(
+fn gather<'s, X, Y>(
     messages: Messages<'s, X>,
+    edges: Keyed<'s, u64>,
     name: &str,
     onward: bool,
-    aggregate: F,
 ) -> (Keyed<'s, Arc<Y>>, Messages<'s, Y>)
 where
     X: ExchangeData + Sync,
-    Y: ExchangeData + Sync + PartialEq,
-    F: Fn(&[(u64, Arc<X>)]) -> Y + 'static,
+    Y: ExchangeData + Sync + PartialEq + Gather<X>,
 {
-    let pact = Exchange::new(|m: &(Message<X>, u64)| (m.0).0.hashed());
+    let peers = messages.scope().peers() as u64;
+    let pact = Exchange::new(|m: &(Message<X>, u64)| (m.0).0);
     let mut builder = OperatorBuilder::new(name.to_owned(), messages.scope());
     let mut input = builder.new_input(messages, pact);
+    let mut edge_input = builder.new_input(edges.inner, Pipeline);
     let (changes, changes_stream) = builder.new_output::<Vec<Update<Y>>>();
     let (sent, sent_stream) = builder.new_output::<Vec<(Message<Y>, u64)>>();
     let mut changes = OutputBuilder::<_, CapacityContainerBuilder<_>>::from(changes);
@@ -278,86 +293,67 @@ where
         // One capability per output, each held back to the earliest time still due.
         let mut capabilities: Vec<Option<Capability<u64>>> =
             capabilities.into_iter().map(Some).collect();
-        let mut pending: BTreeMap<u64, Vec<Message<X>>> = BTreeMap::new();
-        let mut nodes: FxHashMap<u64, Held<X, Y>> = FxHashMap::default();
-        let (mut added, mut removed, mut merged) = (Vec::new(), Vec::new(), Vec::new());
+        let mut pending: BTreeMap<u64, Due<X>> = BTreeMap::new();
+        let mut layer: Layer<X, Y> = Layer::default();
+        let mut targets = Vec::new();
         move |frontiers| {
-            let frontier = &frontiers[0];
             input.for_each(|_cap, data| {
-                for (m, t) in data.drain(..) {
-                    pending.entry(t).or_default().push(m);
+                for ((_, from, value), t) in data.drain(..) {
+                    pending.entry(t).or_default().1.push((from, value));
+                }
+            });
+            edge_input.for_each(|_cap, data| {
+                for ((v, u), t, r) in data.drain(..) {
+                    pending.entry(t).or_default().0.push((v, u, r));
                 }
             });
             let mut changes = changes.activate();
             let mut sent = sent.activate();
             while let Some(entry) = pending.first_entry() {
                 let t = *entry.key();
-                if frontier.less_equal(&t) {
+                if frontiers.iter().any(|f| f.less_equal(&t)) {
                     break;
                 }
-                let mut messages = entry.remove();
-                messages.sort_unstable_by_key(|m| (m.0, m.1));
+                let (edges, values) = entry.remove();
                 let [Some(change_cap), Some(sent_cap)] = &capabilities[..] else {
                     unreachable!("capabilities held while messages are pending");
                 };
                 let (change_cap, sent_cap) = (change_cap.delayed(&t), sent_cap.delayed(&t));
                 let mut changes = changes.session(&change_cap);
                 let mut sent = sent.session(&sent_cap);
-                let (mut start, mut asked) = (0, 0);
-                while start < messages.len() {
-                    let node = messages[start].0;
-                    let end = start + messages[start..].partition_point(|m| m.0 == node);
-                    // The values lie scattered over the heap: ask for those a few
-                    // messages ahead, so their loads overlap this node's work.
-                    let ahead = (end + PREFETCH_AHEAD).min(messages.len());
-                    for m in &messages[asked.max(end)..ahead] {
-                        if let Some(value) = &m.2 {
-                            prefetch(&**value);
-                        }
-                    }
-                    asked = ahead;
-                    let group = &mut messages[start..end];
-                    start = end;
-                    let held = nodes.entry(node).or_default();
-                    added.clear();
-                    removed.clear();
-                    apply(&mut held.from, group, &mut merged, &mut added, &mut removed);
-                    let out = (!held.from.is_empty()).then(|| aggregate(&held.from));
-                    let changed = out.as_ref() != held.out.as_deref();
-                    if changed {
-                        if let Some(old) = held.out.take() {
-                            changes.give(((node, old), t, -1));
-                        }
-                        held.out = out.map(Arc::new);
-                        if let Some(new) = &held.out {
-                            changes.give(((node, new.clone()), t, 1));
-                        }
-                    }
-                    if onward {
-                        if let Some(out) = &held.out {
-                            let mut send = |p: u64| sent.give(((p, node, Some(out.clone())), t));
-                            if changed {
-                                held.from.iter().for_each(|f| send(f.0));
-                            } else {
-                                added.iter().for_each(|&p| send(p));
-                            }
-                        }
-                        for &p in &removed {
-                            sent.give(((p, node, None), t));
-                        }
-                    }
-                    if held.from.is_empty() && held.out.is_none() {
-                        nodes.remove(&node);
+                for (v, u, r) in edges {
+                    if r > 0 {
+                        layer.link(v, u);
+                    } else {
+                        layer.unlink(v, u);
                     }
                 }
+                for (from, value) in values {
+                    layer.receive(from, value);
+                }
+                layer.settle(|s| {
+                    if s.changed {
+                        if let Some(old) = s.old {
+                            changes.give(((s.node, old), t, -1));
+                        }
+                        if let Some(new) = s.out {
+                            changes.give(((s.node, new.clone()), t, 1));
+                        }
+                    }
+                    if onward && (s.changed || (s.gained && s.out.is_some())) {
+                        let neighbours = s.neighbours.iter().map(|n| n.0);
+                        targets_of(neighbours, peers, &mut targets);
+                        for &w in &targets {
+                            sent.give(((w, s.node, s.out.cloned()), t));
+                        }
+                    }
+                });
             }
             for capability in &mut capabilities {
                 hold(
                     capability,
-                    [
-                        pending.keys().next().copied(),
-                        frontier.frontier().iter().min().copied(),
-                    ],
+                    std::iter::once(pending.keys().next().copied())
+                        .chain(frontiers.iter().map(|f| f.frontier().iter().min().copied())),
                 );
             }
         }
@@ -365,46 +361,31 @@ where
     (changes_stream.as_collection(), sent_stream)
 }
 
-/// Applies one node's messages (sorted by sender, each sender once) to the values it
-/// holds (sorted by sender), noting the senders `added` and `removed`; `merged` is
-/// scratch.
-fn apply<X>(
-    held: &mut Vec<(u64, Arc<X>)>,
-    messages: &mut [Message<X>],
-    merged: &mut Vec<(u64, Arc<X>)>,
-    added: &mut Vec<u64>,
-    removed: &mut Vec<u64>,
-) {
-    // Most windows only replace the values of senders already held.
-    let in_place = messages
-        .iter()
-        .all(|m| m.2.is_some() && held.binary_search_by_key(&m.1, |h| h.0).is_ok());
-    if in_place {
-        for (_, from, value) in messages.iter_mut() {
-            if let (Ok(i), Some(value)) = (held.binary_search_by_key(from, |h| h.0), value.take()) {
-                held[i].1 = value;
-            }
-        }
-        return;
-    }
-    merged.clear();
-    let mut old = held.drain(..).peekable();
-    for (_, from, value) in messages.iter_mut() {
-        while let Some(kept) = old.next_if(|h| h.0 < *from) {
-            merged.push(kept);
-        }
-        let had = old.next_if(|h| h.0 == *from).is_some();
-        match value.take() {
-            Some(value) => {
-                if !had {
-                    added.push(*from);
-                }
-                merged.push((*from, value));
-            }
-            None if had => removed.push(*from),
-            None => {}
+#[cfg(test)]
+mod tests {
+    use differential_dataflow::Hashable;
+    use timely::dataflow::operators::vec::ToStream;
+    use timely::dataflow::operators::{Exchange, Inspect};
+
+    use super::worker_of;
+
+    /// Records routed by a hash land on the worker [`worker_of`] names, for a power
+    /// of two and for other worker counts.
+    #[test]
+    fn worker_of_is_where_the_exchange_routes() {
+        for workers in [1, 2, 3] {
+            timely::execute(timely::Config::process(workers), move |worker| {
+                let me = worker.index() as u64;
+                let peers = worker.peers() as u64;
+                worker.dataflow::<u64, _, _>(|scope| {
+                    (0..200u64)
+                        .filter(move |_| me == 0)
+                        .to_stream(scope)
+                        .exchange(|x: &u64| x.hashed())
+                        .inspect(move |x: &u64| assert_eq!(worker_of(x.hashed(), peers), me));
+                });
+            })
+            .expect("timely runs");
         }
     }
-    merged.extend(old);
-    held.append(merged);
 }

@@ -26,6 +26,7 @@ mod components;
 mod diff;
 pub mod graph;
 mod input;
+mod layer;
 
 pub use base::{BaseValues, NodeBase, NodeOut, NodeTally};
 pub use combiner::FeatureCombiner;

@@ -237,10 +237,13 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(40))]
 
     #[test]
-    fn features_equal_batch_recomputation_on_one_and_two_workers(events in events_strategy(), spec in spec_strategy()) {
+    fn features_equal_batch_recomputation_on_one_two_and_three_workers(events in events_strategy(), spec in spec_strategy()) {
         let expected = batch(&events, spec);
-        assert_rows_match(&incremental(&events, spec, 1), &expected)?;
-        assert_rows_match(&incremental(&events, spec, 2), &expected)?;
+        // Three workers: the neighbourhood layers route to workers by remainder, not
+        // by mask, when their count is not a power of two.
+        for workers in [1, 2, 3] {
+            assert_rows_match(&incremental(&events, spec, workers), &expected)?;
+        }
     }
 
     #[test]
@@ -345,6 +348,25 @@ fn a_path_and_an_island_have_known_features() {
     assert_eq!(first[&9].metric_means, vec![0.5]);
     assert_eq!(first[&9].metric_samples, vec![2]);
     assert_eq!(first[&9].bytes_out_n1_mean, None);
+}
+
+/// A node that swaps one peer for another with the same traffic keeps its values,
+/// yet its new neighbour (often on another worker) needs them.
+#[test]
+fn a_new_neighbour_gets_values_that_did_not_change() {
+    let spec = WindowSpec::new(EPOCH_NS, EPOCH_NS, EPOCH_NS).unwrap();
+    let events: Vec<(u64, Event)> = (0..8)
+        .map(|epoch| (epoch, Event::Flow(1, 10 + epoch, 100, 1)))
+        .collect();
+    let expected = batch(&events, spec);
+    for workers in [1, 2, 3] {
+        let rows = incremental(&events, spec, workers);
+        assert_rows_match(&rows, &expected).expect("rows equal the batch's");
+        let peers: Vec<&NodeFeatures> = rows.iter().filter(|r| r.node != 1).collect();
+        assert_eq!(peers.len(), 8);
+        assert!(peers.iter().all(|r| r.bytes_out_n1_mean == Some(100.0)));
+        assert!(peers.iter().all(|r| r.bytes_out_n2_mean == Some(0.0)));
+    }
 }
 
 #[test]
