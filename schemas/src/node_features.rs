@@ -249,6 +249,14 @@ macro_rules! features {
                 )*
                 panic!("base feature index {i} out of range (of {k})");
             }
+
+            /// Sets the aggregates of every base feature at once (what
+            /// [`Self::set_aggregates`] sets, for each index in turn): one move per
+            /// field, where the hot path would otherwise search each field's index.
+            pub fn set_all_aggregates(&mut self, values: [[Option<f64>; 4]; BASE_FEATURE_COUNT]) {
+                let [$($base),*] = values;
+                $([self.$n1_mean, self.$n1_max, self.$n2_mean, self.$n2_max] = $base;)*
+            }
         }
     };
 }

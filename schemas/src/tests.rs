@@ -486,6 +486,12 @@ fn node_features_round_trip_and_name_every_numeric_column() {
         assert_eq!(at(format!("{base}_n2_mean")), v(2), "{base}");
         assert_eq!(at(format!("{base}_n2_max")), v(3), "{base}");
     }
+    // All at once, the same fields.
+    let mut all = NodeFeatures::empty(TimestampNs(0), TimestampNs(10), 9);
+    all.set_all_aggregates(std::array::from_fn(|i| {
+        std::array::from_fn(|k| Some((i * 4 + k) as f64))
+    }));
+    assert_eq!(all, set);
     let vector = row.feature_vector();
     assert!(vector.contains(&("drop_rate_n2_max", 0.5)));
     assert!(!vector.iter().any(|(n, _)| *n == "rtt_p99_us"));

@@ -29,6 +29,11 @@ impl BaseValues {
         }))
     }
 
+    /// Packs `f32` values; NaN becomes null.
+    pub fn from_f32(values: [f32; BASE_FEATURE_COUNT]) -> Self {
+        Self(values.map(|v| if v.is_nan() { NULL_BITS } else { v.to_bits() }))
+    }
+
     /// Value `i`, or `None` if it is null.
     pub fn get(&self, i: usize) -> Option<f64> {
         let v = f32::from_bits(self.0[i]);

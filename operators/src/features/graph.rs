@@ -62,25 +62,26 @@ pub struct Agg {
 /// feature by feature, skipping nulls (sums in `f64`, results rounded to `f32` as
 /// [`BaseValues`] keeps them).
 fn aggregate<'a>(items: impl Iterator<Item = (&'a BaseValues, &'a BaseValues)>) -> Agg {
-    let mut sum = [0.0f64; super::BASE_FEATURE_COUNT];
-    let mut n = [0u32; super::BASE_FEATURE_COUNT];
-    let mut max: [Option<f64>; super::BASE_FEATURE_COUNT] = [None; super::BASE_FEATURE_COUNT];
+    const N: usize = meshflow_schemas::BASE_FEATURE_COUNT;
+    let mut sum = [0.0f64; N];
+    let mut n = [0u32; N];
+    // A null is a NaN, which `f32::max` passes over: the max of no values stays null.
+    let mut max = [f32::NAN; N];
     for (means, maxes) in items {
-        for i in 0..sum.len() {
-            if let Some(v) = means.get(i) {
-                sum[i] += v;
-                n[i] += 1;
-            }
-            if let Some(v) = maxes.get(i) {
-                max[i] = Some(max[i].map_or(v, |m| m.max(v)));
-            }
+        // No branches per feature, so the compiler can do the features side by side.
+        for i in 0..N {
+            let v = f32::from_bits(means.0[i]);
+            let valid = !v.is_nan();
+            sum[i] += if valid { f64::from(v) } else { 0.0 };
+            n[i] += u32::from(valid);
+            max[i] = max[i].max(f32::from_bits(maxes.0[i]));
         }
     }
     Agg {
         mean: BaseValues::from_values(std::array::from_fn(|i| {
             (n[i] > 0).then(|| sum[i] / f64::from(n[i]))
         })),
-        max: BaseValues::from_values(max),
+        max: BaseValues::from_f32(max),
     }
 }
 

@@ -40,7 +40,7 @@ pub use input::{
 use std::sync::Arc;
 
 use differential_dataflow::{AsCollection, VecCollection};
-use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs};
+use meshflow_schemas::{NodeFeatures, TimestampNs};
 use serde::{Deserialize, Serialize};
 use timely::dataflow::Stream;
 use timely::dataflow::operators::vec::Partition;
@@ -129,21 +129,18 @@ impl NodeRow {
         if let Some(base) = &self.base {
             base.fill(&mut row);
         }
-        let get = |agg: &Option<Arc<Agg>>, mean: bool, i: usize| {
-            agg.as_ref()
-                .and_then(|a| if mean { a.mean.get(i) } else { a.max.get(i) })
+        let (one, two) = (self.one_hop.as_deref(), self.two_hop.as_deref());
+        let get = |agg: Option<&Agg>, mean: bool, i: usize| {
+            agg.and_then(|a| if mean { a.mean.get(i) } else { a.max.get(i) })
         };
-        for i in 0..BASE_FEATURE_COUNT {
-            row.set_aggregates(
-                i,
-                [
-                    get(&self.one_hop, true, i),
-                    get(&self.one_hop, false, i),
-                    get(&self.two_hop, true, i),
-                    get(&self.two_hop, false, i),
-                ],
-            );
-        }
+        row.set_all_aggregates(std::array::from_fn(|i| {
+            [
+                get(one, true, i),
+                get(one, false, i),
+                get(two, true, i),
+                get(two, false, i),
+            ]
+        }));
         row.component = self.component.unwrap_or(node);
         row.components = self.components.unwrap_or(1);
         row
