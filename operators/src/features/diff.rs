@@ -1,7 +1,9 @@
 //! The values and weights of the feature collection.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use differential_dataflow::difference::{Abelian, IsZero, Monoid, Semigroup};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -12,21 +14,82 @@ use crate::hash::FxHasher;
 /// carry one name do not each allocate a copy ([`Names`] hands them out). Its hash is
 /// computed once, from the text: hashing an update then costs one word, not the
 /// name's bytes, and stays the same on every worker and process.
+///
+/// The first [`INTERNED_NAMES`] distinct names of a process are interned for its
+/// life, and cloning one of those copies a pointer: the hot path clones a name per
+/// sample and update, and a reference count's atomic increment made the worker wait
+/// for its earlier stores each time (benchmarks/README.md, session 35). Names past
+/// that bound are counted references, so endless distinct names cost memory only
+/// while they are in use.
 #[derive(Clone, Debug)]
 pub struct Name {
-    text: Arc<str>,
+    text: Text,
     hash: u64,
+}
+
+/// Where a [`Name`]'s text lives.
+#[derive(Clone, Debug)]
+enum Text {
+    /// Interned for the life of the process.
+    Interned(&'static Interned),
+    /// Counted, past the interning bound.
+    Counted(Arc<str>),
+}
+
+/// An interned name's text, as output rows share it.
+#[derive(Debug)]
+struct Interned(Arc<str>);
+
+/// Distinct names a process interns at most (and their text, in bytes); the rest are
+/// counted references.
+pub const INTERNED_NAMES: usize = 65_536;
+const INTERNED_BYTES: usize = 16 << 20;
+
+/// The process's interned text equal to `s`, interning it if there is room.
+fn intern(s: &str) -> Option<&'static Interned> {
+    /// The interned names, and the bytes of text they hold.
+    type Table = (HashMap<Box<str>, &'static Interned>, usize);
+    static TABLE: OnceLock<Mutex<Table>> = OnceLock::new();
+    let mut table = TABLE
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if let Some(&interned) = table.0.get(s) {
+        return Some(interned);
+    }
+    if table.0.len() >= INTERNED_NAMES || table.1 + s.len() > INTERNED_BYTES {
+        return None;
+    }
+    let interned: &'static Interned = Box::leak(Box::new(Interned(s.into())));
+    table.0.insert(s.into(), interned);
+    table.1 += s.len();
+    Some(interned)
 }
 
 impl Name {
     /// The name as text.
     pub fn as_str(&self) -> &str {
-        &self.text
+        match &self.text {
+            Text::Interned(interned) => &interned.0,
+            Text::Counted(text) => text,
+        }
     }
 
     /// The text itself, shared: what an output row holds.
     pub fn shared(&self) -> Arc<str> {
-        self.text.clone()
+        match &self.text {
+            Text::Interned(interned) => interned.0.clone(),
+            Text::Counted(text) => text.clone(),
+        }
+    }
+
+    /// Whether both are the same text in memory (equal without reading it).
+    fn same(&self, other: &Self) -> bool {
+        match (&self.text, &other.text) {
+            (Text::Interned(a), Text::Interned(b)) => std::ptr::eq(*a, *b),
+            (Text::Counted(a), Text::Counted(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
     }
 }
 
@@ -34,8 +97,12 @@ impl From<&str> for Name {
     fn from(s: &str) -> Self {
         let mut hasher = FxHasher::default();
         hasher.write(s.as_bytes());
+        let text = match intern(s) {
+            Some(interned) => Text::Interned(interned),
+            None => Text::Counted(s.into()),
+        };
         Name {
-            text: s.into(),
+            text,
             hash: hasher.finish(),
         }
     }
@@ -43,7 +110,7 @@ impl From<&str> for Name {
 
 impl PartialEq for Name {
     fn eq(&self, other: &Self) -> bool {
-        self.hash == other.hash && (Arc::ptr_eq(&self.text, &other.text) || self.text == other.text)
+        self.hash == other.hash && (self.same(other) || self.as_str() == other.as_str())
     }
 }
 
@@ -56,14 +123,13 @@ impl PartialOrd for Name {
 }
 
 impl Ord for Name {
-    /// By text, so rows list names alphabetically whatever their hashes. One worker's
-    /// updates share each name's text ([`Names`]), so most equal names are the same
-    /// pointer, found without reading the text.
+    /// By text, so rows list names alphabetically whatever their hashes. Equal names
+    /// are mostly the same text in memory, found without reading it.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        if Arc::ptr_eq(&self.text, &other.text) {
+        if self.same(other) {
             return std::cmp::Ordering::Equal;
         }
-        self.text.cmp(&other.text)
+        self.as_str().cmp(other.as_str())
     }
 }
 
@@ -75,13 +141,19 @@ impl Hash for Name {
 
 impl Serialize for Name {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&self.text)
+        serializer.serialize_str(self.as_str())
     }
 }
 
 impl<'de> Deserialize<'de> for Name {
+    /// Through the thread's own [`Names`], so updates from other processes do not
+    /// each take the process's interning lock.
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        String::deserialize(deserializer).map(|s| Name::from(s.as_str()))
+        thread_local! {
+            static NAMES: RefCell<Names> = RefCell::default();
+        }
+        let s = String::deserialize(deserializer)?;
+        Ok(NAMES.with(|names| names.borrow_mut().get(&s)))
     }
 }
 

@@ -502,6 +502,28 @@ fn names_are_allocated_once_and_the_cache_is_bounded() {
     );
 }
 
+/// Past the process's interning bound, names are counted references and behave the
+/// same: equal by text, ordered by text, hashed by text.
+#[test]
+fn names_past_the_interning_bound_behave_the_same() {
+    use std::hash::BuildHasher;
+    let early = Name::from("interned early");
+    let all: Vec<Name> = (0..super::diff::INTERNED_NAMES + 10)
+        .map(|i| Name::from(format!("bound test {i:06}").as_str()))
+        .collect();
+    let late = Name::from("past the bound");
+    let again = Name::from("past the bound");
+    assert_eq!(late, again);
+    assert_ne!(late, early);
+    assert_eq!(late.as_str(), "past the bound");
+    let hasher = std::hash::BuildHasherDefault::<crate::hash::FxHasher>::default();
+    assert_eq!(hasher.hash_one(&late), hasher.hash_one(&again));
+    assert!(early < late && all[0] < all[all.len() - 1]);
+    assert!(all.windows(2).all(|w| w[0] < w[1]));
+    assert_eq!(&*late.shared(), "past the bound");
+    assert_eq!(early, Name::from("interned early"));
+}
+
 #[test]
 fn shared_texts_find_the_name_their_text_has() {
     let mut names = Names::default();
