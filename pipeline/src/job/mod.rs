@@ -216,8 +216,12 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             } else {
                 (node_features(updates, spec), None)
             };
-            let features = features.inspect(move |row| {
+            // Every row of a window has the window's component count: one row of each
+            // batch (all of one window) tells, without reading every row again.
+            let features = features.inspect_core(move |event| {
                 if index == 0
+                    && let Ok((_, rows)) = event
+                    && let Some(row) = rows.first()
                     && let Some((before, now)) = watch.observe(row)
                 {
                     tracing::warn!(
