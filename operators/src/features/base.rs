@@ -146,16 +146,35 @@ fn tally<K: Ord + Clone, W: Default + PartialEq>(
     }
 }
 
+/// [`tally`] for entries keyed by name: a node has a few names, mostly the same
+/// text in memory as the update's, so they are first matched by pointer, without the
+/// text comparisons of a binary search.
+fn tally_named<W: Default + PartialEq>(
+    entries: &mut Vec<(Name, W)>,
+    key: &Name,
+    add: impl FnOnce(&mut W),
+) {
+    match entries.iter().position(|e| e.0.same(key)) {
+        Some(i) => {
+            add(&mut entries[i].1);
+            if entries[i].1 == W::default() {
+                entries.remove(i);
+            }
+        }
+        None => tally(entries, key, add),
+    }
+}
+
 impl Accumulate<FeatureVal, FeatureDiff> for NodeTally {
     fn add(&mut self, value: &FeatureVal, diff: &FeatureDiff) {
         let count = diff.count;
         match value {
             FeatureVal::Totals => self.totals.plus_equals(diff),
             FeatureVal::Peer(peer, direction) => self.add_peer(*peer, *direction, count),
-            FeatureVal::Drop(reason) => tally(&mut self.drops, reason, |c| *c += count),
+            FeatureVal::Drop(reason) => tally_named(&mut self.drops, reason, |c| *c += count),
             FeatureVal::Rtt(bucket) => tally(&mut self.rtt, bucket, |c| *c += count),
             FeatureVal::Syscall(bucket) => tally(&mut self.syscalls, bucket, |c| *c += count),
-            FeatureVal::Metric(name) => tally(&mut self.metrics, name, |(c, s)| {
+            FeatureVal::Metric(name) => tally_named(&mut self.metrics, name, |(c, s)| {
                 *c += count;
                 *s += diff.sum;
             }),

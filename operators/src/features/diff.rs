@@ -84,7 +84,7 @@ impl Name {
     }
 
     /// Whether both are the same text in memory (equal without reading it).
-    fn same(&self, other: &Self) -> bool {
+    pub(crate) fn same(&self, other: &Self) -> bool {
         match (&self.text, &other.text) {
             (Text::Interned(a), Text::Interned(b)) => std::ptr::eq(*a, *b),
             (Text::Counted(a), Text::Counted(b)) => Arc::ptr_eq(a, b),
