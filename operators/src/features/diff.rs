@@ -336,3 +336,75 @@ impl Abelian for FeatureDiff {
         self.sum = -self.sum;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_allocated_once_and_the_cache_is_bounded() {
+        let mut names = Names::default();
+        let (a, b) = (names.get("cpu_load"), names.get("cpu_load"));
+        assert_eq!(a, b);
+        assert_eq!(a.as_str().as_ptr(), b.as_str().as_ptr(), "one allocation");
+        for i in 0..Names::CAPACITY + 10 {
+            assert_eq!(names.get(&i.to_string()).as_str(), i.to_string());
+            assert!(names.len() <= Names::CAPACITY);
+        }
+        assert_eq!(
+            names.get("cpu_load"),
+            a,
+            "equal after the cache started over"
+        );
+    }
+
+    /// Past the process's interning bound, names are counted references and behave the
+    /// same: equal by text, ordered by text, hashed by text.
+    #[test]
+    fn names_past_the_interning_bound_behave_the_same() {
+        use std::hash::BuildHasher;
+        let early = Name::from("interned early");
+        let all: Vec<Name> = (0..INTERNED_NAMES + 10)
+            .map(|i| Name::from(format!("bound test {i:06}").as_str()))
+            .collect();
+        let late = Name::from("past the bound");
+        let again = Name::from("past the bound");
+        assert_eq!(late, again);
+        assert_ne!(late, early);
+        assert_eq!(late.as_str(), "past the bound");
+        let hasher = std::hash::BuildHasherDefault::<crate::hash::FxHasher>::default();
+        assert_eq!(hasher.hash_one(&late), hasher.hash_one(&again));
+        assert!(early < late && all[0] < all[all.len() - 1]);
+        assert!(all.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(&*late.shared(), "past the bound");
+        assert_eq!(early, Name::from("interned early"));
+    }
+
+    #[test]
+    fn shared_texts_find_the_name_their_text_has() {
+        let mut names = Names::default();
+        let cpu: std::sync::Arc<str> = "cpu_load".into();
+        let by_text = names.get("cpu_load");
+        let shared = names.get_shared(&cpu);
+        assert_eq!(shared, by_text);
+        assert_eq!(
+            shared.as_str().as_ptr(),
+            by_text.as_str().as_ptr(),
+            "one allocation"
+        );
+        // More distinct texts than are matched by pointer, each seen twice, interleaved
+        // with other copies of the same texts: every one finds the name of its text.
+        let texts: Vec<std::sync::Arc<str>> = (0..20).map(|i| format!("m{i}").into()).collect();
+        for round in 0..3 {
+            for (i, text) in texts.iter().enumerate() {
+                let copy: std::sync::Arc<str> = text.as_ref().into();
+                for t in [text, &copy] {
+                    let name = names.get_shared(t);
+                    assert_eq!(name.as_str(), format!("m{i}"), "round {round}");
+                    assert_eq!(name, names.get(&format!("m{i}")));
+                }
+            }
+        }
+        assert_eq!(names.get_shared(&cpu), by_text);
+    }
+}
