@@ -115,7 +115,7 @@ impl<X, Y: Gather<X> + PartialEq> Layer<X, Y> {
         local.from.insert(at, (u, su));
         local.gained = true;
         self.slots[su as usize].receivers.push(lv);
-        self.mark(lv);
+        mark(&mut self.locals, &mut self.dirty, lv);
     }
 
     /// Removes `u` from the neighbours of the worker's node `v` (if it is one).
@@ -135,7 +135,7 @@ impl<X, Y: Gather<X> + PartialEq> Layer<X, Y> {
         if receivers.is_empty() {
             self.emptied.push(su);
         }
-        self.mark(lv);
+        mark(&mut self.locals, &mut self.dirty, lv);
     }
 
     /// Takes `u`'s latest value; ignored when none of the worker's nodes has `u` as a
@@ -147,11 +147,7 @@ impl<X, Y: Gather<X> + PartialEq> Layer<X, Y> {
         let slot = &mut self.slots[su as usize];
         slot.value = value;
         for &lv in &slot.receivers {
-            let local = &mut self.locals[lv as usize];
-            if !local.dirty {
-                local.dirty = true;
-                self.dirty.push(lv);
-            }
+            mark(&mut self.locals, &mut self.dirty, lv);
         }
     }
 
@@ -227,14 +223,14 @@ impl<X, Y: Gather<X> + PartialEq> Layer<X, Y> {
         self.local_of.insert(v, lv);
         lv
     }
+}
 
-    /// Puts the local node `lv` in the dirty list.
-    fn mark(&mut self, lv: u32) {
-        let local = &mut self.locals[lv as usize];
-        if !local.dirty {
-            local.dirty = true;
-            self.dirty.push(lv);
-        }
+/// Puts the local node `lv` in the `dirty` list, once.
+fn mark<Y>(locals: &mut [Local<Y>], dirty: &mut Vec<u32>, lv: u32) {
+    let local = &mut locals[lv as usize];
+    if !local.dirty {
+        local.dirty = true;
+        dirty.push(lv);
     }
 }
 
