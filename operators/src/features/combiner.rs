@@ -27,16 +27,26 @@ struct Both<W> {
     due: W,
 }
 
-/// What one time holds until it is flushed, each kind of value in a map of its own,
-/// keyed and weighted no larger than it needs: traffic totals by node alone (the hot
-/// key, one per flow end), links (both ends' peer presence) as two flags, drops and
-/// sketch buckets as a count, metric series as a count and a sum.
+/// A metric series' samples at one time: the key, how many, and their sum.
+type Sums = (Key, i64, i128);
+
+/// What one time holds until it is flushed, each kind of value kept apart, keyed and
+/// weighted no larger than it needs: traffic totals by node alone (the hot key, one
+/// per flow end), links (both ends' peer presence) as two flags, drops and sketch
+/// buckets as a count, metric series as a count and a sum.
 #[derive(Default)]
 struct Bucket {
     totals: FxHashMap<u64, Both<FeatureDiff>>,
     links: FxHashMap<LinkKey, Both<bool>>,
     counts: FxHashMap<Key, Both<i64>>,
-    sums: FxHashMap<Key, Both<(i64, i128)>>,
+    /// Metric samples as they come. A series has about one sample per slide, so a
+    /// map would hold each sample once anyway, at a cache miss or two per sample in
+    /// a table of every series; a list is appended to in order and sorted once, at
+    /// the flush.
+    sums: Vec<Sums>,
+    /// The retraction of an earlier time's metric sums due at this time: sorted by
+    /// key, each key once (see [`Retractions::sums`]).
+    due_sums: Vec<Sums>,
     /// Whether the retractions due at this time are in (see
     /// [`FeatureCombiner::prepare`]); until then they wait in `retractions`.
     merged: bool,
@@ -53,8 +63,6 @@ impl Bucket {
             .reserve(due.links.len().saturating_sub(self.links.len()));
         self.counts
             .reserve(due.counts.len().saturating_sub(self.counts.len()));
-        self.sums
-            .reserve(due.sums.len().saturating_sub(self.sums.len()));
         for (node, diff) in due.totals {
             self.totals.entry(node).or_default().due.plus_equals(&diff);
         }
@@ -64,11 +72,8 @@ impl Bucket {
         for (key, count) in due.counts {
             self.counts.entry(key).or_default().due += count;
         }
-        for (key, count, sum) in due.sums {
-            let due = &mut self.sums.entry(key).or_default().due;
-            due.0 += count;
-            due.1 += sum;
-        }
+        debug_assert!(self.due_sums.is_empty());
+        self.due_sums = due.sums;
     }
 }
 
@@ -81,7 +86,9 @@ struct Retractions {
     totals: Vec<(u64, FeatureDiff)>,
     links: Vec<LinkKey>,
     counts: Vec<(Key, i64)>,
-    sums: Vec<(Key, i64, i128)>,
+    /// Sorted by key, each key once, so that it nets against its time's sorted
+    /// inserts in one merge.
+    sums: Vec<Sums>,
 }
 
 impl Retractions {
@@ -159,11 +166,7 @@ impl FeatureCombiner {
                 let totals = &mut bucket.totals.entry(node).or_default().inserted;
                 totals.plus_equals(&diff);
             }
-            FeatureVal::Metric(_) => {
-                let (count, sum) = &mut bucket.sums.entry((node, val)).or_default().inserted;
-                *count += diff.count;
-                *sum += diff.sum;
-            }
+            FeatureVal::Metric(_) => bucket.sums.push(((node, val), diff.count, diff.sum)),
             _ => bucket.counts.entry((node, val)).or_default().inserted += diff.count,
         }
     }
@@ -211,7 +214,7 @@ impl FeatureCombiner {
                 totals: Vec::with_capacity(bucket.totals.len()),
                 links: Vec::with_capacity(bucket.links.len()),
                 counts: Vec::with_capacity(bucket.counts.len()),
-                sums: Vec::with_capacity(bucket.sums.len()),
+                sums: Vec::new(),
             };
             // A link is inserted at most once per time, and retracted at most once
             // (from one earlier time).
@@ -247,21 +250,14 @@ impl FeatureCombiner {
                     emit(key, time, FeatureDiff::count(count));
                 }
             }
-            for (key, both) in bucket.sums {
-                let (inserted, due) = (both.inserted, both.due);
-                if inserted != (0, 0) {
-                    later.sums.push((key.clone(), inserted.0, inserted.1));
-                }
-                let (count, sum) = (inserted.0 - due.0, inserted.1 - due.1);
-                if (count, sum) != (0, 0) {
-                    let diff = FeatureDiff {
-                        count,
-                        sum,
-                        ..Default::default()
-                    };
-                    emit(key, time, diff);
-                }
-            }
+            later.sums = net_sums(bucket.sums, bucket.due_sums, |key, count, sum| {
+                let diff = FeatureDiff {
+                    count,
+                    sum,
+                    ..Default::default()
+                };
+                emit(key, time, diff);
+            });
             self.schedule(self.spec.retire(time), later);
         }
         // Inserts still pending (at or after `before`) keep counting presence once.
@@ -280,6 +276,46 @@ impl FeatureCombiner {
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty() && self.retractions.is_empty()
     }
+}
+
+/// Nets a time's metric samples `inserted` (in any order, a key any number of
+/// times) against the retraction `due` (sorted by key, each key once): emits each
+/// key's nonzero difference, and returns the inserts summed per key, sorted, for
+/// their own retraction later.
+fn net_sums(
+    mut inserted: Vec<Sums>,
+    due: Vec<Sums>,
+    mut emit: impl FnMut(Key, i64, i128),
+) -> Vec<Sums> {
+    inserted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut summed: Vec<Sums> = Vec::with_capacity(inserted.len());
+    for (key, count, sum) in inserted {
+        match summed.last_mut() {
+            Some(last) if last.0 == key => {
+                last.1 += count;
+                last.2 += sum;
+            }
+            _ => summed.push((key, count, sum)),
+        }
+    }
+    summed.retain(|s| (s.1, s.2) != (0, 0));
+    let mut due = due.into_iter().peekable();
+    for (key, count, sum) in &summed {
+        while let Some(d) = due.next_if(|d| d.0 < *key) {
+            emit(d.0, -d.1, -d.2);
+        }
+        let (count, sum) = match due.next_if(|d| d.0 == *key) {
+            Some(d) => (count - d.1, sum - d.2),
+            None => (*count, *sum),
+        };
+        if (count, sum) != (0, 0) {
+            emit(key.clone(), count, sum);
+        }
+    }
+    for d in due {
+        emit(d.0, -d.1, -d.2);
+    }
+    summed
 }
 
 /// Marks the link `src -> dst` in `bucket`, once per key (a self-loop is no link).
