@@ -1,5 +1,6 @@
 //! Worker-local pre-aggregation of events before they enter differential.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use differential_dataflow::difference::{Abelian, Semigroup};
@@ -44,8 +45,8 @@ struct Bucket {
     /// a table of every series; a list is appended to in order and sorted once, at
     /// the flush.
     sums: Vec<Sums>,
-    /// The retraction of an earlier time's metric sums due at this time: sorted by
-    /// key, each key once (see [`Retractions::sums`]).
+    /// The retraction of an earlier time's metric sums due at this time: sorted
+    /// ([`sums_order`]), each key once (see [`Retractions::sums`]).
     due_sums: Vec<Sums>,
     /// Whether the retractions due at this time are in (see
     /// [`FeatureCombiner::prepare`]); until then they wait in `retractions`.
@@ -86,8 +87,8 @@ struct Retractions {
     totals: Vec<(u64, FeatureDiff)>,
     links: Vec<LinkKey>,
     counts: Vec<(Key, i64)>,
-    /// Sorted by key, each key once, so that it nets against its time's sorted
-    /// inserts in one merge.
+    /// Sorted by key ([`sums_order`]), each key once, so that it nets against its
+    /// time's sorted inserts in one merge.
     sums: Vec<Sums>,
 }
 
@@ -278,20 +279,33 @@ impl FeatureCombiner {
     }
 }
 
+/// The order of metric sums' keys: by node, then by the name's hash, and only for
+/// equal hashes by text. Any total order groups equal keys; this one rarely reads a
+/// name, where sorting by text compared two names of a node at nearly every step.
+fn sums_order(a: &Key, b: &Key) -> Ordering {
+    let hash = |val: &FeatureVal| match val {
+        FeatureVal::Metric(name) => name.text_hash(),
+        _ => 0,
+    };
+    (a.0, hash(&a.1))
+        .cmp(&(b.0, hash(&b.1)))
+        .then_with(|| a.1.cmp(&b.1))
+}
+
 /// Nets a time's metric samples `inserted` (in any order, a key any number of
-/// times) against the retraction `due` (sorted by key, each key once): emits each
-/// key's nonzero difference, and returns the inserts summed per key, sorted, for
-/// their own retraction later.
+/// times) against the retraction `due` (sorted by [`sums_order`], each key once):
+/// emits each key's nonzero difference, and returns the inserts summed per key,
+/// sorted, for their own retraction later.
 fn net_sums(
     mut inserted: Vec<Sums>,
     due: Vec<Sums>,
     mut emit: impl FnMut(Key, i64, i128),
 ) -> Vec<Sums> {
-    inserted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    inserted.sort_unstable_by(|a, b| sums_order(&a.0, &b.0));
     let mut summed: Vec<Sums> = Vec::with_capacity(inserted.len());
     for (key, count, sum) in inserted {
         match summed.last_mut() {
-            Some(last) if last.0 == key => {
+            Some(last) if sums_order(&last.0, &key).is_eq() => {
                 last.1 += count;
                 last.2 += sum;
             }
@@ -301,10 +315,10 @@ fn net_sums(
     summed.retain(|s| (s.1, s.2) != (0, 0));
     let mut due = due.into_iter().peekable();
     for (key, count, sum) in &summed {
-        while let Some(d) = due.next_if(|d| d.0 < *key) {
+        while let Some(d) = due.next_if(|d| sums_order(&d.0, key).is_lt()) {
             emit(d.0, -d.1, -d.2);
         }
-        let (count, sum) = match due.next_if(|d| d.0 == *key) {
+        let (count, sum) = match due.next_if(|d| sums_order(&d.0, key).is_eq()) {
             Some(d) => (count - d.1, sum - d.2),
             None => (*count, *sum),
         };

@@ -83,6 +83,12 @@ impl Name {
         }
     }
 
+    /// The hash of the text: equal names have equal hashes, so an order by it first
+    /// groups equal names without reading their text.
+    pub(crate) fn text_hash(&self) -> u64 {
+        self.hash
+    }
+
     /// Whether both are the same text in memory (equal without reading it).
     pub(crate) fn same(&self, other: &Self) -> bool {
         match (&self.text, &other.text) {
