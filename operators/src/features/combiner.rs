@@ -42,9 +42,11 @@ struct Bucket {
     counts: FxHashMap<Key, Both<i64>>,
     /// Metric samples as they come. A series has about one sample per slide, so a
     /// map would hold each sample once anyway, at a cache miss or two per sample in
-    /// a table of every series; a list is appended to in order and sorted once, at
-    /// the flush.
+    /// a table of every series; a list is appended to in order and sorted
+    /// ([`compact`]) when the worker would otherwise wait and at the flush.
     sums: Vec<Sums>,
+    /// How many of `sums` are compacted already (sorted, each key once).
+    sums_compacted: usize,
     /// The retraction of an earlier time's metric sums due at this time: sorted
     /// ([`sums_order`]), each key once (see [`Retractions::sums`]).
     due_sums: Vec<Sums>,
@@ -180,6 +182,10 @@ impl FeatureCombiner {
         while let Some(time) = self.retractions.range(..=upto).next().map(|(&t, _)| t) {
             self.merge_due(time);
         }
+        for bucket in self.pending.range_mut(..=upto).map(|(_, b)| b) {
+            compact(&mut bucket.sums, bucket.sums_compacted);
+            bucket.sums_compacted = bucket.sums.len();
+        }
     }
 
     /// Merges the retractions due at `time` into its bucket, which this creates.
@@ -251,7 +257,9 @@ impl FeatureCombiner {
                     emit(key, time, FeatureDiff::count(count));
                 }
             }
-            later.sums = net_sums(bucket.sums, bucket.due_sums, |key, count, sum| {
+            let mut sums = bucket.sums;
+            compact(&mut sums, bucket.sums_compacted);
+            later.sums = net_sums(sums, bucket.due_sums, |key, count, sum| {
                 let diff = FeatureDiff {
                     count,
                     sum,
@@ -292,27 +300,30 @@ fn sums_order(a: &Key, b: &Key) -> Ordering {
         .then_with(|| a.1.cmp(&b.1))
 }
 
-/// Nets a time's metric samples `inserted` (in any order, a key any number of
-/// times) against the retraction `due` (sorted by [`sums_order`], each key once):
-/// emits each key's nonzero difference, and returns the inserts summed per key,
-/// sorted, for their own retraction later.
-fn net_sums(
-    mut inserted: Vec<Sums>,
-    due: Vec<Sums>,
-    mut emit: impl FnMut(Key, i64, i128),
-) -> Vec<Sums> {
-    inserted.sort_unstable_by(|a, b| sums_order(&a.0, &b.0));
-    let mut summed: Vec<Sums> = Vec::with_capacity(inserted.len());
-    for (key, count, sum) in inserted {
-        match summed.last_mut() {
-            Some(last) if sums_order(&last.0, &key).is_eq() => {
-                last.1 += count;
-                last.2 += sum;
-            }
-            _ => summed.push((key, count, sum)),
-        }
+/// Sorts `sums` ([`sums_order`]) and adds up each key's entries into one, leaving
+/// out keys that add up to nothing. When the first `compacted` entries are that
+/// already, the work is sorting the rest and merging them in (a stable sort finds
+/// the sorted run).
+fn compact(sums: &mut Vec<Sums>, compacted: usize) {
+    if sums.len() == compacted {
+        return;
     }
-    summed.retain(|s| (s.1, s.2) != (0, 0));
+    sums.sort_by(|a, b| sums_order(&a.0, &b.0));
+    sums.dedup_by(|next, kept| {
+        let same = sums_order(&next.0, &kept.0).is_eq();
+        if same {
+            kept.1 += next.1;
+            kept.2 += next.2;
+        }
+        same
+    });
+    sums.retain(|s| (s.1, s.2) != (0, 0));
+}
+
+/// Nets a time's compacted metric sums `summed` ([`compact`]) against the
+/// retraction `due` (compacted too): emits each key's nonzero difference, and
+/// returns `summed`, for its own retraction later.
+fn net_sums(summed: Vec<Sums>, due: Vec<Sums>, mut emit: impl FnMut(Key, i64, i128)) -> Vec<Sums> {
     let mut due = due.into_iter().peekable();
     for (key, count, sum) in &summed {
         while let Some(d) = due.next_if(|d| sums_order(&d.0, key).is_lt()) {
