@@ -129,7 +129,18 @@ fn tally<K: Ord + Clone, W: Default + PartialEq>(
     key: &K,
     add: impl FnOnce(&mut W),
 ) {
-    match entries.binary_search_by(|e| e.0.cmp(key)) {
+    let at = entries.binary_search_by(|e| e.0.cmp(key));
+    tally_at(entries, at, key, add);
+}
+
+/// [`tally`] with `key`'s place found: `Ok` its entry, `Err` where it would go.
+fn tally_at<K: Clone, W: Default + PartialEq>(
+    entries: &mut Vec<(K, W)>,
+    at: Result<usize, usize>,
+    key: &K,
+    add: impl FnOnce(&mut W),
+) {
+    match at {
         Ok(i) => {
             add(&mut entries[i].1);
             if entries[i].1 == W::default() {
@@ -154,15 +165,11 @@ fn tally_named<W: Default + PartialEq>(
     key: &Name,
     add: impl FnOnce(&mut W),
 ) {
-    match entries.iter().position(|e| e.0.same(key)) {
-        Some(i) => {
-            add(&mut entries[i].1);
-            if entries[i].1 == W::default() {
-                entries.remove(i);
-            }
-        }
-        None => tally(entries, key, add),
-    }
+    let at = match entries.iter().position(|e| e.0.same(key)) {
+        Some(i) => Ok(i),
+        None => entries.binary_search_by(|e| e.0.cmp(key)),
+    };
+    tally_at(entries, at, key, add);
 }
 
 impl Accumulate<FeatureVal, FeatureDiff> for NodeTally {

@@ -42,8 +42,8 @@ struct Bucket {
     counts: FxHashMap<Key, Both<i64>>,
     /// Metric samples as they come. A series has about one sample per slide, so a
     /// map would hold each sample once anyway, at a cache miss or two per sample in
-    /// a table of every series; a list is appended to in order and sorted
-    /// ([`compact`]) when the worker would otherwise wait and at the flush.
+    /// a table of every series; a list is appended to in order and compacted
+    /// ([`Bucket::compact_sums`]) when the worker would otherwise wait and at the flush.
     sums: Vec<Sums>,
     /// How many of `sums` are compacted already (sorted, each key once).
     sums_compacted: usize,
@@ -56,6 +56,27 @@ struct Bucket {
 }
 
 impl Bucket {
+    /// Sorts `sums` ([`sums_order`]) and adds up each key's entries into one, leaving
+    /// out keys that add up to nothing. Past the first time, the work is sorting what
+    /// came since and merging it in (a stable sort finds the sorted run).
+    fn compact_sums(&mut self) {
+        let sums = &mut self.sums;
+        if sums.len() == self.sums_compacted {
+            return;
+        }
+        sums.sort_by(|a, b| sums_order(&a.0, &b.0));
+        sums.dedup_by(|next, kept| {
+            let same = sums_order(&next.0, &kept.0).is_eq();
+            if same {
+                kept.1 += next.1;
+                kept.2 += next.2;
+            }
+            same
+        });
+        sums.retain(|s| (s.1, s.2) != (0, 0));
+        self.sums_compacted = sums.len();
+    }
+
     /// Adds the retractions `due` to the keys' `due` parts.
     fn merge(&mut self, due: Retractions) {
         // Most keys are due and inserted alike: room for the due ones up front when
@@ -183,8 +204,7 @@ impl FeatureCombiner {
             self.merge_due(time);
         }
         for bucket in self.pending.range_mut(..=upto).map(|(_, b)| b) {
-            compact(&mut bucket.sums, bucket.sums_compacted);
-            bucket.sums_compacted = bucket.sums.len();
+            bucket.compact_sums();
         }
     }
 
@@ -216,7 +236,8 @@ impl FeatureCombiner {
     pub fn flush(&mut self, before: u64, mut emit: impl FnMut(Key, u64, FeatureDiff)) {
         while let Some(time) = self.next_time().filter(|&t| t < before) {
             self.merge_due(time);
-            let bucket = self.pending.remove(&time).unwrap_or_default();
+            let mut bucket = self.pending.remove(&time).unwrap_or_default();
+            bucket.compact_sums();
             let mut later = Retractions {
                 totals: Vec::with_capacity(bucket.totals.len()),
                 links: Vec::with_capacity(bucket.links.len()),
@@ -257,9 +278,7 @@ impl FeatureCombiner {
                     emit(key, time, FeatureDiff::count(count));
                 }
             }
-            let mut sums = bucket.sums;
-            compact(&mut sums, bucket.sums_compacted);
-            later.sums = net_sums(sums, bucket.due_sums, |key, count, sum| {
+            later.sums = net_sums(bucket.sums, bucket.due_sums, |key, count, sum| {
                 let diff = FeatureDiff {
                     count,
                     sum,
@@ -300,27 +319,7 @@ fn sums_order(a: &Key, b: &Key) -> Ordering {
         .then_with(|| a.1.cmp(&b.1))
 }
 
-/// Sorts `sums` ([`sums_order`]) and adds up each key's entries into one, leaving
-/// out keys that add up to nothing. When the first `compacted` entries are that
-/// already, the work is sorting the rest and merging them in (a stable sort finds
-/// the sorted run).
-fn compact(sums: &mut Vec<Sums>, compacted: usize) {
-    if sums.len() == compacted {
-        return;
-    }
-    sums.sort_by(|a, b| sums_order(&a.0, &b.0));
-    sums.dedup_by(|next, kept| {
-        let same = sums_order(&next.0, &kept.0).is_eq();
-        if same {
-            kept.1 += next.1;
-            kept.2 += next.2;
-        }
-        same
-    });
-    sums.retain(|s| (s.1, s.2) != (0, 0));
-}
-
-/// Nets a time's compacted metric sums `summed` ([`compact`]) against the
+/// Nets a time's compacted metric sums `summed` ([`Bucket::compact_sums`]) against the
 /// retraction `due` (compacted too): emits each key's nonzero difference, and
 /// returns `summed`, for its own retraction later.
 fn net_sums(summed: Vec<Sums>, due: Vec<Sums>, mut emit: impl FnMut(Key, i64, i128)) -> Vec<Sums> {
