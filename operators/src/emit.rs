@@ -12,8 +12,12 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::chunked::Chunked;
 use crate::hash::FxHashMap;
+use crate::prefetch::prefetch;
 use crate::total::hold;
 use crate::window::WindowSpec;
+
+/// How many rows ahead of its turn [`emit_windows`] asks for a row's parts.
+const ROWS_AHEAD: usize = 4;
 
 /// A keyed part and its weight, as the operator buffers it until its window closes.
 type Update<K, P> = ((K, P), isize);
@@ -30,6 +34,10 @@ pub trait Assemble: Default + 'static {
     fn is_empty(&self) -> bool;
     /// Whether the parts make a row (e.g. the node's own features are present).
     fn is_complete(&self) -> bool;
+
+    /// Asks for the memory the row will be built from (a hint that changes nothing):
+    /// [`emit_windows`] calls it a few rows ahead of their turn.
+    fn prefetch(&self) {}
 }
 
 /// Turns a windowed collection of row parts (contents at time `W` = window `W`, at
@@ -69,7 +77,6 @@ where
                 let mut pending: BTreeMap<u64, Chunked<Update<K, S::Part>>> = BTreeMap::new();
                 let mut current: FxHashMap<K, S> = FxHashMap::default();
                 let mut next_window: Option<u64> = None;
-                let mut keys: Vec<K> = Vec::new();
 
                 move |(input, frontier), output| {
                     input.for_each(|_cap, data| {
@@ -121,16 +128,22 @@ where
                                 .expect("capability held while output is pending");
                             let delayed = cap.delayed(&w);
                             let mut session = output.session(&delayed);
-                            keys.clear();
-                            keys.extend(
-                                current
-                                    .iter()
-                                    .filter(|(_, parts)| parts.is_complete())
-                                    .map(|(k, _)| k.clone()),
-                            );
-                            keys.sort();
-                            for k in &keys {
-                                session.give(row(w, k, &current[k]));
+                            // Each row's parts by reference, so a key is looked up
+                            // once; in key order, for output that does not depend on
+                            // the map's.
+                            let mut rows: Vec<(K, &S)> = (current.iter())
+                                .filter(|(_, parts)| parts.is_complete())
+                                .map(|(k, parts)| (k.clone(), parts))
+                                .collect();
+                            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                            for (i, (k, parts)) in rows.iter().enumerate() {
+                                // The parts lie wherever the map and the allocator
+                                // put them: ask for a later row's now.
+                                if let Some((_, later)) = rows.get(i + ROWS_AHEAD) {
+                                    prefetch(*later);
+                                    later.prefetch();
+                                }
+                                session.give(row(w, k, parts));
                             }
                             next_window = Some(w + spec.slide);
                         } else {

@@ -35,6 +35,10 @@ pub trait Accumulate<V, R>: Default {
     fn add(&mut self, value: &V, diff: &R);
     /// Whether every update has cancelled (the key then has no input).
     fn is_empty(&self) -> bool;
+
+    /// Asks for the memory that `add` and the reduce's logic will read (a hint that
+    /// changes nothing): [`reduce_total`] calls it a few keys ahead of their turn.
+    fn prefetch(&self) {}
 }
 
 /// What [`reduce_total`] keeps for one key.
@@ -97,6 +101,7 @@ where
                 let mut fresh: Vec<(O, isize)> = Vec::new();
                 let mut direct: Vec<(O, isize)> = Vec::new();
                 let mut order: Vec<(u64, u32, u32)> = Vec::new();
+                let mut starts: Vec<usize> = Vec::new();
 
                 move |(input, frontier), output| {
                     input.for_each(|_cap, data| {
@@ -129,9 +134,24 @@ where
                         let mut session = output.session(&delayed);
                         let update =
                             |&(_, c, i): &(u64, u32, u32)| &chunks.chunks()[c as usize][i as usize];
+                        starts.clear();
+                        starts.extend(
+                            (0..order.len()).filter(|&i| i == 0 || order[i].0 != order[i - 1].0),
+                        );
+                        starts.push(order.len());
                         let mut visited = 0;
-                        for group in order.chunk_by(|a, b| a.0 == b.0) {
+                        for (g, bounds) in starts.windows(2).enumerate() {
+                            let group = &order[bounds[0]..bounds[1]];
                             let key = group[0].0;
+                            // A key's state lies wherever the map put it, and its
+                            // lists elsewhere again: ask for a later key's now.
+                            if let Some(&ahead) = starts.get(g + KEYS_AHEAD)
+                                && let Some(later) = order.get(ahead)
+                                && let Some(keyed) = state.get(&later.0)
+                            {
+                                prefetch(keyed);
+                                keyed.input.prefetch();
+                            }
                             let keyed = state.entry(key).or_default();
                             for entry in group {
                                 // The updates lie scattered over the chunks: ask for
@@ -179,6 +199,9 @@ where
 
 /// How many updates ahead of its use [`reduce_total`] asks for an update's memory.
 const PREFETCH_AHEAD: usize = 16;
+
+/// How many keys ahead of its turn [`reduce_total`] asks for a key's state.
+const KEYS_AHEAD: usize = 4;
 
 /// Downgrades `capability` to the earliest of `candidates` (the times still to be
 /// output, and the input frontier), or drops it when there is none.

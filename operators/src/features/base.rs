@@ -7,6 +7,7 @@ use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures};
 use serde::{Deserialize, Serialize};
 
 use super::diff::{Direction, FeatureDiff, FeatureVal, Name, metric_mean};
+use crate::prefetch::prefetch_slice;
 use crate::sketch::{quantile_bucket, value_of};
 use crate::total::Accumulate;
 
@@ -196,6 +197,14 @@ impl Accumulate<FeatureVal, FeatureDiff> for NodeTally {
             && self.syscalls.is_empty()
             && self.metrics.is_empty()
     }
+
+    fn prefetch(&self) {
+        prefetch_slice(&self.peers);
+        prefetch_slice(&self.drops);
+        prefetch_slice(&self.rtt);
+        prefetch_slice(&self.syscalls);
+        prefetch_slice(&self.metrics);
+    }
 }
 
 impl NodeTally {
@@ -275,6 +284,14 @@ impl NodeBase {
         b.rtt_p99 = quantile_bucket(samples(&input.rtt), 0.99);
         b.syscall_p99 = quantile_bucket(samples(&input.syscalls), 0.99);
         b
+    }
+
+    /// Asks for the features and their lists (a hint that changes nothing), ahead of
+    /// writing them into a row.
+    pub fn prefetch(&self) {
+        crate::prefetch::prefetch(self);
+        prefetch_slice(&self.drops);
+        prefetch_slice(&self.metrics);
     }
 
     /// Drops in the window, all reasons.

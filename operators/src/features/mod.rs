@@ -47,6 +47,7 @@ use timely::dataflow::operators::vec::Partition;
 
 use crate::anomaly::vector::ScoreInput;
 use crate::emit::{Assemble, emit_windows};
+use crate::prefetch::prefetch;
 use crate::total::{Accumulate, reduce_total};
 use crate::window::WindowSpec;
 use graph::Agg;
@@ -119,6 +120,15 @@ impl Assemble for NodeRow {
 
     fn is_complete(&self) -> bool {
         self.base.is_some()
+    }
+
+    fn prefetch(&self) {
+        if let Some(base) = &self.base {
+            base.prefetch();
+        }
+        for agg in [&self.one_hop, &self.two_hop].into_iter().flatten() {
+            prefetch(agg.as_ref());
+        }
     }
 }
 
@@ -279,6 +289,12 @@ impl Assemble for OwnRow {
 
     fn is_complete(&self) -> bool {
         self.0.is_some()
+    }
+
+    fn prefetch(&self) {
+        if let Some(base) = &self.0 {
+            base.prefetch();
+        }
     }
 }
 
