@@ -10,6 +10,10 @@
 use std::sync::Arc;
 
 use crate::hash::FxHashMap;
+use crate::prefetch::{prefetch, prefetch_slice};
+
+/// Dirty nodes between two steps of [`Layer::settle`]'s prefetching.
+const STEP: usize = 2;
 
 /// A summary of the values a node's neighbours hold (one layer's aggregate).
 pub trait Gather<X>: Sized {
@@ -163,7 +167,9 @@ impl<X, Y: Gather<X> + PartialEq> Layer<X, Y> {
                 self.free_slots.push(su);
             }
         }
-        for lv in self.dirty.drain(..) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for (i, &lv) in dirty.iter().enumerate() {
+            self.prefetch_ahead(&dirty, i);
             let local = &mut self.locals[lv as usize];
             let slots = &self.slots;
             let mut values = local
@@ -191,6 +197,33 @@ impl<X, Y: Gather<X> + PartialEq> Layer<X, Y> {
             if local.from.is_empty() && local.out.is_none() {
                 self.local_of.remove(&local.node);
                 self.free_locals.push(lv);
+            }
+        }
+        self.dirty = dirty;
+        self.dirty.clear();
+    }
+
+    /// Asks, while `dirty[i]` is aggregated, for what later dirty nodes will read, one
+    /// step of the pointer chain each: a node, its neighbour list, its neighbours'
+    /// slots, their values (each step's address is known once the last has loaded).
+    fn prefetch_ahead(&self, dirty: &[u32], i: usize) {
+        let local = |ahead: usize| dirty.get(i + ahead).map(|&lv| &self.locals[lv as usize]);
+        if let Some(&lv) = dirty.get(i + 4 * STEP) {
+            prefetch(&self.locals[lv as usize]);
+        }
+        if let Some(l) = local(3 * STEP) {
+            prefetch_slice(&l.from);
+        }
+        if let Some(l) = local(2 * STEP) {
+            for &(_, su) in &l.from {
+                prefetch(&self.slots[su as usize]);
+            }
+        }
+        if let Some(l) = local(STEP) {
+            for &(_, su) in &l.from {
+                if let Some(value) = &self.slots[su as usize].value {
+                    prefetch(value.as_ref());
+                }
             }
         }
     }
