@@ -27,6 +27,9 @@ pub const MIN_NODE_HISTORY: usize = 10;
 /// threshold is `min_threshold`).
 pub const MIN_SCORE_HISTORY: usize = 10;
 
+// `NodeState::read_bands` has a bit per feature.
+const _: () = assert!(FEATURES.len() <= u32::BITS as usize);
+
 /// Everything kept about one node, in one piece of memory but for the histories.
 #[derive(Clone, Debug)]
 struct NodeState {
@@ -40,6 +43,10 @@ struct NodeState {
     /// The latest scored window's values, not yet in the histories (see
     /// [`NodeState::settle`]).
     pending: Option<Pending>,
+    /// The features whose band the latest scored window read (its top contributors),
+    /// one bit each: the node's next window most likely reads the same ones, so
+    /// [`NodeState::settle`] computes their bands ahead.
+    read_bands: u32,
 }
 
 impl NodeState {
@@ -53,22 +60,28 @@ impl NodeState {
             health: Health::default(),
             windows: 0,
             pending: None,
+            read_bands: 0,
         }
     }
 
     /// Adds the values of the node's latest scored window to their histories. With
     /// `read_ahead`, also reads what the node's next window reads first (statistics,
-    /// the score band), which a refresh due then computes now, from the same
-    /// history: nothing joins it in between.
+    /// the score band, the bands of the features that explained the last window),
+    /// which a refresh due then computes now, from the same history: nothing joins it
+    /// in between.
     fn settle(&mut self, read_ahead: bool) {
         let Some(values) = self.pending.take() else {
             return;
         };
-        for (learner, &v) in self.features.iter_mut().zip(&values[..FEATURES.len()]) {
+        let features = self.features.iter_mut().zip(&values[..FEATURES.len()]);
+        for (f, (learner, &v)) in features.enumerate() {
             if v.is_finite() {
                 learner.push(f64::from(v));
                 if read_ahead && learner.len() >= MIN_NODE_HISTORY {
                     learner.stats();
+                    if self.read_bands & (1 << f) != 0 {
+                        learner.bounds();
+                    }
                 }
             }
         }
@@ -267,6 +280,7 @@ impl WorkerScorer {
             };
             // The explanation is read before the window's values join the histories.
             let top = top_k(&deviations, self.cfg.top_k);
+            state.read_bands = top.iter().fold(0, |bits, &f| bits | 1 << f);
             let top_thresholds: Vec<f64> = top
                 .iter()
                 .map(|&i| {
