@@ -12,7 +12,6 @@ use timely::dataflow::operators::generic::Operator;
 
 use crate::chunked::Chunked;
 use crate::hash::FxHashMap;
-use crate::prefetch::prefetch;
 use crate::total::hold;
 use crate::window::WindowSpec;
 
@@ -140,7 +139,6 @@ where
                                 // The parts lie wherever the map and the allocator
                                 // put them: ask for a later row's now.
                                 if let Some((_, later)) = rows.get(i + ROWS_AHEAD) {
-                                    prefetch(*later);
                                     later.prefetch();
                                 }
                                 session.give(row(w, k, parts));

@@ -101,7 +101,6 @@ where
                 let mut fresh: Vec<(O, isize)> = Vec::new();
                 let mut direct: Vec<(O, isize)> = Vec::new();
                 let mut order: Vec<(u64, u32, u32)> = Vec::new();
-                let mut starts: Vec<usize> = Vec::new();
 
                 move |(input, frontier), output| {
                     input.for_each(|_cap, data| {
@@ -134,20 +133,15 @@ where
                         let mut session = output.session(&delayed);
                         let update =
                             |&(_, c, i): &(u64, u32, u32)| &chunks.chunks()[c as usize][i as usize];
-                        starts.clear();
-                        starts.extend(
-                            (0..order.len()).filter(|&i| i == 0 || order[i].0 != order[i - 1].0),
-                        );
-                        starts.push(order.len());
                         let mut visited = 0;
-                        for (g, bounds) in starts.windows(2).enumerate() {
-                            let group = &order[bounds[0]..bounds[1]];
+                        let groups = order.chunk_by(|a, b| a.0 == b.0);
+                        let mut later_groups = groups.clone().skip(KEYS_AHEAD);
+                        for group in groups {
                             let key = group[0].0;
                             // A key's state lies wherever the map put it, and its
                             // lists elsewhere again: ask for a later key's now.
-                            if let Some(&ahead) = starts.get(g + KEYS_AHEAD)
-                                && let Some(later) = order.get(ahead)
-                                && let Some(keyed) = state.get(&later.0)
+                            if let Some(later) = later_groups.next()
+                                && let Some(keyed) = state.get(&later[0].0)
                             {
                                 prefetch(keyed);
                                 keyed.input.prefetch();

@@ -7,7 +7,7 @@ use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures};
 use serde::{Deserialize, Serialize};
 
 use super::diff::{Direction, FeatureDiff, FeatureVal, Name, metric_mean};
-use crate::prefetch::prefetch_slice;
+use crate::prefetch::{prefetch, prefetch_slice};
 use crate::sketch::{quantile_bucket, value_of};
 use crate::total::Accumulate;
 
@@ -289,7 +289,7 @@ impl NodeBase {
     /// Asks for the features and their lists (a hint that changes nothing), ahead of
     /// writing them into a row.
     pub fn prefetch(&self) {
-        crate::prefetch::prefetch(self);
+        prefetch(self);
         prefetch_slice(&self.drops);
         prefetch_slice(&self.metrics);
     }

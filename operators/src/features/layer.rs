@@ -208,8 +208,8 @@ impl<X, Y: Gather<X> + PartialEq> Layer<X, Y> {
     /// slots, their values (each step's address is known once the last has loaded).
     fn prefetch_ahead(&self, dirty: &[u32], i: usize) {
         let local = |ahead: usize| dirty.get(i + ahead).map(|&lv| &self.locals[lv as usize]);
-        if let Some(&lv) = dirty.get(i + 4 * STEP) {
-            prefetch(&self.locals[lv as usize]);
+        if let Some(l) = local(4 * STEP) {
+            prefetch(l);
         }
         if let Some(l) = local(3 * STEP) {
             prefetch_slice(&l.from);
