@@ -106,6 +106,12 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
     let started = Instant::now();
     let spec = cfg.window_spec().map_err(anyhow::Error::msg)?;
     let lateness = cfg.lateness_epochs();
+    // Sources first: one that cannot open leaves the output folder as it was.
+    let Sources {
+        shared,
+        skipped,
+        handoff,
+    } = setup::open_sources(cfg, spec, &progress)?;
     let sink = cfg.sinks.parquet.clone();
     let first_process = matches!(cluster, Cluster::Local | Cluster::Multi { process: 0, .. });
     let table_dir = |table: &str| -> anyhow::Result<PathBuf> {
@@ -144,11 +150,6 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         None
     };
 
-    let Sources {
-        shared,
-        skipped,
-        handoff,
-    } = setup::open_sources(cfg, spec, &progress)?;
     let shared = Arc::new(shared);
     let source_counters: Arc<Vec<Arc<Counters>>> =
         Arc::new(shared.iter().map(|_| Counters::shared()).collect());

@@ -1,6 +1,7 @@
 //! What a job sets up before its workers start: the sources every worker shares,
 //! the Kafka topics it writes, and the anomaly scorer's threads.
 
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
@@ -34,11 +35,32 @@ pub(super) fn open_sources(
 ) -> anyhow::Result<Sources> {
     let mut shared = Vec::new();
     let mut skipped = Vec::new();
+    // A job that writes the input tables again needs the traces' whole flow records.
+    let whole_flows =
+        cfg.sinks.parquet.inputs || cfg.sinks.kafka.as_ref().is_some_and(|k| k.inputs);
+    let traces = cfg.sources.values().filter_map(|s| match s {
+        SourceConfig::Replay(replay) => Some(&replay.path),
+        _ => None,
+    });
+    for trace in cfg.job.replay_first.iter().chain(traces) {
+        let same = |a: &Path, b: &Path| {
+            a.canonicalize()
+                .ok()
+                .zip(b.canonicalize().ok())
+                .is_some_and(|(a, b)| a == b)
+        };
+        if cfg.sinks.parquet.inputs && same(trace, &cfg.sinks.parquet.path) {
+            anyhow::bail!(
+                "the trace {} is also the output folder, whose input tables sinks.parquet.inputs would overwrite while they are read: write to another folder",
+                trace.display()
+            );
+        }
+    }
     // Replay first, then live: the trace is source 0, and the live sources take over
     // at the first epoch boundary after its last event.
     let handoff = match &cfg.job.replay_first {
         Some(trace) => {
-            let plan = TracePlan::new(trace, TimeRange::ALL, false)
+            let plan = TracePlan::with_whole_flows(trace, TimeRange::ALL, false, whole_flows)
                 .map_err(|e| anyhow::anyhow!("job.replay_first: {e}"))?;
             let end = plan.end().ok_or_else(|| {
                 anyhow::anyhow!(
@@ -74,7 +96,12 @@ pub(super) fn open_sources(
                 }
             }
             SourceConfig::Replay(replay) => {
-                let plan = TracePlan::new(&replay.path, replay.range(), replay.skip_bad_files)?;
+                let plan = TracePlan::with_whole_flows(
+                    &replay.path,
+                    replay.range(),
+                    replay.skip_bad_files,
+                    whole_flows,
+                )?;
                 progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
                 skipped.extend(plan.skipped());
                 SharedSource::Replay {

@@ -2,10 +2,11 @@
 //!
 //! A trace is a folder with one sub-folder per event kind (`flows/`, `node_metrics/`,
 //! `tcp_events/`, ..., plus `ground_truth/` from the simulator), each holding Parquet
-//! files, possibly in Hive partitions. [`ReplayPlan`] lists a table's row groups in
-//! path order (which is event-time order for traces meshflow writes) and deals them
-//! round-robin to workers, so every worker reads its own share and all advance
-//! through event time together.
+//! files, possibly in Hive partitions. [`ReplayPlan`] lists a table's row groups by
+//! their earliest event time (from the footer statistics) and deals them round-robin
+//! to workers, so every worker reads its own share and all advance through event time
+//! together. A worker reads row groups that overlap in time (a sink's buckets of the
+//! same minutes) together, so none of their rows falls behind the watermark.
 //!
 //! A replay may be limited to a [`TimeRange`]: the plan skips row groups whose footer
 //! statistics lie outside it and marks those that straddle it for row filtering.

@@ -25,6 +25,21 @@ pub struct ReplayUnit {
     pub rows: u64,
     /// Whether some of its rows lie outside the plan's range and must be filtered out.
     pub filter: bool,
+    /// The earliest and latest event time of its rows (within the plan's range), from
+    /// the footer statistics; `None` when they are not recorded.
+    pub span: Option<(TimestampNs, TimestampNs)>,
+}
+
+impl ReplayUnit {
+    /// Whether `self`, which starts no earlier than a set of units reaching `end`
+    /// (`None`: unknown), may hold rows at or before that end: then they must be
+    /// handed out together, or its rows would fall behind the others' watermark.
+    pub fn overlaps(&self, end: Option<TimestampNs>) -> bool {
+        match (self.span, end) {
+            (Some((start, _)), Some(end)) => start <= end,
+            _ => true,
+        }
+    }
 }
 
 /// A file left out of the replay, and why.
@@ -36,10 +51,13 @@ pub struct SkippedFile {
     pub reason: String,
 }
 
-/// The row groups of one trace table, in path order, and the files skipped.
+/// The row groups of one trace table, by event time, and the files skipped.
 #[derive(Clone, Debug, Default)]
 pub struct ReplayPlan {
-    /// Units in replay order.
+    /// Units in replay order: by their earliest event time (those without statistics
+    /// first), then path and row group. Files need not follow each other in time (a
+    /// sink writes several buckets for the same minutes), so path order is not time
+    /// order.
     pub units: Vec<ReplayUnit>,
     /// Files that were bad and skipped (only with `skip_bad_files`).
     pub skipped: Vec<SkippedFile>,
@@ -134,10 +152,13 @@ impl ReplayPlan {
                 Err(reason) => return Err(ReplayError::BadFile { path, reason }),
             }
         }
+        // Stable: units with the same start stay in path order.
+        plan.units.sort_by_key(|u| u.span.map(|s| s.0));
         Ok(plan)
     }
 
-    /// The units worker `index` of `peers` replays: every `peers`-th, starting at `index`.
+    /// The units worker `index` of `peers` replays: every `peers`-th, starting at
+    /// `index`, in replay order.
     pub fn for_worker(&self, index: usize, peers: usize) -> impl Iterator<Item = &ReplayUnit> {
         self.units.iter().skip(index).step_by(peers.max(1))
     }
@@ -220,7 +241,7 @@ fn plan_file(
     for (i, group) in builder.metadata().row_groups().iter().enumerate() {
         let all_rows = group.num_rows().max(0) as u64;
         let Some((column, range)) = time else {
-            plan.units.push(unit(path, i, all_rows, false));
+            plan.units.push(unit(path, i, all_rows, false, None));
             continue;
         };
         let stats = time_statistics(group, column);
@@ -239,11 +260,12 @@ fn plan_file(
             plan.pruned += 1;
             continue;
         }
-        plan.units
-            .push(unit(path, i, rows, overlap == Overlap::Partial));
         let min = stats.map(|(min, _)| range.from.map_or(min, |from| min.max(from)));
-        plan.start = earliest(plan.start, min);
         let max = stats.map(|(_, max)| range.to.map_or(max, |to| max.min(TimestampNs(to.0 - 1))));
+        let span = min.zip(max);
+        plan.units
+            .push(unit(path, i, rows, overlap == Overlap::Partial, span));
+        plan.start = earliest(plan.start, min);
         plan.end = match (plan.units.len(), plan.end, max) {
             (1, _, max) => max,
             (_, Some(end), Some(max)) => Some(end.max(max)),
@@ -253,12 +275,19 @@ fn plan_file(
     Ok(plan)
 }
 
-fn unit(path: &Path, row_group: usize, rows: u64, filter: bool) -> ReplayUnit {
+fn unit(
+    path: &Path,
+    row_group: usize,
+    rows: u64,
+    filter: bool,
+    span: Option<(TimestampNs, TimestampNs)>,
+) -> ReplayUnit {
     ReplayUnit {
         path: path.to_path_buf(),
         row_group,
         rows,
         filter,
+        span,
     }
 }
 

@@ -278,6 +278,58 @@ fn a_trace_reader_merges_tables_and_never_passes_an_unread_row() {
     }
 }
 
+/// Two files over the same minutes (as a sink's buckets are), and a third later
+/// one: one worker reads the overlapping row groups together, so no row comes after
+/// the watermark an earlier batch set, and the later file on its own.
+#[test]
+fn row_groups_that_overlap_in_time_are_read_together_whatever_their_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path();
+    let evens: Vec<i64> = (0..120).step_by(2).collect();
+    let odds: Vec<i64> = (1..120).step_by(2).collect();
+    let later: Vec<i64> = (200..230).collect();
+    // Path order puts the later file and one bucket's whole span first.
+    write_flows(&trace.join("flows/a-later.parquet"), &later, 10, true);
+    write_flows(&trace.join("flows/b-bucket0.parquet"), &evens, 20, true);
+    write_flows(&trace.join("flows/c-bucket1.parquet"), &odds, 20, true);
+    for speed in [None, Some(5000.0)] {
+        let plan = TracePlan::new(trace, TimeRange::ALL, false).unwrap();
+        let starts: Vec<i64> = (plan.flows.units.iter())
+            .map(|u| u.span.unwrap().0.0 / 1_000_000_000)
+            .collect();
+        assert!(starts.is_sorted(), "units by start: {starts:?}");
+        let mut reader = TraceReader::new(&plan, 0, 1, false, speed);
+        let (counters, skipped) = (Counters::default(), Mutex::new(Vec::new()));
+        let mut batch = crate::SourceBatch::default();
+        let mut flows = Vec::new();
+        let mut watermark = TimestampNs(i64::MIN);
+        let mut batches = 0;
+        while reader
+            .next_batch(&mut batch, &counters, &skipped, WAIT)
+            .unwrap()
+        {
+            for t in &batch.flows.last_seen {
+                assert!(*t >= watermark, "{t} read after watermark {watermark}");
+            }
+            batches += usize::from(!batch.flows.is_empty());
+            flows.extend(batch.flows.last_seen.iter().map(|t| t.0 / 1_000_000_000));
+            batch.clear();
+            if let Some(w) = reader.watermark() {
+                watermark = w;
+            }
+        }
+        flows.sort();
+        let mut all: Vec<i64> = evens.iter().chain(&odds).chain(&later).copied().collect();
+        all.sort();
+        assert_eq!(flows, all, "{speed:?}");
+        if speed.is_none() {
+            // Row groups of the two buckets pair up by time; the later file's three
+            // row groups come one by one.
+            assert_eq!(batches, 3 + 3, "{speed:?}");
+        }
+    }
+}
+
 #[test]
 fn a_folder_without_input_tables_is_not_a_trace() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,8 +15,9 @@ use super::{
 use crate::SourceBatch;
 
 /// The plans of a trace's input tables: `flows` (only the columns the dataflow
-/// reads), `node_metrics`, `tcp_events` and `syscall_latency`. A table the trace
-/// lacks has an empty plan. A given topology (`edges`, small) is read whole here.
+/// reads, unless whole records are asked for), `node_metrics`, `tcp_events` and
+/// `syscall_latency`. A table the trace lacks has an empty plan. A given topology
+/// (`edges`, small) is read whole here.
 #[derive(Clone, Debug, Default)]
 pub struct TracePlan {
     /// Flow records.
@@ -30,24 +31,53 @@ pub struct TracePlan {
     /// The trace's given topology (`meshflow import metrics --edges`), sorted; empty
     /// when the trace has none (its topology then comes from its flows).
     pub links: Vec<TopologyEdge>,
+    /// Whether its readers read whole flow records ([`SourceBatch::flow_records`])
+    /// besides the columns the dataflow reads, for a job that writes the `flows`
+    /// input table again; the plan then requires every flow column.
+    pub whole_flows: bool,
 }
 
 impl TracePlan {
-    /// Plans every input table of `trace` limited to `range` (see [`ReplayPlan::in_range`]).
+    /// Plans every input table of `trace` limited to `range` (see
+    /// [`ReplayPlan::in_range`]), reading only the flow columns the dataflow reads.
     pub fn new(trace: &Path, range: TimeRange, skip_bad_files: bool) -> Result<Self, ReplayError> {
+        Self::plan(trace, range, skip_bad_files, false)
+    }
+
+    /// Like [`TracePlan::new`], with `whole_flows` (see [`TracePlan::whole_flows`]).
+    pub fn with_whole_flows(
+        trace: &Path,
+        range: TimeRange,
+        skip_bad_files: bool,
+        whole_flows: bool,
+    ) -> Result<Self, ReplayError> {
+        Self::plan(trace, range, skip_bad_files, whole_flows)
+    }
+
+    fn plan(
+        trace: &Path,
+        range: TimeRange,
+        skip_bad_files: bool,
+        whole_flows: bool,
+    ) -> Result<Self, ReplayError> {
         if !trace.is_dir() {
             return Err(ReplayError::Trace {
                 path: trace.to_path_buf(),
                 reason: "is not a trace folder".into(),
             });
         }
-        let flow_schema = std::sync::Arc::new(
+        let flow_schema = if whole_flows {
             FlowRecord::schema()
-                .project(
-                    &FLOW_COLUMNS.map(|c| FlowRecord::schema().index_of(c).expect("flow column")),
-                )
-                .expect("flow columns exist"),
-        );
+        } else {
+            std::sync::Arc::new(
+                FlowRecord::schema()
+                    .project(
+                        &FLOW_COLUMNS
+                            .map(|c| FlowRecord::schema().index_of(c).expect("flow column")),
+                    )
+                    .expect("flow columns exist"),
+            )
+        };
         let plan = |table: &str, schema, time: &str| {
             ReplayPlan::in_range(trace, table, &schema, time, range, skip_bad_files)
         };
@@ -65,6 +95,7 @@ impl TracePlan {
                 SyscallLatency::TIME_COLUMN,
             )?,
             links: read_links(trace, skip_bad_files)?,
+            whole_flows,
         };
         let tables = INPUT_TABLES;
         if tables.iter().all(|t| !trace.join(t).is_dir()) {
@@ -129,13 +160,63 @@ fn read_links(trace: &Path, skip_bad_files: bool) -> Result<Vec<TopologyEdge>, R
     Ok(links)
 }
 
+/// One worker's reader of a trace's flows: the columns the dataflow reads, or whole
+/// records with those columns filled from them.
+#[derive(Debug)]
+enum FlowReader {
+    Columns(ReplayWorker),
+    Records(ReplayWorker<Vec<FlowRecord>>, Vec<FlowRecord>),
+}
+
+impl FlowReader {
+    fn is_done(&self) -> bool {
+        match self {
+            FlowReader::Columns(r) => r.is_done(),
+            FlowReader::Records(r, _) => r.is_done(),
+        }
+    }
+
+    fn low_watermark(&self) -> Option<TimestampNs> {
+        match self {
+            FlowReader::Columns(r) => r.low_watermark(),
+            FlowReader::Records(r, _) => r.low_watermark(),
+        }
+    }
+
+    fn stop(&mut self) {
+        match self {
+            FlowReader::Columns(r) => r.stop(),
+            FlowReader::Records(r, _) => r.stop(),
+        }
+    }
+
+    fn next_batch(
+        &mut self,
+        out: &mut SourceBatch,
+        counters: &Counters,
+        skipped: &Mutex<Vec<SkippedFile>>,
+        wait: Duration,
+    ) -> Result<bool, ReplayError> {
+        match self {
+            FlowReader::Columns(r) => r.next_batch(&mut out.flows, counters, skipped, wait),
+            FlowReader::Records(r, records) => {
+                records.clear();
+                let more = r.next_batch(records, counters, skipped, wait)?;
+                records.iter().for_each(|f| out.flows.push(f));
+                out.flow_records.append(records);
+                Ok(more)
+            }
+        }
+    }
+}
+
 /// One worker's share of every table of a trace, merged by event time.
 ///
 /// Each call reads from the table that is furthest behind, so the tables advance
 /// together, and the watermark is the lowest of the tables still being read.
 #[derive(Debug)]
 pub struct TraceReader {
-    flows: ReplayWorker,
+    flows: FlowReader,
     metrics: ReplayWorker<Vec<NodeMetric>>,
     tcp: ReplayWorker<Vec<TcpEvent>>,
     syscalls: ReplayWorker<Vec<SyscallLatency>>,
@@ -152,7 +233,15 @@ impl TraceReader {
     ) -> Self {
         let start = plan.start();
         Self {
-            flows: ReplayWorker::new(&plan.flows, index, peers, skip_bad_files, speed, start),
+            flows: if plan.whole_flows {
+                let reader =
+                    ReplayWorker::new(&plan.flows, index, peers, skip_bad_files, speed, start);
+                FlowReader::Records(reader, Vec::new())
+            } else {
+                let reader =
+                    ReplayWorker::new(&plan.flows, index, peers, skip_bad_files, speed, start);
+                FlowReader::Columns(reader)
+            },
             metrics: ReplayWorker::new(&plan.metrics, index, peers, skip_bad_files, speed, start),
             tcp: ReplayWorker::new(&plan.tcp, index, peers, skip_bad_files, speed, start),
             syscalls: ReplayWorker::new(&plan.syscalls, index, peers, skip_bad_files, speed, start),
@@ -188,9 +277,7 @@ impl TraceReader {
                 return Ok(false);
             };
             let more = match table {
-                0 => self
-                    .flows
-                    .next_batch(&mut out.flows, counters, skipped, wait)?,
+                0 => self.flows.next_batch(out, counters, skipped, wait)?,
                 1 => self
                     .metrics
                     .next_batch(&mut out.metrics, counters, skipped, wait)?,

@@ -1,4 +1,4 @@
-//! One worker's share of a replay: its row groups in order, as fast as possible or
+//! One worker's share of a replay: its row groups by event time, as fast as possible or
 //! paced by event time against the wall clock.
 
 use std::sync::Mutex;
@@ -13,7 +13,7 @@ use super::{FlowColumns, ReplayError, ReplayPlan, ReplayUnit, SkippedFile, TimeR
 /// default, or whole records of another table (`Vec<NodeMetric>`, ...).
 #[derive(Debug)]
 pub struct ReplayWorker<B = FlowColumns> {
-    units: std::vec::IntoIter<ReplayUnit>,
+    units: std::iter::Peekable<std::vec::IntoIter<ReplayUnit>>,
     range: TimeRange,
     skip_bad_files: bool,
     pace: Option<Pace>,
@@ -66,7 +66,8 @@ impl<B: ReplayRows> ReplayWorker<B> {
                 .for_worker(index, peers)
                 .cloned()
                 .collect::<Vec<_>>()
-                .into_iter(),
+                .into_iter()
+                .peekable(),
             range: plan.range,
             skip_bad_files,
             pace: speed.map(|speed| Pace {
@@ -98,7 +99,7 @@ impl<B: ReplayRows> ReplayWorker<B> {
         }
         let before = out.len();
         if self.pace.is_none() {
-            if !self.read_next_unit(out, counters, skipped)? {
+            if !self.read_next_units(out, counters, skipped)? {
                 return Ok(false);
             }
         } else {
@@ -106,7 +107,7 @@ impl<B: ReplayRows> ReplayWorker<B> {
                 let mut pending = std::mem::take(&mut self.pending);
                 pending.truncate(0);
                 self.next = 0;
-                let more = self.read_next_unit(&mut pending, counters, skipped)?;
+                let more = self.read_next_units(&mut pending, counters, skipped)?;
                 pending.sort_by_time();
                 self.pending = pending;
                 if !more {
@@ -148,21 +149,31 @@ impl<B: ReplayRows> ReplayWorker<B> {
         self.done
     }
 
-    /// Reads the next readable unit into `out`; `false` (and done) when none is left.
-    fn read_next_unit(
+    /// Reads the next readable unit into `out`, with every later unit whose rows may
+    /// lie at or before the end of those read (so none of them falls behind the
+    /// watermark that the batch sets); `false` (and done) when no unit is left.
+    fn read_next_units(
         &mut self,
         out: &mut B,
         counters: &Counters,
         skipped: &Mutex<Vec<SkippedFile>>,
     ) -> Result<bool, ReplayError> {
+        let mut read = false;
+        // The latest event time of the units taken (`None`: unknown, or none yet).
+        let mut reach: Option<TimestampNs> = None;
+        let mut unknown = false;
         loop {
-            let Some(unit) = self.units.next() else {
-                self.done = true;
-                return Ok(false);
+            let end = if unknown { None } else { reach };
+            let Some(unit) = self.units.next_if(|u| !read || u.overlaps(end)) else {
+                break;
             };
+            match unit.span {
+                Some((_, last)) => reach = Some(reach.map_or(last, |r| r.max(last))),
+                None => unknown = true,
+            }
             let before = out.len();
             match B::read_unit(&unit, &self.range, out) {
-                Ok(()) => return Ok(true),
+                Ok(()) => read = true,
                 Err(e) if self.skip_bad_files => {
                     out.truncate(before);
                     counters.add_errored(unit.rows);
@@ -175,6 +186,10 @@ impl<B: ReplayRows> ReplayWorker<B> {
                 Err(e) => return Err(e),
             }
         }
+        if !read {
+            self.done = true;
+        }
+        Ok(read)
     }
 
     /// Paced replay: moves the pending rows that are due to `out`, first sleeping
