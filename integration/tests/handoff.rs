@@ -138,6 +138,95 @@ fn replay_first_hands_over_to_live_sources_without_gap_or_overlap() {
     }
 }
 
+/// A simulated live mesh after a trace: it starts at the hand-off time.
+const SIM_LIVE: &str = r#"
+[sinks.parquet]
+inputs = true
+
+[sources.mesh]
+type = "simulator"
+nodes = 20
+duration = "1m"
+seed = 3
+[sources.mesh.faults]
+count = 0
+"#;
+
+/// Flows before and after the hand-off in a trace and an output, the output's
+/// latest flow, and its windows' gaps.
+const SIM_SPLIT: &str = r#"
+import sys, json
+import pyarrow as pa, pyarrow.compute as pc, pyarrow.dataset as ds
+first, out, at = sys.argv[1], sys.argv[2], int(sys.argv[3])
+at_ts = pa.scalar(at, type=pa.timestamp("ns", tz="UTC"))
+def flows(root):
+    return ds.dataset(root + "/flows", format="parquet", partitioning="hive").to_table(columns=["last_seen"])["last_seen"]
+def split(t):
+    return [int(pc.sum(pc.less(t, at_ts).cast("int64")).as_py() or 0), int(pc.sum(pc.greater_equal(t, at_ts).cast("int64")).as_py() or 0)]
+o = flows(out)
+feat = ds.dataset(out + "/node_features", format="parquet", partitioning="hive").to_table(columns=["window_end"])
+ends = sorted(set(feat["window_end"].cast("int64").to_pylist()))
+print(json.dumps({
+    "first": split(flows(first)), "out": split(o),
+    "out_last": int(pc.max(o).cast("int64").as_py()),
+    "window_gaps": [b - a for a, b in zip(ends, ends[1:]) if b - a != 1_000_000_000],
+    "last_window": ends[-1],
+}))
+"#;
+
+#[test]
+fn replay_first_hands_over_to_a_simulated_mesh() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("sim.toml"), SIM_LIVE).unwrap();
+    let sim = [
+        "sim",
+        "--out",
+        "first",
+        "--nodes",
+        "20",
+        "--duration",
+        "2m",
+        "--seed",
+        "3",
+        "--faults",
+        "0",
+    ];
+    meshflow(d, &sim, true);
+    let run = meshflow(
+        d,
+        &[
+            "run",
+            "--config",
+            "sim.toml",
+            "--replay-first",
+            "first",
+            "--out",
+            "out",
+        ],
+        true,
+    );
+    let summary = String::from_utf8_lossy(&run.stdout).into_owned();
+    let at = handoff_ns(&summary);
+    let r = python_json(
+        SIM_SPLIT,
+        &[&d.join("first"), &d.join("out"), Path::new(&at.to_string())],
+    );
+    // Every trace flow is before the hand-off and in the output; the simulated mesh
+    // adds flows from the hand-off on, for its whole minute, and the windows run on
+    // without a gap.
+    let first = r["first"][0].as_u64().unwrap();
+    assert!(first > 0 && r["first"][1] == 0, "{r}");
+    assert_eq!(r["out"][0].as_u64().unwrap(), first, "{r}");
+    assert!(r["out"][1].as_u64().unwrap() > 0, "{r}");
+    let last = r["out_last"].as_i64().unwrap();
+    assert!(
+        last >= at + 55_000_000_000 && last <= at + 60_000_000_000,
+        "the simulated minute follows the hand-off at {at}: {r}"
+    );
+    assert_eq!(r["window_gaps"], serde_json::json!([]), "{r}");
+}
+
 /// The hand-off time the summary reports, in nanoseconds since the epoch.
 fn handoff_ns(summary: &str) -> i64 {
     let line = summary

@@ -115,6 +115,10 @@ enum Command {
         /// Topology: geometric or barabasi_albert.
         #[arg(long)]
         topology: Option<String>,
+        /// Number of faults to inject after the warm-up (`faults.count`; 0 for none,
+        /// which a run shorter than the 2-minute warm-up needs).
+        #[arg(long)]
+        faults: Option<usize>,
         /// Further simulator settings: a TOML file holding one simulator table, or a job
         /// configuration with one simulator source.
         #[arg(long)]
@@ -433,6 +437,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             duration,
             seed,
             topology,
+            faults,
             config,
         } => {
             let mut sim = match config {
@@ -449,6 +454,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             if let Some(s) = seed {
                 sim.seed = s;
+            }
+            if let Some(count) = faults {
+                sim.faults.count = count;
             }
             if let Some(t) = topology {
                 sim.topology = match t.as_str() {

@@ -1,4 +1,5 @@
-//! A minimal RFC 3339 parser for the simulated clock's start (`YYYY-MM-DDTHH:MM:SSZ`).
+//! A minimal RFC 3339 parser for the simulated clock's start
+//! (`YYYY-MM-DDTHH:MM:SS[.fraction]Z`).
 //!
 //! Only the canonical UTC form is accepted so a config means exactly one instant.
 
@@ -21,14 +22,31 @@ fn is_leap(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }
 
-/// Parses `YYYY-MM-DDTHH:MM:SSZ` (UTC, no fraction, no offset) into a timestamp.
+/// Parses `YYYY-MM-DDTHH:MM:SSZ` (UTC, no offset; a fraction of up to nine digits may
+/// follow the seconds, as a hand-off time's display has) into a timestamp.
 pub(crate) fn parse_rfc3339_utc(text: &str) -> Result<TimestampNs, String> {
-    let bad =
-        |why: &str| format!("`{text}` is not a UTC time of the form YYYY-MM-DDTHH:MM:SSZ ({why})");
-    let b = text.as_bytes();
-    if b.len() != 20 {
-        return Err(bad("wrong length"));
+    let bad = |why: &str| {
+        format!("`{text}` is not a UTC time of the form YYYY-MM-DDTHH:MM:SS[.fraction]Z ({why})")
+    };
+    let all = text.as_bytes();
+    // The seconds' fraction, if any, set apart from the fixed-width form around it.
+    let (b, fraction): (Vec<u8>, &[u8]) = match all.len() {
+        20 => (all.to_vec(), &[]),
+        22..=30 if all[19] == b'.' => {
+            let mut fixed = all[..19].to_vec();
+            fixed.push(all[all.len() - 1]);
+            (fixed, &all[20..all.len() - 1])
+        }
+        _ => return Err(bad("wrong length")),
+    };
+    if !fraction.iter().all(u8::is_ascii_digit) {
+        return Err(bad("non-digit in the fraction of a second"));
     }
+    let nanos = fraction
+        .iter()
+        .chain(std::iter::repeat(&b'0'))
+        .take(9)
+        .fold(0i64, |acc, &c| acc * 10 + i64::from(c - b'0'));
     let shape_ok = b[4] == b'-'
         && b[7] == b'-'
         && (b[10] == b'T' || b[10] == b't')
@@ -71,6 +89,7 @@ pub(crate) fn parse_rfc3339_utc(text: &str) -> Result<TimestampNs, String> {
         + i64::from(minute) * 60
         + i64::from(second);
     secs.checked_mul(NANOS_PER_SEC)
+        .and_then(|ns| ns.checked_add(nanos))
         .map(TimestampNs)
         .ok_or_else(|| bad("outside the years 1678..2262 that nanosecond timestamps cover"))
 }
@@ -116,6 +135,13 @@ mod tests {
             parse_rfc3339_utc("1969-12-31T23:59:59Z").unwrap(),
             TimestampNs::from_secs(-1)
         );
+        // A fraction, as a hand-off time displays itself.
+        let handoff = TimestampNs(1_767_225_620_250_000_000);
+        assert_eq!(parse_rfc3339_utc(&handoff.to_string()).unwrap(), handoff);
+        assert_eq!(
+            parse_rfc3339_utc("2026-01-01T00:00:20.5Z").unwrap(),
+            TimestampNs(1_767_225_620_500_000_000)
+        );
     }
 
     #[test]
@@ -128,6 +154,8 @@ mod tests {
             ("2025-02-29T00:00:00Z", "day"),
             ("2026-01-01T24:00:00Z", "time of day"),
             ("2026-0a-01T00:00:00Z", "non-digit"),
+            ("2026-01-01T00:00:00.1x5Z", "fraction"),
+            ("2026-01-01T00:00:00.1234567891Z", "wrong length"),
             ("3000-01-01T00:00:00Z", "outside"),
         ] {
             let err = parse_rfc3339_utc(text).unwrap_err();

@@ -21,7 +21,8 @@ pub struct SimConfig {
     pub mean_degree: f64,
     /// Seed of every random choice: same seed, same telemetry.
     pub seed: u64,
-    /// Start of the simulated clock, RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SSZ`).
+    /// Start of the simulated clock, RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SSZ`, a fraction of
+    /// a second allowed).
     pub start: String,
     /// Length of the simulated run.
     pub duration: HumanDuration,
@@ -238,8 +239,9 @@ impl FaultPlan {
             return Err(invalid(
                 "faults.warmup",
                 format!(
-                    "({}) leaves no time for faults; it must be shorter than duration",
-                    self.warmup
+                    "({}) leaves no time for faults in a run of {}; it must be shorter than duration (or set faults.count = 0, `meshflow sim --faults 0`, for a run without faults)",
+                    self.warmup,
+                    HumanDuration(std::time::Duration::from_nanos(duration as u64))
                 ),
             ));
         }
