@@ -1,6 +1,11 @@
 //! Writing a query's result as a text table, CSV, JSON lines or Parquet.
 
 use std::io::Write;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::record_batch::RecordBatch;
 
 use datafusion::arrow::csv::WriterBuilder as CsvWriterBuilder;
 use datafusion::arrow::json::WriterBuilder as JsonWriterBuilder;
@@ -34,6 +39,74 @@ impl Format {
     }
 }
 
+/// Whether CSV cannot hold a column of type `t` as it is.
+fn nested(t: &DataType) -> bool {
+    matches!(
+        t,
+        DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::ListView(_)
+            | DataType::LargeListView(_)
+            | DataType::Struct(_)
+            | DataType::Map(..)
+            | DataType::Union(..)
+    )
+}
+
+/// `schema` with each nested column as text (JSON).
+fn flat_schema(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = (schema.fields().iter())
+        .map(|f| match nested(f.data_type()) {
+            true => Field::new(f.name(), DataType::Utf8, f.is_nullable()),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// `batch` with each nested column as its values' JSON text (`null` stays null).
+fn flatten(batch: &RecordBatch, schema: &SchemaRef) -> anyhow::Result<RecordBatch> {
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if !nested(field.data_type()) {
+            columns.push(column.clone());
+            continue;
+        }
+        // One column's rows as JSON objects (`{"name": value}`), the value taken out.
+        let single = RecordBatch::try_new(
+            Arc::new(Schema::new(vec![field.as_ref().clone()])),
+            vec![column.clone()],
+        )?;
+        let mut text = Vec::new();
+        let mut writer = JsonWriterBuilder::new()
+            .with_explicit_nulls(true)
+            .build::<_, LineDelimited>(&mut text);
+        writer.write(&single)?;
+        writer.finish()?;
+        let values = (text.split(|b| *b == b'\n'))
+            .filter(|line| !line.is_empty())
+            .map(|line| {
+                let mut row: serde_json::Map<String, serde_json::Value> =
+                    serde_json::from_slice(line)?;
+                Ok(match row.remove(field.name()) {
+                    None | Some(serde_json::Value::Null) => None,
+                    Some(value) => Some(value.to_string()),
+                })
+            })
+            .collect::<anyhow::Result<Vec<Option<String>>>>()?;
+        anyhow::ensure!(
+            values.len() == column.len(),
+            "column `{}`: {} rows as JSON, expected {}",
+            field.name(),
+            values.len(),
+            column.len()
+        );
+        columns.push(Arc::new(StringArray::from(values)));
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
+}
+
 /// Writes `result` to `out` in `format`.
 pub fn write_result(
     result: &QueryResult,
@@ -46,13 +119,18 @@ pub fn write_result(
             writeln!(out, "{table}")?;
         }
         Format::Csv => {
-            let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut *out);
-            if result.batches.is_empty() {
-                let empty =
-                    datafusion::arrow::record_batch::RecordBatch::new_empty(result.schema.clone());
-                writer.write(&empty)?;
-            }
+            // CSV has no nested values: lists (`top_features`, `metric_names`, ...) go
+            // in as JSON text, converted before anything is written.
+            let schema = flat_schema(&result.schema);
+            let mut batches = Vec::with_capacity(result.batches.len().max(1));
             for batch in &result.batches {
+                batches.push(flatten(batch, &schema)?);
+            }
+            if batches.is_empty() {
+                batches.push(RecordBatch::new_empty(schema));
+            }
+            let mut writer = CsvWriterBuilder::new().with_header(true).build(&mut *out);
+            for batch in &batches {
                 writer.write(batch)?;
             }
         }
@@ -84,11 +162,7 @@ pub fn write_result(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use datafusion::arrow::array::{Int64Array, StringArray};
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-    use datafusion::arrow::record_batch::RecordBatch;
+    use datafusion::arrow::array::Int64Array;
     use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
     use super::*;
@@ -127,6 +201,42 @@ mod tests {
             json,
             "{\"node\":1,\"label\":\"a,b\"}\n{\"node\":2,\"label\":null}\n"
         );
+    }
+
+    #[test]
+    fn csv_writes_lists_as_json_text() {
+        use datafusion::arrow::array::{ListBuilder, StringBuilder};
+        let mut names = ListBuilder::new(StringBuilder::new());
+        names.values().append_value("rtt_p99_us");
+        names.values().append_value("say \"hi\", ok");
+        names.append(true);
+        names.append(true);
+        names.append(false);
+        let names = names.finish();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("node", DataType::Int64, false),
+            Field::new("top_features", names.data_type().clone(), true),
+        ]));
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(vec![1, 2, 3])), Arc::new(names)],
+        )
+        .unwrap();
+        let lists = QueryResult {
+            schema: schema.clone(),
+            batches: vec![batch],
+        };
+        let csv = String::from_utf8(written(&lists, Format::Csv)).unwrap();
+        assert_eq!(
+            csv,
+            "node,top_features\n1,\"[\"\"rtt_p99_us\"\",\"\"say \\\"\"hi\\\"\", ok\"\"]\"\n2,[]\n3,\n"
+        );
+        let empty = QueryResult {
+            schema,
+            batches: vec![],
+        };
+        let csv = String::from_utf8(written(&empty, Format::Csv)).unwrap();
+        assert_eq!(csv, "node,top_features\n");
     }
 
     #[test]
