@@ -32,11 +32,12 @@ pub struct ReplayUnit {
 
 impl ReplayUnit {
     /// Whether `self`, which starts no earlier than a set of units reaching `end`
-    /// (`None`: unknown), may hold rows at or before that end: then they must be
-    /// handed out together, or its rows would fall behind the others' watermark.
+    /// (`None`: unknown), may hold rows before that end: then they must be handed
+    /// out together, or its rows would fall behind the others' watermark (a row at
+    /// the watermark itself is on time).
     pub fn overlaps(&self, end: Option<TimestampNs>) -> bool {
         match (self.span, end) {
-            (Some((start, _)), Some(end)) => start <= end,
+            (Some((start, _)), Some(end)) => start < end,
             _ => true,
         }
     }
