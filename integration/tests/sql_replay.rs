@@ -378,6 +378,18 @@ fn replay_range_equals_filtering_the_trace_for_any_workers_and_speed() {
         "pacing does not change output"
     );
 
+    // A range past the trace replays nothing, and says where the trace lies.
+    let past = meshflow(
+        d,
+        &["replay", "trace", "--out", "past", "--from", "2027-01-01T00:00:00Z"],
+        true,
+    );
+    assert!(
+        stderr(&past).contains("selects no rows; the trace spans 2026-01-01T00:00:00"),
+        "{}",
+        stderr(&past)
+    );
+
     for (args, message) in [
         (vec!["--from", "yesterday"], "RFC 3339"),
         (vec!["--from", "1767225730", "--to", from], "must be after"),

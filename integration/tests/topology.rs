@@ -12,12 +12,15 @@ fn write(path: &Path, text: &str) {
 }
 
 /// Per window (by end), per node name: degrees, the 1-hop mean of distinct peers,
-/// and the component's smallest member name; plus the component count.
+/// and the component's smallest member name; plus the component count. And every
+/// (name, label) pair of node_features (scores take the same label; too short a
+/// trace to score here).
 const READ: &str = r#"
 import sys, json
 import pyarrow.dataset as ds
 names = {r["node"]: r["name"] for r in ds.dataset(sys.argv[1] + "/nodes", format="parquet").to_table().to_pylist()}
 t = ds.dataset(sys.argv[2] + "/node_features", format="parquet", partitioning="hive").to_table()
+labels = sorted({(names[r["node"]], r["node_label"]) for r in t.select(["node", "node_label"]).to_pylist()})
 cols = ["window_end", "node", "in_degree", "out_degree", "distinct_peers", "distinct_peers_n1_mean", "component", "components"]
 rows = t.select(cols).to_pylist()
 out = {}
@@ -25,7 +28,7 @@ for r in rows:
     w = str(r["window_end"].timestamp())
     comp_members = sorted(names[x["node"]] for x in rows if x["window_end"] == r["window_end"] and x["component"] == r["component"])
     out.setdefault(w, {})[names[r["node"]]] = [r["in_degree"], r["out_degree"], r["distinct_peers"], r["distinct_peers_n1_mean"], comp_members[0], r["components"]]
-print(json.dumps(out, sort_keys=True))
+print(json.dumps({"windows": out, "labels": labels}, sort_keys=True))
 "#;
 
 #[test]
@@ -73,7 +76,13 @@ fn a_given_topology_gives_metric_only_nodes_degrees_neighbourhoods_and_component
         outputs.push(python_json(READ, &[&d.join("trace"), &d.join(&out)]));
     }
     assert_eq!(outputs[0], outputs[1], "1 and 2 workers differ");
-    let windows = outputs[0].as_object().unwrap();
+    // Named nodes are labelled with their names.
+    let labels = outputs[0]["labels"].as_array().unwrap();
+    assert!(labels.len() >= 5, "{labels:?}");
+    for pair in labels {
+        assert_eq!(pair[0], pair[1], "label is the node's name: {labels:?}");
+    }
+    let windows = outputs[0]["windows"].as_object().unwrap();
     // Data spans [0 s, 55 s]: six tumbling windows, none before or after.
     assert_eq!(windows.len(), 6, "{}", outputs[0]);
     let row = |w: &Value, n: &str| w[n].as_array().cloned().unwrap_or_default();

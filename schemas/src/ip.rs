@@ -113,15 +113,39 @@ pub fn node_id_of_name(name: &str) -> u64 {
     NAME_TAG | (h >> 3)
 }
 
+/// The names of nodes given by name ([`node_id_of_name`]), as the traces being read
+/// list them (`nodes/`): read-only input data, loaded once at the start of a job.
+fn node_names() -> &'static std::sync::RwLock<std::collections::HashMap<u64, String>> {
+    static NAMES: std::sync::OnceLock<std::sync::RwLock<std::collections::HashMap<u64, String>>> =
+        std::sync::OnceLock::new();
+    NAMES.get_or_init(Default::default)
+}
+
+/// Makes [`node_label`] show the given names of named nodes (ids from
+/// [`node_id_of_name`]) instead of their hash. Other ids keep their own labels.
+pub fn register_node_names(names: impl IntoIterator<Item = (u64, String)>) {
+    let mut known = node_names().write().unwrap_or_else(|e| e.into_inner());
+    known.extend(
+        names
+            .into_iter()
+            .filter(|(node, _)| node & NAME_TAG != 0 && node >> 61 == 1),
+    );
+}
+
 /// A human-readable label for a node id: `n17` for simulator nodes, the address
-/// for IPv4-derived ids, `v6:<hex>` for hashed IPv6 ids.
+/// for IPv4-derived ids, `v6:<hex>` for hashed IPv6 ids, and for a node given by
+/// name, the name ([`register_node_names`]) or else `h:<hex>`.
 pub fn node_label(node: u64) -> String {
     if node & IPV6_TAG != 0 {
         format!("v6:{:015x}", node & !IPV6_TAG)
     } else if node & IPV4_TAG != 0 && node >> 32 == IPV4_TAG >> 32 {
         Ipv4Addr::from((node & 0xffff_ffff) as u32).to_string()
     } else if node & NAME_TAG != 0 && node >> 61 == 1 {
-        format!("h:{:015x}", node & !NAME_TAG)
+        let known = node_names().read().unwrap_or_else(|e| e.into_inner());
+        match known.get(&node) {
+            Some(name) => name.clone(),
+            None => format!("h:{:015x}", node & !NAME_TAG),
+        }
     } else {
         simulator_label(node)
     }
@@ -164,6 +188,18 @@ mod tests {
         fn simulator_labels_are_the_decimal_id(node in proptest::num::u64::ANY) {
             proptest::prop_assert_eq!(simulator_label(node), format!("n{node}"));
         }
+    }
+
+    #[test]
+    fn registered_names_label_their_nodes() {
+        let id = node_id_of_name("payments-api");
+        assert!(node_label(id).starts_with("h:"), "{}", node_label(id));
+        register_node_names([
+            (id, "payments-api".to_string()),
+            (17, "not a named node".to_string()),
+        ]);
+        assert_eq!(node_label(id), "payments-api");
+        assert_eq!(node_label(17), "n17", "only named nodes take a name");
     }
 
     #[test]

@@ -72,7 +72,7 @@ pub use inputs::{
     Chain, FlowRecord, INPUT_TABLES, NodeMetric, NodeName, Payment, SyscallLatency, TcpEvent,
     TcpEventKind, TopologyEdge,
 };
-pub use ip::{Ip16, node_id_of_ip, node_id_of_name, node_label};
+pub use ip::{Ip16, node_id_of_ip, node_id_of_name, node_label, register_node_names};
 pub use node_features::{
     BASE_FEATURE_COUNT, BASE_FEATURES, FEATURE_COUNT, FEATURE_NAMES, NodeFeatures,
 };

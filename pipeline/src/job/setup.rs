@@ -26,6 +26,23 @@ pub(super) struct Sources {
     pub handoff: Option<TimestampNs>,
 }
 
+/// Says that a replay's time range holds none of the trace's rows, and where the
+/// trace lies, so an empty output is not a silent surprise.
+fn warn_empty_range(name: &str, trace: &Path) {
+    let whole = TracePlan::new(trace, TimeRange::ALL, true);
+    let span = match whole.as_ref().map(|p| (p.start(), p.end())) {
+        Ok((Some(start), Some(end))) => format!("the trace spans {start} to {end}"),
+        Ok(_) => "the trace holds no rows with time statistics".to_string(),
+        Err(e) => e.to_string(),
+    };
+    eprintln!("warning: source `{name}`: the time range (--from/--to) selects no rows; {span}");
+}
+
+/// Labels the named nodes of a trace with their names in every output.
+fn register_names(plan: &TracePlan) {
+    meshflow_schemas::register_node_names(plan.names.iter().map(|n| (n.node, n.name.clone())));
+}
+
 /// Opens every source of `cfg` (and the trace of `job.replay_first`), adding the
 /// rows the traces plan to `progress`.
 pub(super) fn open_sources(
@@ -69,6 +86,7 @@ pub(super) fn open_sources(
                 )
             })?;
             let epoch = cfg.job.epoch.as_nanos_i64();
+            register_names(&plan);
             progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
             skipped.extend(plan.skipped());
             shared.push(SharedSource::Replay {
@@ -102,6 +120,10 @@ pub(super) fn open_sources(
                     replay.skip_bad_files,
                     whole_flows,
                 )?;
+                register_names(&plan);
+                if plan.rows() == 0 && !replay.range().is_all() {
+                    warn_empty_range(name, &replay.path);
+                }
                 progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
                 skipped.extend(plan.skipped());
                 SharedSource::Replay {

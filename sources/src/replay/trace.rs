@@ -5,8 +5,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use meshflow_schemas::{
-    ArrowRecord, Counters, FlowRecord, INPUT_TABLES, NodeMetric, SyscallLatency, TcpEvent,
-    TimestampNs, TopologyEdge,
+    ArrowRecord, Counters, FlowRecord, INPUT_TABLES, NodeMetric, NodeName, SyscallLatency,
+    TcpEvent, TimestampNs, TopologyEdge,
 };
 
 use super::{
@@ -31,6 +31,9 @@ pub struct TracePlan {
     /// The trace's given topology (`meshflow import metrics --edges`), sorted; empty
     /// when the trace has none (its topology then comes from its flows).
     pub links: Vec<TopologyEdge>,
+    /// The names of the trace's named nodes (`nodes/`, from `meshflow import
+    /// metrics`); empty when it has none.
+    pub names: Vec<NodeName>,
     /// Whether its readers read whole flow records ([`SourceBatch::flow_records`])
     /// besides the columns the dataflow reads, for a job that writes the `flows`
     /// input table again; the plan then requires every flow column.
@@ -95,6 +98,7 @@ impl TracePlan {
                 SyscallLatency::TIME_COLUMN,
             )?,
             links: read_links(trace, skip_bad_files)?,
+            names: read_whole(trace, skip_bad_files)?,
             whole_flows,
         };
         let tables = INPUT_TABLES;
@@ -146,18 +150,22 @@ impl TracePlan {
 
 /// Every link of `trace/edges` (all of them: a link valid before `--from` still holds).
 fn read_links(trace: &Path, skip_bad_files: bool) -> Result<Vec<TopologyEdge>, ReplayError> {
-    let plan = ReplayPlan::new(
-        trace,
-        TopologyEdge::TABLE,
-        &TopologyEdge::schema(),
-        skip_bad_files,
-    )?;
-    let mut links = Vec::new();
-    for unit in &plan.units {
-        Vec::<TopologyEdge>::read_unit(unit, &TimeRange::ALL, &mut links)?;
-    }
+    let mut links: Vec<TopologyEdge> = read_whole(trace, skip_bad_files)?;
     links.sort_by_key(|l| (l.valid_from, l.src_node, l.dst_node));
     Ok(links)
+}
+
+/// Every row of a small table of `trace` (none when the trace lacks it).
+fn read_whole<R: ArrowRecord + Sync>(
+    trace: &Path,
+    skip_bad_files: bool,
+) -> Result<Vec<R>, ReplayError> {
+    let plan = ReplayPlan::new(trace, R::TABLE, &R::schema(), skip_bad_files)?;
+    let mut rows = Vec::new();
+    for unit in &plan.units {
+        Vec::<R>::read_unit(unit, &TimeRange::ALL, &mut rows)?;
+    }
+    Ok(rows)
 }
 
 /// One worker's reader of a trace's flows: the columns the dataflow reads, or whole
