@@ -507,7 +507,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let written: u64 = report.rows.iter().map(|(_, n)| n).sum();
             anyhow::ensure!(
                 written > 0,
-                "nothing was imported: every record line was malformed"
+                "nothing was imported: {}",
+                if report.lines == 0 {
+                    "the input holds no record lines"
+                } else {
+                    "every record line was malformed"
+                }
             );
             Ok(())
         }

@@ -141,6 +141,10 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         }
     }
     progress.finish_and_clear();
+    if metrics.is_empty() && links.is_empty() {
+        // Nothing to write: an earlier trace in `out` stays as it was.
+        return Ok(report);
+    }
     let sink = trace_sink(out);
     let nodes: Vec<NodeName> = names
         .into_iter()

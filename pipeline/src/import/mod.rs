@@ -46,7 +46,7 @@ impl std::fmt::Display for BadLine {
 pub struct ImportReport {
     /// Input lines that held a record (headers and comments excluded).
     pub lines: u64,
-    /// Rows written, per table.
+    /// Rows written, per table; empty when nothing was written (no valid record).
     pub rows: Vec<(&'static str, u64)>,
     /// Malformed lines skipped.
     pub bad: u64,
@@ -79,11 +79,15 @@ impl ImportReport {
 
     /// A human summary: rows per table, then the malformed lines.
     pub fn text(&self, out: &Path) -> String {
-        let mut text = format!(
-            "imported {} input records into {}\n",
-            self.lines - self.bad.min(self.lines),
-            out.display()
-        );
+        let mut text = if self.rows.is_empty() {
+            format!("imported nothing; {} was left as it was\n", out.display())
+        } else {
+            format!(
+                "imported {} input records into {}\n",
+                self.lines - self.bad.min(self.lines),
+                out.display()
+            )
+        };
         for (table, rows) in &self.rows {
             text.push_str(&format!("  {table:<14} {rows:>12} rows\n"));
         }

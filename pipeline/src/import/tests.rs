@@ -144,6 +144,44 @@ fn zeek_connections_become_flows_in_both_directions_with_labels_kept() {
     );
 }
 
+/// An import with no valid record writes nothing, so the trace already in its
+/// output folder stays as it was.
+#[test]
+fn an_import_without_a_valid_record_leaves_the_earlier_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.log");
+    let mut text = ZEEK_HEADER.to_string();
+    text.push_str("1655071198.444458\tC1\t147.32.81.167\t62771\t40.74.108.123\t443\ttcp\tssl\t1.135424\t1596\t4039\tSF\tShADdaFf\t14\t1016\t16\t1226\t(empty)\tBenign\tMicrosoft\n");
+    std::fs::write(&good, text).unwrap();
+    let bad = dir.path().join("bad.log");
+    std::fs::write(&bad, format!("{ZEEK_HEADER}not-a-time\tC3\n")).unwrap();
+    let out = dir.path().join("trace");
+    zeek::import(std::slice::from_ref(&good), &out).unwrap();
+    let before = read_table(&out, FlowRecord::TABLE);
+    assert_eq!(before.iter().map(|b| b.num_rows()).sum::<usize>(), 2);
+
+    let report = zeek::import(std::slice::from_ref(&bad), &out).unwrap();
+    assert_eq!((report.lines, report.bad), (1, 1));
+    assert!(report.rows.is_empty(), "{report:?}");
+    assert!(
+        report.text(&out).starts_with("imported nothing;"),
+        "{}",
+        report.text(&out)
+    );
+    assert_eq!(read_table(&out, FlowRecord::TABLE), before);
+
+    let csv = dir.path().join("bad.csv");
+    std::fs::write(
+        &csv,
+        "timestamp,node,metric,value\n2026-01-01T00:00:00Z,a,cpu,x\n",
+    )
+    .unwrap();
+    let report = metrics::import(&csv, None, &out).unwrap();
+    assert_eq!((report.lines, report.bad, report.rows.len()), (1, 1, 0));
+    assert!(!out.join(NodeMetric::TABLE).exists());
+    assert_eq!(read_table(&out, FlowRecord::TABLE), before);
+}
+
 #[test]
 fn zeek_gzip_and_a_file_missing_key_fields() {
     let dir = tempfile::tempdir().unwrap();

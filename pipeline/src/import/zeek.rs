@@ -36,6 +36,10 @@ pub fn import(files: &[PathBuf], out: &Path) -> Result<ImportReport, ImportError
         read_file(file, &progress, &mut report, &mut extras, &mut rows)?;
     }
     progress.finish_and_clear();
+    if rows.is_empty() {
+        // Nothing to write: an earlier trace in `out` stays as it was.
+        return Ok(report);
+    }
     rows.sort_by_key(|(r, _)| r.last_seen);
     let sink = trace_sink(out);
     let dir = prepare_table_dir(out, FlowRecord::TABLE, sink.mode)?;
