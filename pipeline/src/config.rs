@@ -321,9 +321,14 @@ impl JobConfig {
         })
     }
 
-    /// Parses TOML text (without validating values).
+    /// Parses TOML text (without validating values). A bad key or value in a
+    /// source table is reported at its own line and by its key.
     pub fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+        toml::from_str(text).map_err(|e: toml::de::Error| {
+            (located::source_error(text).unwrap_or_else(|| e.to_string()))
+                .trim_end()
+                .to_string()
+        })
     }
 
     /// Checks every value, naming the key and the reason.
@@ -357,12 +362,15 @@ impl JobConfig {
             );
         }
         if let Err(reason) = self.window_spec() {
-            let key = if reason.starts_with("slide") {
-                "window.slide"
-            } else {
-                "window.length"
+            // The reason starts with the field's own name, which the key replaces.
+            let (key, rest) = match reason.strip_prefix("slide ") {
+                Some(rest) => ("window.slide", rest),
+                None => (
+                    "window.length",
+                    reason.strip_prefix("length ").unwrap_or(&reason),
+                ),
             };
-            return invalid(key, reason);
+            return invalid(key, rest.to_string());
         }
         if self.sources.is_empty() {
             return invalid(
@@ -435,5 +443,6 @@ impl JobConfig {
     }
 }
 
+mod located;
 #[cfg(test)]
 mod tests;

@@ -88,6 +88,39 @@ fn unknown_keys_are_rejected_with_their_name() {
     assert!(err.contains("carrier_pigeon"), "{err}");
 }
 
+/// A bad key or value in a source table is shown on its own line, with its key,
+/// not at the table's header.
+#[test]
+fn source_errors_point_at_their_line_and_key() {
+    let text = "[job]\nworkers = 1\n\n[sources.mesh]\ntype = \"simulator\"\nnodes = 20\npace = \"fastest\"\n[sources.mesh.faults]\nkinds = [\"link_degradation\"]\n";
+    let err = JobConfig::parse(text).unwrap_err();
+    assert!(err.contains("line 7, column 8"), "{err}");
+    assert!(err.contains("7 | pace = \"fastest\""), "{err}");
+    assert!(
+        err.contains("`sources.mesh.pace`: unknown variant `fastest`"),
+        "{err}"
+    );
+    let typo = text.replace("nodes = 20", "node = 20");
+    let err = JobConfig::parse(&typo).unwrap_err();
+    assert!(err.contains("line 6, column 1"), "{err}");
+    assert!(
+        err.contains("`sources.mesh.node`: unknown field `node`"),
+        "{err}"
+    );
+    let nested = text
+        .replace("\"fastest\"", "\"fast\"")
+        .replace("[\"link_degradation\"]", "[\"meteor\"]");
+    let err = JobConfig::parse(&nested).unwrap_err();
+    assert!(err.contains("line 9, column 9"), "{err}");
+    assert!(err.contains("`sources.mesh.faults.kinds`"), "{err}");
+    let replay = "[sources.t]\ntype = \"replay\"\npath = \"x\"\nspeed = \"fast\"\n";
+    let err = JobConfig::parse(replay).unwrap_err();
+    assert!(
+        err.contains("line 4") && err.contains("`sources.t.speed`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn invalid_values_name_the_key_and_reason() {
     let cases = [
@@ -97,11 +130,11 @@ fn invalid_values_name_the_key_and_reason() {
         ),
         (
             "[window]\nlength = \"10s\"\nslide = \"3s\"\n[sources.a]\ntype = \"simulator\"\n",
-            "window.length",
+            "window.length (10000000000 ns) must be a positive multiple of the slide (3000000000 ns)",
         ),
         (
             "[window]\nslide = \"1500ms\"\n[sources.a]\ntype = \"simulator\"\n",
-            "window.slide",
+            "window.slide (1500000000 ns) must be",
         ),
         (
             "[job]\nlateness = \"1500ms\"\n[sources.a]\ntype = \"simulator\"\n",
