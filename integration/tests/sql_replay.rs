@@ -243,7 +243,14 @@ fn sql_formats_prompt_errors_and_partition_pruning() {
 
     // The prompt, fed through a pipe.
     let script = "\\d\n\\d node_features\nSELECT count(*)\n  AS n FROM node_features;\nSELECT nope FROM node_features;\nSELECT 6 * 7 AS answer;\n\\q\nSELECT 'not run';\n";
-    let out = meshflow_with_stdin(d, &["sql", "--out", "out", "--format", "csv"], script, true);
+    // A statement of it fails, so the whole script exits with an error (after
+    // running the rest).
+    let out = meshflow_with_stdin(
+        d,
+        &["sql", "--out", "out", "--format", "csv"],
+        script,
+        false,
+    );
     let (text, errors) = (stdout(&out), stderr(&out));
     assert!(
         text.starts_with("table\nanomaly_scores\nnode_features\n"),
@@ -260,6 +267,10 @@ fn sql_formats_prompt_errors_and_partition_pruning() {
     assert!(text.ends_with("answer\n42\n"), "{text}");
     assert!(
         errors.contains("error: ") && errors.contains("nope"),
+        "{errors}"
+    );
+    assert!(
+        errors.contains("1 statement(s) of the input failed"),
         "{errors}"
     );
     let out = meshflow_with_stdin(d, &["sql", "--out", "out"], "SELECT 1 AS one;", true);
@@ -381,7 +392,14 @@ fn replay_range_equals_filtering_the_trace_for_any_workers_and_speed() {
     // A range past the trace replays nothing, and says where the trace lies.
     let past = meshflow(
         d,
-        &["replay", "trace", "--out", "past", "--from", "2027-01-01T00:00:00Z"],
+        &[
+            "replay",
+            "trace",
+            "--out",
+            "past",
+            "--from",
+            "2027-01-01T00:00:00Z",
+        ],
         true,
     );
     assert!(

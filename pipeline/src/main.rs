@@ -334,14 +334,17 @@ fn sql(
         let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
         if !std::io::stdin().is_terminal() {
             let mut lines = Lines(std::io::stdin().lock());
-            return run_prompt(
+            let failed = run_prompt(
                 &session,
                 &rt,
                 format,
                 &mut lines,
                 &mut stdout.lock(),
                 &mut stderr.lock(),
-            );
+            )?;
+            // A script fails as a whole when any of its statements did.
+            anyhow::ensure!(failed == 0, "{failed} statement(s) of the input failed");
+            return Ok(());
         }
         eprintln!(
             "meshflow sql over {}: tables {}. End statements with `;`; \\d lists tables, \\d TABLE shows one, \\q quits.",
@@ -349,14 +352,15 @@ fn sql(
             session.tables().join(", ")
         );
         let mut terminal = Terminal::open(history_path())?;
-        return run_prompt(
+        run_prompt(
             &session,
             &rt,
             format,
             &mut terminal,
             &mut stdout.lock(),
             &mut stderr.lock(),
-        );
+        )?;
+        return Ok(());
     };
     anyhow::ensure!(
         !(format.is_binary() && output.is_none()),

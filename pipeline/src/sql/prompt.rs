@@ -136,7 +136,8 @@ fn command(line: &str) -> Option<Command<'_>> {
 
 /// Runs the prompt over `session` until `\q`, `exit`, `quit` or the end of `input`;
 /// results go to `out` in `format` (table, csv or json), errors to `err`. A statement
-/// still open at the end of input runs as if it ended with `;`.
+/// still open at the end of input runs as if it ended with `;`. Returns how many
+/// statements and commands failed, so a script piped in can fail as a whole.
 pub fn run_prompt(
     session: &SqlSession,
     rt: &tokio::runtime::Runtime,
@@ -144,12 +145,14 @@ pub fn run_prompt(
     input: &mut dyn LineSource,
     out: &mut dyn Write,
     err: &mut dyn Write,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     anyhow::ensure!(
         !format.is_binary(),
         "the prompt prints its results; --format {format:?} needs a query and --output FILE"
     );
     let mut statement = String::new();
+    let mut failed = 0;
+    // Prints a result, or its error; says whether it failed.
     let show = |result: anyhow::Result<QueryResult>, out: &mut dyn Write, err: &mut dyn Write| {
         match result {
             Ok(result) => {
@@ -158,10 +161,13 @@ pub fn run_prompt(
                     let n = result.rows();
                     writeln!(out, "({n} row{})", if n == 1 { "" } else { "s" })?;
                 }
+                anyhow::Ok(0)
             }
-            Err(e) => writeln!(err, "error: {e:#}")?,
+            Err(e) => {
+                writeln!(err, "error: {e:#}")?;
+                anyhow::Ok(1)
+            }
         }
-        anyhow::Ok(())
     };
     loop {
         let prompt = if statement.is_empty() {
@@ -177,9 +183,9 @@ pub fn run_prompt(
             }
             Line::End => {
                 if !statement.trim().is_empty() {
-                    show(rt.block_on(session.run(&statement)), out, err)?;
+                    failed += show(rt.block_on(session.run(&statement)), out, err)?;
                 }
-                return Ok(());
+                return Ok(failed);
             }
         };
         if statement.is_empty() {
@@ -189,15 +195,18 @@ pub fn run_prompt(
             if let Some(cmd) = command(&line) {
                 input.add_history(line.trim());
                 match cmd {
-                    Command::Quit => return Ok(()),
-                    Command::Tables => show(session.list(), out, err)?,
+                    Command::Quit => return Ok(failed),
+                    Command::Tables => failed += show(session.list(), out, err)?,
                     Command::Describe(table) => {
-                        show(rt.block_on(session.describe(table)), out, err)?
+                        failed += show(rt.block_on(session.describe(table)), out, err)?
                     }
-                    Command::Unknown(text) => writeln!(
-                        err,
-                        "error: unknown command `{text}`; use \\d, \\d TABLE or \\q"
-                    )?,
+                    Command::Unknown(text) => {
+                        failed += 1;
+                        writeln!(
+                            err,
+                            "error: unknown command `{text}`; use \\d, \\d TABLE or \\q"
+                        )?
+                    }
                 }
                 continue;
             }
@@ -207,7 +216,7 @@ pub fn run_prompt(
         statement.push_str(&line);
         if line.trim_end().ends_with(';') {
             input.add_history(&statement);
-            show(rt.block_on(session.run(&statement)), out, err)?;
+            failed += show(rt.block_on(session.run(&statement)), out, err)?;
             statement.clear();
         }
     }

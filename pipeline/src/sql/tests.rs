@@ -196,7 +196,7 @@ fn the_prompt_runs_multi_line_statements_survives_errors_and_quits() {
     let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
     let script = "\\d\n\n\\d node_features\nSELECT count(*)\n  AS n\nFROM node_features;\nSELECT nope FROM node_features;\n\\x\nSELECT 40 + 2 AS answer;\n\\q\nSELECT 'after quit';\n";
     let (mut out, mut err) = (Vec::new(), Vec::new());
-    run_prompt(
+    let failed = run_prompt(
         &session,
         &rt,
         Format::Csv,
@@ -205,6 +205,7 @@ fn the_prompt_runs_multi_line_statements_survives_errors_and_quits() {
         &mut err,
     )
     .unwrap();
+    assert_eq!(failed, 2, "the bad column and the unknown command");
     let out = String::from_utf8(out).unwrap();
     let err = String::from_utf8(err).unwrap();
     assert!(
@@ -220,7 +221,8 @@ fn the_prompt_runs_multi_line_statements_survives_errors_and_quits() {
     // End of input runs an unterminated last statement; tables show a row count.
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let mut lines = Lines("SELECT 1 AS one".as_bytes());
-    run_prompt(&session, &rt, Format::Table, &mut lines, &mut out, &mut err).unwrap();
+    let failed = run_prompt(&session, &rt, Format::Table, &mut lines, &mut out, &mut err).unwrap();
+    assert_eq!(failed, 0);
     let out = String::from_utf8(out).unwrap();
     assert!(
         out.contains("| one |") && out.ends_with("(1 row)\n"),
