@@ -341,5 +341,8 @@ fn a_folder_without_input_tables_is_not_a_trace() {
         "{err}"
     );
     let err = TracePlan::new(&dir.path().join("nope"), TimeRange::ALL, false).unwrap_err();
+    assert!(err.to_string().contains("nope: does not exist"), "{err}");
+    std::fs::write(dir.path().join("file"), "").unwrap();
+    let err = TracePlan::new(&dir.path().join("file"), TimeRange::ALL, false).unwrap_err();
     assert!(err.to_string().contains("is not a trace folder"), "{err}");
 }

@@ -66,7 +66,11 @@ impl TracePlan {
         if !trace.is_dir() {
             return Err(ReplayError::Trace {
                 path: trace.to_path_buf(),
-                reason: "is not a trace folder".into(),
+                reason: if trace.exists() {
+                    "is not a trace folder".into()
+                } else {
+                    "does not exist".into()
+                },
             });
         }
         let flow_schema = if whole_flows {
