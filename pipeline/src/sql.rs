@@ -9,6 +9,7 @@
 mod output;
 mod prompt;
 mod prune;
+mod udf;
 
 pub use output::{Format, write_result};
 pub use prompt::{Line, LineSource, Lines, Terminal, history_path, run_prompt};
@@ -81,6 +82,7 @@ impl SqlSession {
         let ctx = SessionContext::new_with_config(
             datafusion::prelude::SessionConfig::new().with_collect_statistics(false),
         );
+        udf::register(&ctx);
         let mut tables = Vec::new();
         let entries = std::fs::read_dir(out)
             .map_err(|e| anyhow::anyhow!("cannot read output folder {}: {e}", out.display()))?;
