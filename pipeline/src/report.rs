@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use meshflow_schemas::{AnomalyScore, ArrowRecord};
 
 use crate::job::{Progress, Summary};
 
@@ -189,9 +190,15 @@ pub fn summary_text(s: &Summary) -> String {
         }
     }
     for (table, rows) in &s.rows {
+        // No scores is expected of a short job; say why, so it is not taken for a fault.
+        let why = if *rows == 0 && *table == AnomalyScore::TABLE && s.windows > 0 {
+            " (none yet: a node is scored once it has anomaly.warmup_windows windows, 60 by default, and the model is fitted)"
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "  rows written: {table} {rows} -> {}",
+            "  rows written: {table} {rows} -> {}{why}",
             s.out.join(table).display()
         );
     }
