@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use differential_dataflow::Hashable;
 use differential_dataflow::VecCollection;
 use timely::ExchangeData;
-use timely::container::CapacityContainerBuilder;
 use timely::dataflow::Stream;
 use timely::dataflow::channels::pact::Exchange;
 use timely::dataflow::operators::generic::Operator;
 
+use crate::batches::RowBatches;
 use crate::chunked::Chunked;
 use crate::hash::FxHashMap;
 use crate::total::hold;
@@ -66,98 +66,94 @@ where
     F: FnMut(u64, &K, &S) -> O + 'static,
 {
     let pact = Exchange::new(|update: &((K, S::Part), u64, isize)| (update.0).0.hashed().into());
-    collection
-        .inner
-        .unary_frontier::<CapacityContainerBuilder<Vec<O>>, _, _, _>(
-            pact,
-            "EmitWindows",
-            move |capability, _info| {
-                let mut capability = Some(capability);
-                let mut pending: BTreeMap<u64, Chunked<Update<K, S::Part>>> = BTreeMap::new();
-                let mut current: FxHashMap<K, S> = FxHashMap::default();
-                let mut next_window: Option<u64> = None;
+    collection.inner.unary_frontier::<RowBatches<O>, _, _, _>(
+        pact,
+        "EmitWindows",
+        move |capability, _info| {
+            let mut capability = Some(capability);
+            let mut pending: BTreeMap<u64, Chunked<Update<K, S::Part>>> = BTreeMap::new();
+            let mut current: FxHashMap<K, S> = FxHashMap::default();
+            let mut next_window: Option<u64> = None;
 
-                move |(input, frontier), output| {
-                    input.for_each(|_cap, data| {
-                        for ((k, v), t, r) in data.drain(..) {
-                            pending.entry(t).or_default().push(((k, v), r));
-                        }
-                    });
-                    loop {
-                        // The next window worth emitting: the next slide while keys are
-                        // present, else the next time anything changes.
-                        let candidate =
-                            match (current.is_empty(), next_window, pending.keys().next()) {
-                                (false, Some(w), first) => Some(first.map_or(w, |&f| f.min(w))),
-                                (_, _, Some(&f)) => Some(f),
-                                _ => None,
-                            };
-                        let Some(w) = candidate else { break };
-                        if frontier.less_equal(&w) {
+            move |(input, frontier), output| {
+                input.for_each(|_cap, data| {
+                    for ((k, v), t, r) in data.drain(..) {
+                        pending.entry(t).or_default().push(((k, v), r));
+                    }
+                });
+                loop {
+                    // The next window worth emitting: the next slide while keys are
+                    // present, else the next time anything changes.
+                    let candidate = match (current.is_empty(), next_window, pending.keys().next()) {
+                        (false, Some(w), first) => Some(first.map_or(w, |&f| f.min(w))),
+                        (_, _, Some(&f)) => Some(f),
+                        _ => None,
+                    };
+                    let Some(w) = candidate else { break };
+                    if frontier.less_equal(&w) {
+                        break;
+                    }
+                    while let Some(entry) = pending.first_entry() {
+                        if *entry.key() > w {
                             break;
                         }
-                        while let Some(entry) = pending.first_entry() {
-                            if *entry.key() > w {
-                                break;
-                            }
-                            let mut updates = entry.remove();
-                            // Retractions first, then insertions, so a part's new value
-                            // replaces the old; parts (large) move once, when set.
-                            for ((k, part), _) in
-                                updates.chunks().iter().flatten().filter(|u| u.1 < 0)
-                            {
-                                if let Some(parts) = current.get_mut(k) {
-                                    parts.clear(part);
-                                    if parts.is_empty() {
-                                        current.remove(k);
-                                    }
-                                }
-                            }
-                            for chunk in updates.chunks_mut() {
-                                for ((k, part), r) in chunk.drain(..) {
-                                    if r > 0 {
-                                        current.entry(k).or_default().set(part);
-                                    }
+                        let mut updates = entry.remove();
+                        // Retractions first, then insertions, so a part's new value
+                        // replaces the old; parts (large) move once, when set.
+                        for ((k, part), _) in updates.chunks().iter().flatten().filter(|u| u.1 < 0)
+                        {
+                            if let Some(parts) = current.get_mut(k) {
+                                parts.clear(part);
+                                if parts.is_empty() {
+                                    current.remove(k);
                                 }
                             }
                         }
-                        if !current.is_empty() {
-                            let cap = capability
-                                .as_ref()
-                                .expect("capability held while output is pending");
-                            let delayed = cap.delayed(&w);
-                            let mut session = output.session(&delayed);
-                            // Each row's parts by reference, so a key is looked up
-                            // once; in key order, for output that does not depend on
-                            // the map's.
-                            let mut rows: Vec<(K, &S)> = (current.iter())
-                                .filter(|(_, parts)| parts.is_complete())
-                                .map(|(k, parts)| (k.clone(), parts))
-                                .collect();
-                            rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                            for (i, (k, parts)) in rows.iter().enumerate() {
-                                // The parts lie wherever the map and the allocator
-                                // put them: ask for a later row's now.
-                                if let Some((_, later)) = rows.get(i + ROWS_AHEAD) {
-                                    later.prefetch();
+                        for chunk in updates.chunks_mut() {
+                            for ((k, part), r) in chunk.drain(..) {
+                                if r > 0 {
+                                    current.entry(k).or_default().set(part);
                                 }
-                                session.give(row(w, k, parts));
                             }
-                            next_window = Some(w + spec.slide);
-                        } else {
-                            next_window = None;
                         }
                     }
-                    // Hold the capability no later than anything we may still emit.
-                    hold(
-                        &mut capability,
-                        [
-                            next_window.filter(|_| !current.is_empty()),
-                            pending.keys().next().copied(),
-                            frontier.frontier().iter().min().copied(),
-                        ],
-                    );
+                    if !current.is_empty() {
+                        let cap = capability
+                            .as_ref()
+                            .expect("capability held while output is pending");
+                        let delayed = cap.delayed(&w);
+                        let mut session = output.session_with_builder(&delayed);
+                        // Each row's parts by reference, so a key is looked up
+                        // once; in key order, for output that does not depend on
+                        // the map's.
+                        let mut rows: Vec<(K, &S)> = (current.iter())
+                            .filter(|(_, parts)| parts.is_complete())
+                            .map(|(k, parts)| (k.clone(), parts))
+                            .collect();
+                        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+                        for (i, (k, parts)) in rows.iter().enumerate() {
+                            // The parts lie wherever the map and the allocator
+                            // put them: ask for a later row's now.
+                            if let Some((_, later)) = rows.get(i + ROWS_AHEAD) {
+                                later.prefetch();
+                            }
+                            session.give(row(w, k, parts));
+                        }
+                        next_window = Some(w + spec.slide);
+                    } else {
+                        next_window = None;
+                    }
                 }
-            },
-        )
+                // Hold the capability no later than anything we may still emit.
+                hold(
+                    &mut capability,
+                    [
+                        next_window.filter(|_| !current.is_empty()),
+                        pending.keys().next().copied(),
+                        frontier.frontier().iter().min().copied(),
+                    ],
+                );
+            }
+        },
+    )
 }

@@ -17,8 +17,10 @@
 //!   second reader, so that reader does not get a clone of every record.
 //! - [`emit`]: turns a windowed differential collection into complete rows per
 //!   closed window, once the frontier has passed it.
+//! - [`batches`]: containers sized by row count, for streams of large rows.
 
 pub mod anomaly;
+pub mod batches;
 pub mod chunked;
 pub mod emit;
 pub mod features;

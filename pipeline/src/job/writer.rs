@@ -4,12 +4,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use meshflow_operators::batches::RowBatches;
 use meshflow_schemas::{ArrowRecord, Counters};
 use meshflow_sinks::parquet::{ParquetSinkConfig, SinkError, WindowWriter};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use timely::dataflow::Stream;
-use timely::dataflow::channels::pact::Exchange;
+use timely::dataflow::channels::pact::ExchangeCore;
 use timely::dataflow::operators::generic::Operator;
 
 /// Shared, process-local record of what the writers did, for the summary.
@@ -47,7 +48,10 @@ pub fn write_parquet<'s, R, F>(
     F: Fn(&R, u32) -> (u32, u64) + Copy + Send + 'static,
 {
     let buckets = cfg.buckets;
-    let route = Exchange::new(move |r: &R| u64::from(bucket_and_key(r, buckets).0));
+    // Rows are large: containers of many, not timely's 8 KiB worth.
+    let route = ExchangeCore::<RowBatches<R>, _>::new_core(move |r: &R| {
+        u64::from(bucket_and_key(r, buckets).0)
+    });
     // A window's rows as they arrived, in the containers they came in.
     let mut pending: BTreeMap<u64, Vec<Vec<R>>> = BTreeMap::new();
     let thread_report = report.clone();
