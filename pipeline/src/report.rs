@@ -42,9 +42,11 @@ impl ProgressLine {
                 let rate = events as f64 / elapsed.as_secs_f64().max(1e-3);
                 let closed = progress.watermark.load(Ordering::Relaxed);
                 let watermark = meshflow_schemas::TimestampNs(closed as i64 * epoch_ns);
+                // Rows handed to the sink: files are encoded a row group at a time,
+                // so rows written would stay at 0 through a short job.
                 let written = format!(
-                    "{} rows written, late {}, windows closed up to {}",
-                    progress.rows.snapshot().sent,
+                    "{} rows out, late {}, windows closed up to {}",
+                    progress.rows.snapshot().received,
                     progress.late.snapshot().dropped,
                     if closed == 0 {
                         "-".to_string()
