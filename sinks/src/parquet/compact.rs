@@ -123,13 +123,16 @@ fn recover(folder: &Path) -> Result<bool, SinkError> {
         remove_if_present(&journal)?;
         return Ok(true);
     };
-    if folder.join(merged).exists() {
-        // An earlier compacted file may be an input under the merged file's own name.
+    // The merged file is written in full under its temporary name before the journal,
+    // and renamed after it: while it is still there, nothing was renamed or removed.
+    // (Whether `merged` exists says nothing: an earlier compacted file, an input,
+    // may have the merged file's own name.)
+    if folder.join(tmp).exists() {
+        remove_if_present(&folder.join(tmp))?;
+    } else {
         for input in lines.filter(|i| *i != merged) {
             remove_if_present(&folder.join(input))?;
         }
-    } else {
-        remove_if_present(&folder.join(tmp))?;
     }
     remove_if_present(&journal)?;
     Ok(true)

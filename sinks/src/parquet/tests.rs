@@ -402,6 +402,52 @@ fn an_interrupted_compaction_is_finished_without_losing_or_doubling_rows() {
     }
 }
 
+/// An hour compacted once, then given new files: the next compaction's merged file
+/// has the name of its first input (the earlier compacted file). A crash before its
+/// rename must leave every input, not take that name for the merged file's.
+#[test]
+fn an_interrupted_recompaction_keeps_the_earlier_compacted_file() {
+    let zero = std::time::Duration::ZERO;
+    let tmp = tempfile::tempdir().unwrap();
+    let (dir, want) = rolled_output(tmp.path());
+    let hour0 = dir.join("date=2026-01-01").join("hour=00");
+    // Hold back the hour's later files, compact the rest, then put them back.
+    let held = tempfile::tempdir().unwrap();
+    let inputs = files(&hour0);
+    assert!(inputs.len() >= 4, "{inputs:?}");
+    for f in &inputs[inputs.len() / 2..] {
+        fs::rename(f, held.path().join(f.file_name().unwrap())).unwrap();
+    }
+    compact_table(&dir, "time", zero, &cfg(tmp.path())).unwrap();
+    for f in files(held.path()) {
+        fs::rename(&f, hour0.join(f.file_name().unwrap())).unwrap();
+    }
+    let inputs = files(&hour0);
+    let merged_name = inputs[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(merged_name.ends_with("-compacted.parquet"), "{inputs:?}");
+    // What the crash leaves: the merged rows under the temporary name, the journal.
+    let side = tempfile::tempdir().unwrap();
+    let side_hour = side.path().join("t").join("h");
+    fs::create_dir_all(&side_hour).unwrap();
+    for f in &inputs {
+        fs::copy(f, side_hour.join(f.file_name().unwrap())).unwrap();
+    }
+    compact_table(&side.path().join("t"), "time", zero, &cfg(tmp.path())).unwrap();
+    let merged = files(&side_hour).pop().unwrap();
+    assert_eq!(merged.file_name().unwrap().to_str().unwrap(), merged_name);
+    fs::copy(&merged, hour0.join(format!(".{merged_name}.tmp"))).unwrap();
+    let mut journal = format!(".{merged_name}.tmp\n{merged_name}\n");
+    for f in &inputs {
+        journal.push_str(&format!("{}\n", f.file_name().unwrap().to_str().unwrap()));
+    }
+    fs::write(hour0.join(".compact.journal"), journal).unwrap();
+
+    let report = compact_table(&dir, "time", zero, &cfg(tmp.path())).unwrap();
+    assert_eq!(report.recovered, 1);
+    assert_eq!(all_rows(&dir), want, "every row kept once");
+    assert_eq!(files(&hour0).len(), 1, "{:?}", files(&hour0));
+}
+
 /// The encodings of column `name` (a dotted leaf path) in the first row group of `path`.
 fn encodings(path: &Path, name: &str) -> Vec<datafusion::parquet::basic::Encoding> {
     let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap();
