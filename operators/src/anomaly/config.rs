@@ -4,7 +4,7 @@ use meshflow_schemas::{ByteSize, HumanDuration};
 use serde::{Deserialize, Serialize};
 
 use super::health::Hysteresis;
-use super::model::ModelKind;
+use super::model::{MIN_TRAINING_ROWS, ModelKind};
 use super::scorer::{MIN_NODE_HISTORY, MIN_SCORE_HISTORY};
 use super::threshold::{ThresholdParams, ThresholdStrategy};
 use super::vector::FEATURES;
@@ -180,6 +180,26 @@ impl AnomalyConfig {
                 return err(key, "must be at least 1".into());
             }
         }
+        // Below these no model is fitted, or no node is ever scored.
+        if self.training_rows < MIN_TRAINING_ROWS {
+            return err(
+                "training_rows",
+                format!(
+                    "is {}; a model needs at least {MIN_TRAINING_ROWS} rows to fit",
+                    self.training_rows
+                ),
+            );
+        }
+        let least_history = MIN_NODE_HISTORY.max(MIN_SCORE_HISTORY);
+        if self.history < least_history {
+            return err(
+                "history",
+                format!(
+                    "is {}; a node's deviations need at least {least_history} values of its history",
+                    self.history
+                ),
+            );
+        }
         if !(self.percentile > 50.0 && self.percentile <= 100.0) {
             return err(
                 "percentile",
@@ -230,6 +250,17 @@ mod tests {
             ..AnomalyConfig::default()
         };
         assert_eq!(bad.validate().unwrap_err().key, "forget_after");
+        for (training_rows, history, key) in [(19, 10_000, "training_rows"), (1_000, 9, "history")]
+        {
+            let bad = AnomalyConfig {
+                training_rows,
+                history,
+                ..AnomalyConfig::default()
+            };
+            let e = bad.validate().unwrap_err();
+            assert_eq!(e.key, key, "{e:?}");
+            assert!(e.reason.contains("at least"), "{e:?}");
+        }
     }
 
     #[test]
