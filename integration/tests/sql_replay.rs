@@ -84,6 +84,29 @@ fn sql_formats_prompt_errors_and_partition_pruning() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     midnight_output(d);
+
+    // A reader that stops early (`| head`): megabytes of table, one line read.
+    let mut child = std::process::Command::new(meshflow_integration::meshflow_bin())
+        .args(["sql", "--out", "out", "SELECT * FROM node_features"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    let early = child.wait_with_output().unwrap();
+    assert!(first.starts_with('+'), "{first}");
+    assert!(
+        early.status.success() && stderr(&early).is_empty(),
+        "{:?}: {}",
+        early.status,
+        stderr(&early)
+    );
     let truth = python_json(FEATURES, &[&d.join("out")]);
     assert_eq!(
         truth["per_date"].as_object().unwrap().len(),

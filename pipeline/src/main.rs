@@ -207,9 +207,24 @@ fn main() {
         _ => Workload::Batch,
     });
     if let Err(e) = real_main(cli) {
+        // A reader that stops early (`meshflow sql ... | head`) is not an error.
+        if is_broken_pipe(&e) {
+            return;
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
+}
+
+/// Whether `e` comes from writing to a pipe whose reader has gone (some writers,
+/// such as arrow's, keep only the I/O error's text).
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || cause.to_string().contains("Broken pipe (os error 32)")
+    })
 }
 
 /// The simulator settings in `path`: a file holding one simulator table, or a job
