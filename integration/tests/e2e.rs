@@ -510,3 +510,56 @@ fn simulator_run_features_account_for_every_tcp_event_and_metric_sample() {
     assert_eq!(u(&r["bad_components"]), 0);
     assert!(u(&r["columns"]) > 90, "{r}");
 }
+
+/// Ctrl-C on a live job: it closes the open windows, finishes its files, exits
+/// successfully, and its summary says it stopped early and how far it got.
+#[test]
+fn ctrl_c_stops_a_live_job_with_complete_windows_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("live.toml"),
+        "[sources.mesh]\ntype = \"simulator\"\nnodes = 20\nduration = \"10m\"\npace = \"realtime\"\n",
+    )
+    .unwrap();
+    let child = Command::new(meshflow_bin())
+        .args(["run", "--config", "live.toml", "--out", "out"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    let pid = libc::pid_t::try_from(child.id()).unwrap();
+    // SAFETY: kill(2) on our own child's pid, with a valid signal number.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGINT) }, 0);
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("stopped early (Ctrl-C): windows closed up to 2026-01-01T00:00:"),
+        "{stdout}"
+    );
+    // Every written window holds all 20 nodes.
+    let rows = meshflow(
+        d,
+        &[
+            "sql",
+            "--out",
+            "out",
+            "--format",
+            "csv",
+            "SELECT count(*) AS windows, min(n) AS least FROM (SELECT window_end, count(*) AS n FROM node_features GROUP BY window_end)",
+        ],
+        true,
+    );
+    let text = String::from_utf8_lossy(&rows.stdout);
+    let line = text.lines().nth(1).unwrap_or_default().to_string();
+    let (windows, least) = line.split_once(',').unwrap();
+    assert!(windows.parse::<u64>().unwrap() >= 1, "{text}");
+    assert_eq!(least, "20", "{text}");
+}

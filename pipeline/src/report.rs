@@ -136,6 +136,12 @@ pub fn summary_text(s: &Summary) -> String {
     let mut out = String::new();
     let secs = s.elapsed.as_secs_f64();
     let _ = writeln!(out, "meshflow finished in {secs:.2}s");
+    if let Some(at) = s.stopped {
+        let _ = writeln!(
+            out,
+            "  stopped early (Ctrl-C): windows closed up to {at} are complete; the sources' later events were not read"
+        );
+    }
     for (name, c) in &s.sources {
         let _ = writeln!(
             out,

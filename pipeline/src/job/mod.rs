@@ -564,5 +564,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         emit_latency: EmitLatency::of(&progress.emit_latency.lock().expect("lock")),
         operators: profile.map_or_else(Vec::new, |p| p.rows()),
         out: cfg.sinks.parquet.path.clone(),
+        stopped: progress.stop.load(Ordering::Relaxed).then(|| {
+            meshflow_schemas::TimestampNs(
+                (progress.watermark.load(Ordering::Relaxed) as i64)
+                    .saturating_mul(cfg.job.epoch.as_nanos_i64()),
+            )
+        }),
     })
 }

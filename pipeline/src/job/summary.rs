@@ -38,6 +38,9 @@ pub struct Summary {
     pub operators: Vec<(String, Duration, u64)>,
     /// The output folder.
     pub out: PathBuf,
+    /// When Ctrl-C stopped the sources early: the end of the last window closed
+    /// (written whole; nothing after it was read).
+    pub stopped: Option<TimestampNs>,
 }
 
 impl Summary {
