@@ -119,7 +119,8 @@ pub(super) fn open_sources(
                     replay.range(),
                     replay.skip_bad_files,
                     whole_flows,
-                )?;
+                )
+                .map_err(|e| anyhow::anyhow!("source `{name}` (replay): {e}"))?;
                 register_names(&plan);
                 if plan.rows() == 0 && !replay.range().is_all() {
                     warn_empty_range(name, &replay.path);
