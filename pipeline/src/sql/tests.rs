@@ -26,6 +26,9 @@ fn output(dir: &Path) {
                 in_degree: 1,
                 out_degree: 1,
                 distinct_peers: 1,
+                metric_names: vec!["cpu_load".into(), "rtt_ms".into()],
+                metric_means: vec![0.5, node as f64],
+                metric_samples: vec![10, 10],
                 ..NodeFeatures::empty(
                     TimestampNs::from_secs(START + 30 * i - 10),
                     TimestampNs::from_secs(START + 30 * i),
@@ -61,6 +64,24 @@ fn plan(rt: &tokio::runtime::Runtime, session: &SqlSession, query: &str) -> Stri
     csv(&rt
         .block_on(session.run(&format!("EXPLAIN {query}")))
         .unwrap())
+}
+
+/// The explanation columns are lists: indexing and DataFusion's array functions work
+/// on them.
+#[test]
+fn list_columns_take_indexing_and_array_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    let rt = rt();
+    let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
+    let query = "SELECT node, metric_names[2] AS second, array_length(metric_names) AS n, \
+                 array_has(metric_names, 'rtt_ms') AS has, metric_means[2] AS rtt \
+                 FROM node_features WHERE window_end = (SELECT min(window_end) FROM node_features) ORDER BY node";
+    let got = csv(&rt.block_on(session.run(query)).unwrap());
+    assert_eq!(
+        got,
+        "node,second,n,has,rtt\n1,rtt_ms,2,true,1.0\n2,rtt_ms,2,true,2.0\n3,rtt_ms,2,true,3.0\n"
+    );
 }
 
 #[test]
