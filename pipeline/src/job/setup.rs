@@ -55,22 +55,20 @@ pub(super) fn open_sources(
     // A job that writes the input tables again needs the traces' whole flow records.
     let whole_flows =
         cfg.sinks.parquet.inputs || cfg.sinks.kafka.as_ref().is_some_and(|k| k.inputs);
-    let traces = cfg.sources.values().filter_map(|s| match s {
-        SourceConfig::Replay(replay) => Some(&replay.path),
-        _ => None,
-    });
-    for trace in cfg.job.replay_first.iter().chain(traces) {
-        let same = |a: &Path, b: &Path| {
-            a.canonicalize()
-                .ok()
-                .zip(b.canonicalize().ok())
-                .is_some_and(|(a, b)| a == b)
-        };
-        if cfg.sinks.parquet.inputs && same(trace, &cfg.sinks.parquet.path) {
-            anyhow::bail!(
-                "the trace {} is also the output folder, whose input tables sinks.parquet.inputs would overwrite while they are read: write to another folder",
-                trace.display()
-            );
+    if cfg.sinks.parquet.inputs
+        && let Ok(out) = cfg.sinks.parquet.path.canonicalize()
+    {
+        let traces = cfg.sources.values().filter_map(|s| match s {
+            SourceConfig::Replay(replay) => Some(&replay.path),
+            _ => None,
+        });
+        for trace in cfg.job.replay_first.iter().chain(traces) {
+            if trace.canonicalize().is_ok_and(|t| t == out) {
+                anyhow::bail!(
+                    "the trace {} is also the output folder, whose input tables sinks.parquet.inputs would overwrite while they are read: write to another folder",
+                    trace.display()
+                );
+            }
         }
     }
     // Replay first, then live: the trace is source 0, and the live sources take over

@@ -44,20 +44,11 @@ impl TracePlan {
     /// Plans every input table of `trace` limited to `range` (see
     /// [`ReplayPlan::in_range`]), reading only the flow columns the dataflow reads.
     pub fn new(trace: &Path, range: TimeRange, skip_bad_files: bool) -> Result<Self, ReplayError> {
-        Self::plan(trace, range, skip_bad_files, false)
+        Self::with_whole_flows(trace, range, skip_bad_files, false)
     }
 
     /// Like [`TracePlan::new`], with `whole_flows` (see [`TracePlan::whole_flows`]).
     pub fn with_whole_flows(
-        trace: &Path,
-        range: TimeRange,
-        skip_bad_files: bool,
-        whole_flows: bool,
-    ) -> Result<Self, ReplayError> {
-        Self::plan(trace, range, skip_bad_files, whole_flows)
-    }
-
-    fn plan(
         trace: &Path,
         range: TimeRange,
         skip_bad_files: bool,
@@ -245,14 +236,19 @@ impl TraceReader {
     ) -> Self {
         let start = plan.start();
         Self {
-            flows: if plan.whole_flows {
-                let reader =
-                    ReplayWorker::new(&plan.flows, index, peers, skip_bad_files, speed, start);
-                FlowReader::Records(reader, Vec::new())
-            } else {
-                let reader =
-                    ReplayWorker::new(&plan.flows, index, peers, skip_bad_files, speed, start);
-                FlowReader::Columns(reader)
+            flows: match plan.whole_flows {
+                true => FlowReader::Records(
+                    ReplayWorker::new(&plan.flows, index, peers, skip_bad_files, speed, start),
+                    Vec::new(),
+                ),
+                false => FlowReader::Columns(ReplayWorker::new(
+                    &plan.flows,
+                    index,
+                    peers,
+                    skip_bad_files,
+                    speed,
+                    start,
+                )),
             },
             metrics: ReplayWorker::new(&plan.metrics, index, peers, skip_bad_files, speed, start),
             tcp: ReplayWorker::new(&plan.tcp, index, peers, skip_bad_files, speed, start),

@@ -159,18 +159,10 @@ impl<B: ReplayRows> ReplayWorker<B> {
         skipped: &Mutex<Vec<SkippedFile>>,
     ) -> Result<bool, ReplayError> {
         let mut read = false;
-        // The latest event time of the units taken (`None`: unknown, or none yet).
-        let mut reach: Option<TimestampNs> = None;
-        let mut unknown = false;
-        loop {
-            let end = if unknown { None } else { reach };
-            let Some(unit) = self.units.next_if(|u| !read || u.overlaps(end)) else {
-                break;
-            };
-            match unit.span {
-                Some((_, last)) => reach = Some(reach.map_or(last, |r| r.max(last))),
-                None => unknown = true,
-            }
+        // The latest event time of the units taken; `None` once one has no statistics.
+        let mut end = Some(TimestampNs(i64::MIN));
+        while let Some(unit) = self.units.next_if(|u| !read || u.overlaps(end)) {
+            end = end.zip(unit.span).map(|(end, (_, last))| end.max(last));
             let before = out.len();
             match B::read_unit(&unit, &self.range, out) {
                 Ok(()) => read = true,
