@@ -95,6 +95,12 @@ fn replay_totals_match_the_simulator_and_output_is_identical_across_runs_workers
             "trace has {table}/"
         );
     }
+    // `validate` plans a replay source's trace (its footers) and accepts this one.
+    write(
+        &d.join("replay.toml"),
+        "[sources.old]\ntype = \"replay\"\npath = \"trace\"\n",
+    );
+    meshflow(d, &["validate", "replay.toml"], true);
 
     write(
         &d.join("tumbling.toml"),
@@ -446,6 +452,28 @@ fn validate_names_the_bad_key() {
         .join("../meshflow.example.toml");
     let out = meshflow(d, &["validate", example.to_str().unwrap()], true);
     assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
+    // What a replay source points at is checked too: a missing trace, an empty folder.
+    write(
+        &d.join("gone.toml"),
+        "[sources.old]\ntype = \"replay\"\npath = \"no-such-trace\"\n",
+    );
+    let out = meshflow(d, &["validate", "gone.toml"], false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sources.old.path") && err.contains("no-such-trace: does not exist"),
+        "{err}"
+    );
+    std::fs::create_dir(d.join("empty")).unwrap();
+    write(
+        &d.join("first.toml"),
+        "[job]\nreplay_first = \"empty\"\n[sources.a]\ntype = \"simulator\"\n",
+    );
+    let out = meshflow(d, &["validate", "first.toml"], false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("job.replay_first") && err.contains("holds none of the input tables"),
+        "{err}"
+    );
 }
 
 const EVENT_FEATURES: &str = r#"

@@ -428,6 +428,38 @@ impl JobConfig {
         })
     }
 
+    /// Checks what the configuration points at, which [`JobConfig::validate`] does
+    /// not: every replay source's trace, and `job.replay_first`, must exist and hold
+    /// input tables that can be planned (their files' footers are read).
+    pub fn check_traces(&self) -> Result<(), ConfigError> {
+        let replays = self
+            .sources
+            .iter()
+            .filter_map(|(name, source)| match source {
+                SourceConfig::Replay(replay) => Some((
+                    format!("sources.{name}.path"),
+                    &replay.path,
+                    replay.range(),
+                    replay.skip_bad_files,
+                )),
+                _ => None,
+            });
+        let first = self
+            .job
+            .replay_first
+            .iter()
+            .map(|path| ("job.replay_first".to_string(), path, TimeRange::ALL, false));
+        for (key, path, range, skip_bad_files) in first.chain(replays) {
+            meshflow_sources::replay::TracePlan::new(path, range, skip_bad_files).map_err(|e| {
+                ConfigError::Invalid {
+                    key,
+                    reason: e.to_string(),
+                }
+            })?;
+        }
+        Ok(())
+    }
+
     /// The window geometry in epochs.
     pub fn window_spec(&self) -> Result<meshflow_operators::window::WindowSpec, String> {
         meshflow_operators::window::WindowSpec::new(

@@ -129,7 +129,8 @@ enum Command {
         #[command(subcommand)]
         kind: ImportKind,
     },
-    /// Check a configuration file and report the first problem, naming the key.
+    /// Check a configuration file (and that the traces it replays exist and can be
+    /// planned) and report the first problem, naming the key.
     Validate {
         /// The TOML file.
         config: PathBuf,
@@ -431,6 +432,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             profile_operators,
             cluster: c,
         } => {
+            // The flags are checked here so that their errors name the flags, not the
+            // configuration keys they become.
+            if let (Some(from), Some(to)) = (from, to) {
+                anyhow::ensure!(to > from, "--to ({to}) must be after --from ({from})");
+            }
+            if let Some(speed) = speed {
+                anyhow::ensure!(
+                    speed.is_finite() && speed > 0.0,
+                    "--speed is {speed}; it must be a positive number (1 = real time)"
+                );
+            }
             let mut cfg = load(config.as_ref())?;
             cfg.sources.clear();
             cfg.sources.insert(
@@ -504,6 +516,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Command::Validate { config } => {
             let cfg = JobConfig::load(&config)?;
             cfg.validate()
+                .and_then(|()| cfg.check_traces())
                 .with_context(|| format!("{} is invalid", config.display()))?;
             println!(
                 "{} is valid: {} source(s), window {} sliding by {}, {} worker(s)",
