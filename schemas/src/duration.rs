@@ -31,18 +31,50 @@ impl FromStr for HumanDuration {
             example: "`10s`, `500ms`, `5m`",
             units: "ns, us, ms, s, m, h or d",
         };
-        let nanos = parse_scaled(text, &how, |unit| match unit {
-            "ns" => Some(1.0),
-            "us" | "µs" => Some(1e3),
-            "ms" => Some(1e6),
-            "s" => Some(1e9),
-            "m" | "min" => Some(60e9),
-            "h" => Some(3600e9),
-            "d" => Some(86400e9),
-            _ => None,
-        })?;
+        // A compound duration (`2h30m`, `1m 30s`) is the sum of its terms.
+        let terms = terms(text);
+        let mut nanos = 0u64;
+        for term in &terms {
+            let scaled = parse_scaled(term, &how, |unit| match unit {
+                "ns" => Some(1.0),
+                "us" | "µs" => Some(1e3),
+                "ms" => Some(1e6),
+                "s" => Some(1e9),
+                "m" | "min" => Some(60e9),
+                "h" => Some(3600e9),
+                "d" => Some(86400e9),
+                _ => None,
+            });
+            let within = |e: String| match terms.len() {
+                1 => e,
+                _ => format!("{e} (in `{}`)", text.trim()),
+            };
+            nanos = scaled
+                .map_err(within)?
+                .checked_add(nanos)
+                .ok_or_else(|| format!("duration `{}` is out of range", text.trim()))?;
+        }
         Ok(Self(Duration::from_nanos(nanos)))
     }
+}
+
+/// The terms of a duration: each a number and what follows it up to the next number
+/// (`"2h 30m"` gives `"2h "` and `"30m"`); text with one number is one term.
+fn terms(text: &str) -> Vec<&str> {
+    let text = text.trim();
+    let numeric = |c: char| c.is_ascii_digit() || c == '.';
+    let mut terms = Vec::new();
+    let mut start = 0;
+    let mut in_unit = false;
+    for (i, c) in text.char_indices() {
+        if numeric(c) && in_unit {
+            terms.push(&text[start..i]);
+            start = i;
+        }
+        in_unit = !numeric(c);
+    }
+    terms.push(&text[start..]);
+    terms
 }
 
 impl fmt::Display for HumanDuration {
@@ -105,5 +137,33 @@ mod tests {
                 .contains("unknown unit `parsecs`")
         );
         assert!("s".parse::<HumanDuration>().unwrap_err().contains("number"));
+        assert_eq!(
+            "2h30x".parse::<HumanDuration>().unwrap_err(),
+            "duration `30x` has unknown unit `x`; use ns, us, ms, s, m, h or d (in `2h30x`)"
+        );
+        assert!(
+            "1h30"
+                .parse::<HumanDuration>()
+                .unwrap_err()
+                .contains("`30` has no unit")
+        );
+    }
+
+    #[test]
+    fn compound_durations_are_summed() {
+        for (text, secs) in [
+            ("2h30m", 9000.0),
+            ("1m 30s", 90.0),
+            ("  1d1h ", 90_000.0),
+            ("1s500ms", 1.5),
+            ("10 s", 10.0),
+        ] {
+            let d: HumanDuration = text.parse().unwrap();
+            assert_eq!(d.0.as_secs_f64(), secs, "{text}");
+        }
+        assert_eq!(
+            "2h30m".parse::<HumanDuration>().unwrap().to_string(),
+            "150m"
+        );
     }
 }
