@@ -278,8 +278,11 @@ impl WorkerScorer {
                 self.counters.add_dropped(1);
                 continue;
             };
-            // The explanation is read before the window's values join the histories.
-            let top = top_k(&deviations, self.cfg.top_k);
+            // The explanation is read before the window's values join the histories;
+            // a feature without a value in the window is not part of it.
+            let explained: [f64; FEATURES.len()] =
+                std::array::from_fn(|f| vector[f].map_or(f64::NAN, |_| deviations[f]));
+            let top = top_k(&explained, self.cfg.top_k);
             state.read_bands = top.iter().fold(0, |bits, &f| bits | 1 << f);
             let top_thresholds: Vec<f64> = top
                 .iter()

@@ -422,3 +422,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn features_without_a_value_are_left_out_of_the_explanation() {
+    // `row` has no RTT samples (and no retransmit or drop rates): with every feature
+    // asked for, the explanation lists only those with values, none of them NaN.
+    let config = AnomalyConfig {
+        top_k: FEATURES.len(),
+        ..cfg(ModelKind::Robust)
+    };
+    let mut scorer = WorkerScorer::new(config, Counters::shared());
+    let mut scored = 0;
+    for w in 0..80u64 {
+        let rows: Vec<NodeFeatures> = (0..4).map(|n| row(w, n, 100.0, 0)).collect();
+        for s in scorer.process_window(&mut inputs(&rows)) {
+            scored += 1;
+            let mut names: Vec<&str> = s.top_features.iter().map(|f| f.as_ref()).collect();
+            names.sort_unstable();
+            assert_eq!(
+                names,
+                ["bytes_in", "bytes_out", "drops", "retransmits"],
+                "{s:?}"
+            );
+            assert!(s.top_values.iter().all(|v| v.is_finite()), "{s:?}");
+        }
+    }
+    assert!(scored > 100, "{scored}");
+}
