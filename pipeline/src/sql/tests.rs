@@ -84,6 +84,26 @@ fn list_columns_take_indexing_and_array_functions() {
     );
 }
 
+/// Standard SQL's time, string and pattern functions work (DataFusion's datetime,
+/// string, unicode and regex function sets).
+#[test]
+fn standard_time_string_and_pattern_functions_work() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    let rt = rt();
+    let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
+    let query = "SELECT EXTRACT(second FROM window_end) AS s, date_trunc('minute', window_end) AS m, \
+                 SUBSTRING(metric_names[1] FROM 5) AS sub, POSITION('_' IN metric_names[1]) AS pos, \
+                 upper(metric_names[2]) AS up, regexp_like(metric_names[2], '^rtt') AS re \
+                 FROM node_features WHERE node = 1 ORDER BY window_end LIMIT 2";
+    let got = csv(&rt.block_on(session.run(query)).unwrap());
+    assert_eq!(
+        got,
+        "s,m,sub,pos,up,re\n30,2026-01-01T23:58:00Z,load,4,RTT_MS,true\n\
+         0,2026-01-01T23:59:00Z,load,4,RTT_MS,true\n"
+    );
+}
+
 #[test]
 fn partition_and_time_filters_scan_only_the_matching_files() {
     let dir = tempfile::tempdir().unwrap();
