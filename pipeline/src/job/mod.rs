@@ -359,11 +359,23 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             }
         };
         let mut stopping = false;
+        // After Ctrl-C: for each source still reading when it came, the epoch through
+        // which it has delivered every event (a stopped simulator's last whole tick,
+        // the eBPF source's final export).
+        let mut delivered: Vec<Option<u64>> = Vec::new();
         loop {
             // Ctrl-C: every source stops; the eBPF source first delivers what the
             // kernel still holds, so the loop runs until it has.
             if !stopping && w_progress.stop.load(Ordering::Relaxed) {
                 stopping = true;
+                // Live sources waiting for a trace replayed first have read nothing.
+                let replaying = handoff.is_some() && readers[0].watermark(&spec, lateness).is_some();
+                delivered = (readers.iter().enumerate())
+                    .map(|(i, r)| match i > 0 && replaying {
+                        true => None,
+                        false => r.watermark(&spec, lateness),
+                    })
+                    .collect();
                 readers.iter_mut().for_each(WorkerSource::stop);
             }
             // With a trace to replay first, this worker's live sources wait for its share.
@@ -452,12 +464,20 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     raw.advance_to_epoch(watermark);
                 }
             }
+            for (mark, reader) in delivered.iter_mut().zip(&readers) {
+                if let (Some(mark), Some(now)) = (mark.as_mut(), reader.watermark(&spec, lateness))
+                {
+                    *mark = now.max(*mark);
+                }
+            }
             worker.step();
             while backlog.behind(input.time()) {
                 worker.step_or_park(Some(WAIT_PARK));
             }
             let written = probe.with_frontier(|f| f.first().copied());
+            // Before the input's first watermark, the frontier names no real window.
             if index == 0
+                && last_closed > 0
                 && let Some(t) = written
             {
                 w_progress.watermark.fetch_max(t, Ordering::Relaxed);
@@ -472,6 +492,10 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             if !active {
                 break;
             }
+        }
+        if let Some(through) = delivered.iter().flatten().min() {
+            let mut complete = w_progress.complete.lock().expect("lock");
+            *complete = Some(complete.map_or(*through, |c| c.min(*through)));
         }
         // The last close is measured on its own, before the tail windows below add
         // their work to it.
@@ -565,9 +589,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         operators: profile.map_or_else(Vec::new, |p| p.rows()),
         out: cfg.sinks.parquet.path.clone(),
         stopped: progress.stop.load(Ordering::Relaxed).then(|| {
+            // Sources that had all ended before the stop leave every window complete.
+            let complete = progress.complete.lock().expect("lock");
+            let through = complete.unwrap_or_else(|| progress.watermark.load(Ordering::Relaxed));
             meshflow_schemas::TimestampNs(
-                (progress.watermark.load(Ordering::Relaxed) as i64)
-                    .saturating_mul(cfg.job.epoch.as_nanos_i64()),
+                (through as i64).saturating_mul(cfg.job.epoch.as_nanos_i64()),
             )
         }),
     })

@@ -71,6 +71,10 @@ pub struct Progress {
     pub input_rows: [Arc<Counters>; 4],
     /// Newest window end closed, in epochs.
     pub watermark: std::sync::atomic::AtomicU64,
+    /// After a stop (Ctrl-C): the epoch through which every source still reading
+    /// then had delivered all its events, the lowest over the workers; windows ending
+    /// there or earlier are complete. `None` if no source was still reading.
+    pub complete: Mutex<Option<u64>>,
     /// Window close → emission latencies measured so far (worker 0).
     pub emit_latency: Mutex<Vec<Duration>>,
     /// Events the replay sources planned to read (0 when no source knows in advance).
