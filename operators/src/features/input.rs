@@ -277,11 +277,17 @@ impl FeatureInput {
         *self.session.time()
     }
 
+    /// The end (in epochs) of the last window this worker's admitted events filled,
+    /// the window of its newest event; later windows only hold the data's tail.
+    pub fn last_window(&self) -> Option<u64> {
+        self.last_epoch.map(|e| self.spec.first_window(e))
+    }
+
     /// Announces the end of this worker's data (see [`DataEndInput`]) and closes that
     /// input: no event follows. [`FeatureInput::close`] does it too, if not done.
     pub fn announce_data_end(&mut self) {
         if let Some(mut input) = self.data_end.take() {
-            input.send(self.last_epoch.map(|e| self.spec.first_window(e)));
+            input.send(self.last_window());
         }
     }
 

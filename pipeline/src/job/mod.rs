@@ -203,6 +203,10 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         let kafka_sink = kafka_sink.clone();
         let w_kafka = w_kafka.clone();
         let (anomaly, anomaly_dir) = (anomaly.clone(), anomaly_dir.clone());
+        // Set when this worker's data ends: windows after the last one its data
+        // filled hold only the tail (they thin out as the data slides out of them).
+        let tail_after = std::rc::Rc::new(std::cell::Cell::new(None::<u64>));
+        let tail = tail_after.clone();
         let (backlog, mut raw, data_end) = worker.dataflow::<u64, _, _>(|scope| {
             let mut watch = PartitionWatch::default();
             let updates = session.to_collection(scope);
@@ -218,11 +222,13 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 (node_features(updates, spec), None)
             };
             // Every row of a window has the window's component count: one row of each
-            // batch (all of one window) tells, without reading every row again.
+            // batch (all of one window) tells, without reading every row again. The
+            // tail windows' thinning traffic is no partition.
             let features = features.inspect_core(move |event| {
                 if index == 0
                     && let Ok((_, rows)) = event
                     && let Some(row) = rows.first()
+                    && tail.get().is_none_or(|last| spec.epoch_of(row.window_end) <= Some(last))
                     && let Some((before, now)) = watch.observe(row)
                 {
                     tracing::warn!(
@@ -509,6 +515,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         // The data has ended: close its remaining windows one slide at a time, as the
         // steady state does, rather than all at once (which would hold every tail
         // window's neighbourhood joins in memory together).
+        tail_after.set(input.last_window());
         input.announce_data_end();
         // The input tables have nothing pending; closed now, they do not hold the
         // probe back while the feature windows drain.
