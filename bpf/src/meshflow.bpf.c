@@ -220,7 +220,7 @@ static __always_inline void mf_flow_export(const struct mf_flow_key *key,
 }
 
 static __always_inline void mf_flow_account(const struct mf_flow_key *key, __u64 bytes,
-					    __u32 flags)
+					    __u32 packets, __u32 flags)
 {
 	const bool end = flags & (MF_TCP_FIN | MF_TCP_RST);
 	/* CLOCK_MONOTONIC at tick resolution (CONFIG_HZ): bpf_ktime_get_ns() costs ~50 ns
@@ -235,7 +235,7 @@ static __always_inline void mf_flow_account(const struct mf_flow_key *key, __u64
 			.first_ns = now,
 			.last_ns = now,
 			.bytes = bytes,
-			.packets = 1,
+			.packets = packets,
 			.last_export_ns = now,
 			.tcp_flags = flags,
 		};
@@ -261,7 +261,7 @@ static __always_inline void mf_flow_account(const struct mf_flow_key *key, __u64
 			return;
 	}
 	__sync_fetch_and_add(&v->bytes, bytes);
-	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->packets, packets);
 	if (v->last_ns < now)
 		v->last_ns = now;
 	if ((v->tcp_flags & flags) != flags)
@@ -284,7 +284,7 @@ static __always_inline int mf_tc(struct __sk_buff *skb, __u8 dir)
 {
 	struct mf_parsed p = {};
 	__u16 l3 = bpf_ntohs(skb->protocol);
-	__u32 off = 0;
+	__u32 off = 0, segs;
 
 	/* Offsets are relative to the network header: works with and without L2. A VLAN
 	 * tag is normally already stripped into skb metadata here; an in-band one (one
@@ -301,7 +301,11 @@ static __always_inline int mf_tc(struct __sk_buff *skb, __u8 dir)
 		mf_parse_l3(skb, false, off, l3, &p, true);
 	p.key.dir = dir;
 	p.key.ifindex = skb->ifindex;
-	mf_flow_account(&p.key, skb->len, p.key.proto == MF_IPPROTO_TCP ? p.tcp_flags : 0);
+	/* A GSO/GRO skb carries gso_segs packets on the wire (a TCP send is often tens of
+	 * segments in one skb); its length counts their headers once. */
+	segs = skb->gso_segs;
+	mf_flow_account(&p.key, skb->len, segs > 1 ? segs : 1,
+			p.key.proto == MF_IPPROTO_TCP ? p.tcp_flags : 0);
 	return MF_TC_CONTINUE;
 }
 

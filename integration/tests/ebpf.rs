@@ -145,6 +145,7 @@ def metric_max(name):
     return max(vals) if vals else None
 udp = flows_between(*sys.argv[2:4], 17, 9000)
 conn = flows_between(*sys.argv[4:6], 6, 9100)
+bulk = flows_between(*sys.argv[8:10], 6, 9200)
 ports = {}
 for f in conn:
     ports[f["src_port"]] = ports.get(f["src_port"], 0) | f["tcp_flags"]
@@ -163,6 +164,8 @@ for r in features:
 print(json.dumps({
     "udp_packets": sum(f["packets"] for f in udp),
     "udp_bytes": sum(f["bytes"] for f in udp),
+    "bulk_packets": sum(f["packets"] for f in bulk),
+    "bulk_bytes": sum(f["bytes"] for f in bulk),
     "tcp_ports": len(ports),
     "tcp_flags": sorted(set(ports.values())),
     "established": len(established),
@@ -333,6 +336,8 @@ fn known_traffic_on_a_namespace_mesh_is_reported_exactly() {
             Path::new(&ac_a.ip),
             Path::new(&xdp_metric),
             Path::new(&pid),
+            Path::new(&bc_b.ip),
+            Path::new(&bc_c.ip),
         ],
     );
     let n = UDP_DATAGRAMS;
@@ -340,6 +345,14 @@ fn known_traffic_on_a_namespace_mesh_is_reported_exactly() {
     assert_eq!(got["udp_packets"], n, "{got}");
     assert_eq!(got["udp_bytes"], n * (UDP_PAYLOAD as u64 + 42), "{got}");
     assert_eq!(got["xdp_udp"].as_f64(), Some(n as f64), "{got}");
+    // Packets are wire packets: a GSO batch of the bulk transfer counts its segments,
+    // so none is credited with more than a 1500-byte MTU frame (plus Ethernet).
+    let bulk_bytes = got["bulk_bytes"].as_u64().unwrap();
+    assert!(bulk_bytes >= BULK_BYTES as u64, "{got}");
+    assert!(
+        got["bulk_packets"].as_u64().unwrap() * 1514 >= bulk_bytes,
+        "{got}"
+    );
     assert_eq!(got["tcp_ports"], TCP_CONNECTIONS, "{got}");
     // Every connection was seen opening (SYN) and closing (FIN).
     for flags in got["tcp_flags"].as_array().unwrap() {
