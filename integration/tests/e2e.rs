@@ -476,6 +476,41 @@ fn validate_names_the_bad_key() {
     );
 }
 
+/// Faults squeezed into slots shorter than `faults.min_duration` are written, with a
+/// warning that says so; with room, no warning.
+#[test]
+fn sim_warns_when_faults_cannot_last_their_min_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let short = [
+        "sim",
+        "--out",
+        "short",
+        "--duration",
+        "3m",
+        "--faults",
+        "10",
+    ];
+    let out = meshflow(d, &short, true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("faults last at most 6s") && stderr.contains("faults.min_duration (30s)"),
+        "{stderr}"
+    );
+    let roomy = [
+        "sim",
+        "--out",
+        "roomy",
+        "--duration",
+        "10m",
+        "--faults",
+        "4",
+    ];
+    let out = meshflow(d, &roomy, true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("faults last at most"), "{stderr}");
+}
+
 const EVENT_FEATURES: &str = r#"
 import sys, json
 import pyarrow.dataset as ds

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use meshflow_schemas::{FaultKind, GroundTruth, TimestampNs};
+use meshflow_schemas::{FaultKind, GroundTruth, HumanDuration, TimestampNs};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -98,6 +98,16 @@ impl FaultSchedule {
         }
         let shortest = ticks_covering(plan.min_duration.as_nanos_i64(), clock.tick).max(1);
         let longest = (plan.max_duration.as_nanos_i64() / clock.tick).max(shortest as i64) as u64;
+        if slot < shortest {
+            let slot_time = std::time::Duration::from_nanos(slot * clock.tick as u64);
+            tracing::warn!(
+                "faults last at most {} (the time after faults.warmup, {}, shared by {} faults), shorter than faults.min_duration ({}); lengthen the run, or lower faults.count or faults.warmup",
+                HumanDuration(slot_time),
+                plan.warmup,
+                plan.count,
+                plan.min_duration
+            );
+        }
         let mut roots = HashSet::with_capacity(plan.count);
         for i in 0..plan.count {
             let kind = plan.kinds[i % plan.kinds.len()];
