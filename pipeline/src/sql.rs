@@ -12,7 +12,7 @@ mod prune;
 mod udf;
 
 pub use output::{Format, write_result};
-pub use prompt::{Line, LineSource, Lines, Terminal, history_path, run_prompt};
+pub use prompt::{Interrupt, Line, LineSource, Lines, Terminal, history_path, run_prompt};
 pub use prune::{TimePartitionedTable, partition_filters};
 
 use std::path::Path;

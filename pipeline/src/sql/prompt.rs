@@ -2,8 +2,9 @@
 //! the tables, `\d TABLE` shows one, `\q`, `exit`, `quit` or end of input (Ctrl-D)
 //! leave. A failing statement prints its error and the prompt goes on.
 //!
-//! On a terminal, lines are edited with rustyline and kept in a history file; from a
-//! pipe or file, lines are read as they come and nothing is echoed.
+//! On a terminal, lines are edited with rustyline and kept in a history file, and
+//! Ctrl-C cancels a running statement; from a pipe or file, lines are read as they
+//! come and nothing is echoed.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -35,7 +36,15 @@ pub trait LineSource {
     fn read_line(&mut self, prompt: &str) -> anyhow::Result<Line>;
     /// Remembers a complete statement or command in the history, if there is one.
     fn add_history(&mut self, _entry: &str) {}
+    /// What interrupts a running statement (Ctrl-C on a terminal), if anything: the
+    /// statement is then cancelled and the prompt goes on.
+    fn interrupt(&self) -> Option<Interrupt> {
+        None
+    }
 }
+
+/// A future that completes when the user interrupts a running statement.
+pub type Interrupt = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// Lines from a pipe or file (no prompt, no history).
 pub struct Lines<R>(pub R);
@@ -84,6 +93,14 @@ impl LineSource for Terminal {
 
     fn add_history(&mut self, entry: &str) {
         let _ = self.editor.add_history_entry(entry);
+    }
+
+    fn interrupt(&self) -> Option<Interrupt> {
+        // A line is read in raw mode, where Ctrl-C is a key; while a statement runs it
+        // is a signal, which this catches instead of it ending the process.
+        Some(Box::pin(async {
+            let _ = tokio::signal::ctrl_c().await;
+        }))
     }
 }
 
@@ -169,6 +186,19 @@ pub fn run_prompt(
             }
         }
     };
+    // Runs a statement until it ends or the input interrupts it.
+    let run = |statement: &str, input: &dyn LineSource| {
+        let interrupt = input.interrupt();
+        rt.block_on(async {
+            let Some(interrupt) = interrupt else {
+                return session.run(statement).await;
+            };
+            tokio::select! {
+                result = session.run(statement) => result,
+                () = interrupt => Err(anyhow::anyhow!("statement cancelled (Ctrl-C)")),
+            }
+        })
+    };
     loop {
         let prompt = if statement.is_empty() {
             PROMPT
@@ -183,7 +213,7 @@ pub fn run_prompt(
             }
             Line::End => {
                 if !statement.trim().is_empty() {
-                    failed += show(rt.block_on(session.run(&statement)), out, err)?;
+                    failed += show(run(&statement, input), out, err)?;
                 }
                 return Ok(failed);
             }
@@ -216,7 +246,7 @@ pub fn run_prompt(
         statement.push_str(&line);
         if line.trim_end().ends_with(';') {
             input.add_history(&statement);
-            failed += show(rt.block_on(session.run(&statement)), out, err)?;
+            failed += show(run(&statement, input), out, err)?;
             statement.clear();
         }
     }

@@ -283,6 +283,41 @@ fn the_prompt_runs_multi_line_statements_survives_errors_and_quits() {
     assert!(refused.unwrap_err().to_string().contains("--output FILE"));
 }
 
+/// Piped lines whose running statements are interrupted after 300 ms, as Ctrl-C on
+/// the terminal would.
+struct Impatient<'a>(Lines<&'a [u8]>);
+
+impl LineSource for Impatient<'_> {
+    fn read_line(&mut self, prompt: &str) -> anyhow::Result<Line> {
+        self.0.read_line(prompt)
+    }
+
+    fn interrupt(&self) -> Option<Interrupt> {
+        Some(Box::pin(async {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        }))
+    }
+}
+
+#[test]
+fn an_interrupted_statement_is_cancelled_and_the_prompt_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    let rt = rt();
+    let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
+    // 21^7 (1.8 billion) rows: far longer than the interrupt takes to come.
+    let script = "SELECT count(*) FROM node_features a, node_features b, node_features c, \
+                  node_features d, node_features e, node_features f, node_features g;\n\
+                  SELECT 40 + 2 AS answer;\n";
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    let mut lines = Impatient(Lines(script.as_bytes()));
+    let failed = run_prompt(&session, &rt, Format::Csv, &mut lines, &mut out, &mut err).unwrap();
+    assert_eq!(failed, 1);
+    let err = String::from_utf8(err).unwrap();
+    assert_eq!(err, "error: statement cancelled (Ctrl-C)\n");
+    assert_eq!(String::from_utf8(out).unwrap(), "answer\n42\n");
+}
+
 #[test]
 fn empty_table_folders_are_known_tables_or_skipped() {
     let dir = tempfile::tempdir().unwrap();
