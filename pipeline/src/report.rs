@@ -97,9 +97,11 @@ pub fn replay_status(done: u64, total: u64, elapsed: Duration) -> String {
         done as f64 * 100.0 / total as f64
     };
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
-    let eta = if done == total {
-        "0:00:00".to_string()
-    } else if rate <= 0.0 {
+    if done == total {
+        // Read: what is left is the windows the last rows fall in.
+        return format!("100.0% read at {} rows/s, closing the last windows", human(rate));
+    }
+    let eta = if rate <= 0.0 {
         "-".to_string()
     } else {
         let secs = ((total - done) as f64 / rate).ceil().min(1e9) as u64;
@@ -247,7 +249,7 @@ mod tests {
         );
         assert_eq!(
             replay_status(1200, 1000, Duration::from_secs(1)),
-            "100.0% 1.0k rows/s ETA 0:00:00"
+            "100.0% read at 1.0k rows/s, closing the last windows"
         );
         let s = replay_status(1, 7_200_001, Duration::from_secs(1));
         assert!(s.ends_with("ETA 2000:00:00"), "{s}");
