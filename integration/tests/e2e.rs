@@ -476,6 +476,59 @@ fn validate_names_the_bad_key() {
     );
 }
 
+/// `mode = "overwrite"` (the default) leaves the output folder holding this job's
+/// tables only, except a trace's input tables when the job replays that folder.
+#[test]
+fn overwrite_removes_the_tables_an_earlier_run_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = [
+        "sim",
+        "--out",
+        "trace",
+        "--nodes",
+        "20",
+        "--duration",
+        "1m",
+        "--faults",
+        "0",
+    ];
+    meshflow(d, &sim, true);
+    write(
+        &d.join("all.toml"),
+        "[sinks.parquet]\ninputs = true\n[anomaly]\nwarmup_windows = 10\n",
+    );
+    write(&d.join("bare.toml"), "[anomaly]\nenabled = false\n");
+    let replay = |out: &str, config: &str| {
+        let args = ["replay", "trace", "--out", out, "--config", config];
+        String::from_utf8_lossy(&meshflow(d, &args, true).stderr).to_string()
+    };
+    replay("out", "all.toml");
+    let tables = ["anomaly_scores", "flows", "node_metrics", "tcp_events"];
+    for table in tables {
+        assert!(d.join("out").join(table).is_dir(), "{table}");
+    }
+    let stderr = replay("out", "bare.toml");
+    for table in tables {
+        assert!(
+            !d.join("out").join(table).exists(),
+            "{table} left: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("out/{table}, left by an earlier run")),
+            "{stderr}"
+        );
+    }
+    assert!(d.join("out/node_features").is_dir());
+    // Replayed into its own folder twice: the trace keeps what it is made of.
+    replay("trace", "bare.toml");
+    let stderr = replay("trace", "bare.toml");
+    assert!(!stderr.contains("left by an earlier run"), "{stderr}");
+    for table in ["flows", "node_metrics", "tcp_events", "ground_truth"] {
+        assert!(d.join("trace").join(table).is_dir(), "{table}");
+    }
+}
+
 /// Faults squeezed into slots shorter than `faults.min_duration` are written, with a
 /// warning that says so; with room, no warning.
 #[test]

@@ -99,7 +99,10 @@ pub fn replay_status(done: u64, total: u64, elapsed: Duration) -> String {
     let rate = done as f64 / elapsed.as_secs_f64().max(1e-3);
     if done == total {
         // Read: what is left is the windows the last rows fall in.
-        return format!("100.0% read at {} rows/s, closing the last windows", human(rate));
+        return format!(
+            "100.0% read at {} rows/s, closing the last windows",
+            human(rate)
+        );
     }
     let eta = if rate <= 0.0 {
         "-".to_string()

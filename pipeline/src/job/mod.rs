@@ -121,7 +121,18 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             sink.path.join(table)
         })
     };
+    // Only a folder an earlier run wrote (with node_features) has stale tables: in a
+    // trace, the input tables are the data.
+    let earlier_run = sink.path.join(NodeFeatures::TABLE).is_dir();
     let dir = table_dir(NodeFeatures::TABLE)?;
+    if first_process && earlier_run {
+        for table in setup::remove_stale_tables(cfg)? {
+            eprintln!(
+                "removed {}, left by an earlier run (sinks.parquet.mode = \"overwrite\"; this job does not write it)",
+                sink.path.join(table).display()
+            );
+        }
+    }
     let anomaly = cfg.anomaly.clone();
     let scorer_threads = setup::scorer_threads(cfg);
     let anomaly_dir = if anomaly.enabled {

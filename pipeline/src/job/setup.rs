@@ -43,6 +43,50 @@ fn register_names(plan: &TracePlan) {
     meshflow_schemas::register_node_names(plan.names.iter().map(|n| (n.node, n.name.clone())));
 }
 
+/// The trace this job replays (a replay source or `job.replay_first`) that is also
+/// its output folder, if any.
+fn replayed_output(cfg: &JobConfig) -> Option<&Path> {
+    let out = cfg.sinks.parquet.path.canonicalize().ok()?;
+    let traces = cfg.sources.values().filter_map(|s| match s {
+        SourceConfig::Replay(replay) => Some(&replay.path),
+        _ => None,
+    });
+    cfg.job
+        .replay_first
+        .iter()
+        .chain(traces)
+        .find(|trace| trace.canonicalize().is_ok_and(|t| t == out))
+        .map(|trace| trace.as_path())
+}
+
+/// With `sinks.parquet.mode = "overwrite"`, removes the tables an earlier run left in
+/// the output folder that this job does not write (`anomaly_scores` when scoring is
+/// off, the input tables without `inputs`), so the folder holds this job's output
+/// only; a trace replayed from that same folder keeps its input tables. Call it only
+/// for a folder an earlier run wrote. Returns the tables removed.
+pub(super) fn remove_stale_tables(cfg: &JobConfig) -> anyhow::Result<Vec<&'static str>> {
+    let sink = &cfg.sinks.parquet;
+    if sink.mode != meshflow_sinks::parquet::WriteMode::Overwrite {
+        return Ok(Vec::new());
+    }
+    let keep_inputs = sink.inputs || replayed_output(cfg).is_some();
+    let stale = (!cfg.anomaly.enabled)
+        .then_some(AnomalyScore::TABLE)
+        .into_iter()
+        .chain(INPUT_TABLES.into_iter().filter(|_| !keep_inputs));
+    let mut removed = Vec::new();
+    for table in stale {
+        let dir = sink.path.join(table);
+        if dir.is_dir() {
+            std::fs::remove_dir_all(&dir).map_err(|e| {
+                anyhow::anyhow!("removing {}, left by an earlier run: {e}", dir.display())
+            })?;
+            removed.push(table);
+        }
+    }
+    Ok(removed)
+}
+
 /// Opens every source of `cfg` (and the trace of `job.replay_first`), adding the
 /// rows the traces plan to `progress`.
 pub(super) fn open_sources(
@@ -56,20 +100,12 @@ pub(super) fn open_sources(
     let whole_flows =
         cfg.sinks.parquet.inputs || cfg.sinks.kafka.as_ref().is_some_and(|k| k.inputs);
     if cfg.sinks.parquet.inputs
-        && let Ok(out) = cfg.sinks.parquet.path.canonicalize()
+        && let Some(trace) = replayed_output(cfg)
     {
-        let traces = cfg.sources.values().filter_map(|s| match s {
-            SourceConfig::Replay(replay) => Some(&replay.path),
-            _ => None,
-        });
-        for trace in cfg.job.replay_first.iter().chain(traces) {
-            if trace.canonicalize().is_ok_and(|t| t == out) {
-                anyhow::bail!(
-                    "the trace {} is also the output folder, whose input tables sinks.parquet.inputs would overwrite while they are read: write to another folder",
-                    trace.display()
-                );
-            }
-        }
+        anyhow::bail!(
+            "the trace {} is also the output folder, whose input tables sinks.parquet.inputs would overwrite while they are read: write to another folder",
+            trace.display()
+        );
     }
     // Replay first, then live: the trace is source 0, and the live sources take over
     // at the first epoch boundary after its last event.
