@@ -23,6 +23,8 @@ use datafusion::arrow::compute::{concat_batches, sort_to_indices, take_record_ba
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use datafusion::parquet::file::metadata::{ParquetMetaData, ParquetMetaDataReader};
+use datafusion::parquet::file::statistics::Statistics;
 
 use super::writer::{io, walk, writer_properties};
 use super::{ParquetSinkConfig, SinkError};
@@ -145,7 +147,78 @@ fn remove_if_present(path: &Path) -> Result<(), SinkError> {
     }
 }
 
+/// The smallest and largest value of the Int64-stored `column` (event times) in the
+/// row groups of a Parquet file, from its footer; `None` without statistics.
+fn time_span(meta: &ParquetMetaData, column: &str) -> Option<(i64, i64)> {
+    let schema = meta.file_metadata().schema_descr();
+    let index = (0..schema.num_columns()).find(|&i| schema.column(i).name() == column)?;
+    let mut span: Option<(i64, i64)> = None;
+    for group in meta.row_groups() {
+        let Some(Statistics::Int64(stats)) = group.column(index).statistics() else {
+            return None;
+        };
+        let (lo, hi) = (*stats.min_opt()?, *stats.max_opt()?);
+        span = Some(span.map_or((lo, hi), |(a, b)| (a.min(lo), b.max(hi))));
+    }
+    span
+}
+
+/// `files` in runs that can be sorted one at a time: ordered by their earliest event
+/// time, a file joins the run before it when its times overlap that run's. A run is
+/// normally one roll interval's buckets, so a merge holds that much in memory, not
+/// the partition; files without time statistics make one run of everything.
+pub(super) fn runs(files: &[PathBuf], time_column: &str) -> Result<Vec<Vec<PathBuf>>, SinkError> {
+    let mut spans = Vec::with_capacity(files.len());
+    for file in files {
+        let reader = File::open(file).map_err(io("opening", file))?;
+        let meta = ParquetMetaDataReader::new()
+            .parse_and_finish(&reader)
+            .map_err(|source| SinkError::Parquet {
+                path: file.clone(),
+                source,
+            })?;
+        match time_span(&meta, time_column) {
+            Some(span) => spans.push((span, file.clone())),
+            None => return Ok(vec![files.to_vec()]),
+        }
+    }
+    spans.sort_by_key(|&((lo, hi), _)| (lo, hi));
+    let mut runs: Vec<(i64, Vec<PathBuf>)> = Vec::new();
+    for ((lo, hi), file) in spans {
+        match runs.last_mut() {
+            Some((end, run)) if lo < *end => {
+                *end = (*end).max(hi);
+                run.push(file);
+            }
+            _ => runs.push((hi, vec![file])),
+        }
+    }
+    Ok(runs.into_iter().map(|(_, run)| run).collect())
+}
+
+/// Reads every row of `files`.
+fn read_all(files: &[PathBuf]) -> Result<Vec<RecordBatch>, SinkError> {
+    let mut batches = Vec::new();
+    for file in files {
+        let parquet = |source| SinkError::Parquet {
+            path: file.clone(),
+            source,
+        };
+        let reader = ParquetRecordBatchReaderBuilder::try_new(
+            File::open(file).map_err(io("opening", file))?,
+        )
+        .and_then(|b| b.build())
+        .map_err(parquet)?;
+        for batch in reader {
+            batches.push(batch.map_err(|e| parquet(e.into()))?);
+        }
+    }
+    Ok(batches)
+}
+
 /// Merges `files` of `folder` into one; `Ok(Err(reason))` when they cannot be merged.
+/// Runs of files overlapping in time (see [`runs`]) are sorted and written one after
+/// another, so memory holds one run, not the partition.
 fn merge(
     folder: &Path,
     files: &[PathBuf],
@@ -153,52 +226,65 @@ fn merge(
     time_column: &str,
     cfg: &ParquetSinkConfig,
 ) -> Result<Result<u64, String>, SinkError> {
-    let parquet = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SinkError::Parquet { path, source }
-    };
-    let mut batches = Vec::new();
-    for file in files {
-        let reader = ParquetRecordBatchReaderBuilder::try_new(
-            File::open(file).map_err(io("opening", file))?,
-        )
-        .and_then(|b| b.build())
-        .map_err(parquet(file))?;
-        for batch in reader {
-            batches.push(batch.map_err(|e| parquet(file)(e.into()))?);
-        }
-    }
-    let schema = batches[0].schema();
-    if let Some(b) = batches.iter().find(|b| b.schema() != schema) {
-        return Ok(Err(format!(
-            "the files' schemas differ ({} columns against {})",
-            b.num_columns(),
-            schema.fields().len()
-        )));
-    }
-    let Ok(time) = schema.index_of(time_column) else {
-        return Ok(Err(format!("no `{time_column}` column")));
-    };
     let merged_path = merged_name(files);
-    let all = concat_batches(&schema, &batches).map_err(|e| parquet(&merged_path)(e.into()))?;
-    let order = sort_to_indices(all.column(time), None, None)
-        .map_err(|e| parquet(&merged_path)(e.into()))?;
-    let sorted: RecordBatch =
-        take_record_batch(&all, &order).map_err(|e| parquet(&merged_path)(e.into()))?;
     let merged_name = merged_path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     let tmp = folder.join(format!(".{merged_name}.tmp"));
-    let file = File::create(&tmp).map_err(io("creating", &tmp))?;
-    let mut writer = ArrowWriter::try_new(
-        file,
-        schema.clone(),
-        Some(writer_properties(cfg, table, &schema)),
-    )
-    .map_err(parquet(&tmp))?;
-    writer.write(&sorted).map_err(parquet(&tmp))?;
-    let file = writer.into_inner().map_err(parquet(&tmp))?;
+    let parquet = |source| SinkError::Parquet {
+        path: tmp.clone(),
+        source,
+    };
+    let mut writer: Option<ArrowWriter<File>> = None;
+    let mut fixed = None;
+    let mut rows = 0u64;
+    for run in runs(files, time_column)? {
+        let batches = read_all(&run)?;
+        let Some(first) = batches.first() else {
+            continue;
+        };
+        // Every run must have the first run's schema.
+        let schema = fixed.get_or_insert_with(|| first.schema()).clone();
+        let refused = if let Some(b) = batches.iter().find(|b| b.schema() != schema) {
+            Some(format!(
+                "the files' schemas differ ({} columns against {})",
+                b.num_columns(),
+                schema.fields().len()
+            ))
+        } else {
+            schema
+                .index_of(time_column)
+                .is_err()
+                .then(|| format!("no `{time_column}` column"))
+        };
+        if let Some(reason) = refused {
+            drop(writer);
+            remove_if_present(&tmp)?;
+            return Ok(Err(reason));
+        }
+        let time = schema.index_of(time_column).expect("checked above");
+        let all = concat_batches(&schema, &batches).map_err(|e| parquet(e.into()))?;
+        let order = sort_to_indices(all.column(time), None, None).map_err(|e| parquet(e.into()))?;
+        let sorted = take_record_batch(&all, &order).map_err(|e| parquet(e.into()))?;
+        let writer = match &mut writer {
+            Some(writer) => writer,
+            None => {
+                let file = File::create(&tmp).map_err(io("creating", &tmp))?;
+                let props = writer_properties(cfg, table, &schema);
+                writer.insert(
+                    ArrowWriter::try_new(file, schema.clone(), Some(props)).map_err(parquet)?,
+                )
+            }
+        };
+        writer.write(&sorted).map_err(parquet)?;
+        rows += sorted.num_rows() as u64;
+    }
+    let Some(writer) = writer else {
+        // Files without a row: nothing to merge into.
+        return Ok(Ok(0));
+    };
+    let file = writer.into_inner().map_err(parquet)?;
     file.sync_all().map_err(io("syncing", &tmp))?;
     drop(file);
 
@@ -220,7 +306,7 @@ fn merge(
         }
     }
     remove_if_present(&journal)?;
-    Ok(Ok(sorted.num_rows() as u64))
+    Ok(Ok(rows))
 }
 
 /// The merged file's name: the first input's span, marked as compacted

@@ -555,3 +555,43 @@ fn node_features_numbers_are_split_and_node_delta_encoded_and_read_back_exactly(
     rows.sort_by_key(|r| r.node);
     assert_eq!(back, rows);
 }
+
+/// Files overlapping in time are merged together, others one run at a time; a file
+/// without time statistics puts every file in one run.
+#[test]
+fn compaction_sorts_runs_of_files_that_overlap_in_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = |name: &str, times: &[i64], stats: bool| {
+        let path = tmp.path().join(name);
+        let rows: Vec<NodeMetric> = times.iter().map(|&t| metric(T0 + t, 1)).collect();
+        let props = datafusion::parquet::file::properties::WriterProperties::builder()
+            .set_statistics_enabled(if stats {
+                datafusion::parquet::file::properties::EnabledStatistics::Chunk
+            } else {
+                datafusion::parquet::file::properties::EnabledStatistics::None
+            })
+            .build();
+        let mut w = datafusion::parquet::arrow::ArrowWriter::try_new(
+            fs::File::create(&path).unwrap(),
+            NodeMetric::schema(),
+            Some(props),
+        )
+        .unwrap();
+        w.write(&NodeMetric::to_batch(&rows)).unwrap();
+        w.close().unwrap();
+        path
+    };
+    let c = file("c.parquet", &[30, 40], true);
+    let a = file("a.parquet", &[0, 10], true);
+    let b = file("b.parquet", &[5, 20], true);
+    let d = file("d.parquet", &[40, 50], true);
+    let got = super::compact::runs(&[a.clone(), b.clone(), c.clone(), d.clone()], "time");
+    // d starts where c ends: rows at the same time may sit in either run.
+    assert_eq!(
+        got.unwrap(),
+        vec![vec![a.clone(), b.clone()], vec![c.clone()], vec![d.clone()]]
+    );
+    let e = file("e.parquet", &[60], false);
+    let got = super::compact::runs(&[a.clone(), b.clone(), e.clone()], "time");
+    assert_eq!(got.unwrap(), vec![vec![a, b, e]]);
+}
