@@ -222,6 +222,12 @@ pub fn summary_text(s: &Summary) -> String {
             c.sent, c.dropped, c.errored
         );
     }
+    if let Some((rows, at)) = s.kafka_held_back.filter(|&(rows, _)| rows > 0) {
+        let _ = writeln!(
+            out,
+            "  kafka: {rows} records of windows after {at} not committed: incomplete when the sources stopped, a restart computes them"
+        );
+    }
     if !s.skipped.is_empty() {
         let _ = writeln!(out, "  skipped {} bad file(s):", s.skipped.len());
         for f in &s.skipped {

@@ -21,6 +21,9 @@ pub struct KafkaReport {
     /// Counters per topic: rows received, committed (sent), skipped because an
     /// earlier run had committed their window (dropped), failed attempts (errored).
     pub topics: Mutex<BTreeMap<String, Arc<Counters>>>,
+    /// Rows of windows after the data's complete point (see `Progress::complete`)
+    /// that were not committed: incomplete, they are a later run's to compute.
+    pub held_back: std::sync::atomic::AtomicU64,
 }
 
 impl KafkaReport {
@@ -58,6 +61,7 @@ pub fn write_kafka<'s, R>(
     kafka: Arc<KafkaReport>,
     report: Arc<WriteReport>,
     key: fn(&R) -> u64,
+    complete: Arc<Mutex<Option<u64>>>,
 ) -> Stream<'s, u64, Vec<u64>>
 where
     R: ArrowRecord + Serialize + DeserializeOwned + Send + Sync,
@@ -110,6 +114,14 @@ where
                         break;
                     }
                     let (window, (cap, mut rows)) = entry.remove_entry();
+                    // A window after the data's complete point (set before it can
+                    // close) is partial: committed, a restart would skip it.
+                    if complete.lock().expect("lock").is_some_and(|c| window > c) {
+                        kafka
+                            .held_back
+                            .fetch_add(rows.len() as u64, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
                     rows.sort_by_key(key);
                     encoded.clear();
                     encoded.extend(rows.iter().map(|r| {

@@ -263,6 +263,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     w_kafka.clone(),
                     report.clone(),
                     |r: &NodeFeatures| r.node,
+                    w_progress.complete.clone(),
                 )
                 .probe_with(&probe);
             }
@@ -298,6 +299,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                         w_kafka.clone(),
                         report.clone(),
                         |r: &AnomalyScore| r.node,
+                        w_progress.complete.clone(),
                     )
                     .probe_with(&probe);
                 }
@@ -329,6 +331,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     kafka_report: &w_kafka,
                     report: &report,
                     probe: &probe,
+                    complete: &w_progress.complete,
                 };
                 let (flows, stream) = RawInput::<FlowRecord>::new(scope, spec);
                 out.write(stream, f_dir, f_rows, |r: &FlowRecord| r.src_node);
@@ -380,6 +383,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         // which it has delivered every event (a stopped simulator's last whole tick,
         // the eBPF source's final export).
         let mut delivered: Vec<Option<u64>> = Vec::new();
+        // The last watermark of each source a later run can resume (Kafka).
+        let mut resumable: Vec<Option<u64>> = vec![None; readers.len()];
         loop {
             // Ctrl-C: every source stops; the eBPF source first delivers what the
             // kernel still holds, so the loop runs until it has.
@@ -481,6 +486,13 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     raw.advance_to_epoch(watermark);
                 }
             }
+            for (mark, reader) in resumable.iter_mut().zip(&readers) {
+                if reader.resumes()
+                    && let Some(now) = reader.watermark(&spec, lateness)
+                {
+                    *mark = Some(now);
+                }
+            }
             for (mark, reader) in delivered.iter_mut().zip(&readers) {
                 if let (Some(mark), Some(now)) = (mark.as_mut(), reader.watermark(&spec, lateness))
                 {
@@ -510,7 +522,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 break;
             }
         }
-        if let Some(through) = delivered.iter().flatten().min() {
+        // Set before this worker's input passes it, so before any later window closes.
+        if let Some(through) = delivered.iter().chain(&resumable).flatten().min() {
             let mut complete = w_progress.complete.lock().expect("lock");
             *complete = Some(complete.map_or(*through, |c| c.min(*through)));
         }
@@ -553,8 +566,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             emitted(&mut closing);
         }
         if !w_abort.load(Ordering::Relaxed) && w_report.error.lock().expect("lock").is_none() {
+            // Offsets that windows after the complete point still need stay
+            // uncommitted, so a restart reads those records again.
+            let through = w_progress.complete.lock().expect("lock").map(|c| c + 1);
             for reader in &mut readers {
-                if let Err(e) = reader.commit_through(None, true) {
+                if let Err(e) = reader.commit_through(through, true) {
                     w_error.lock().expect("lock").get_or_insert(e.to_string());
                 }
             }
@@ -572,6 +588,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         anyhow::bail!("writing output failed: {e}");
     }
     let skipped = skipped.lock().expect("lock").clone();
+    let complete = *progress.complete.lock().expect("lock");
     Ok(Summary {
         sources: shared
             .iter()
@@ -601,6 +618,14 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             )
             .collect(),
         kafka: kafka_report.snapshot(),
+        kafka_held_back: complete.map(|c| {
+            (
+                kafka_report.held_back.load(Ordering::Relaxed),
+                meshflow_schemas::TimestampNs(
+                    (c as i64).saturating_mul(cfg.job.epoch.as_nanos_i64()),
+                ),
+            )
+        }),
         skipped,
         elapsed: started.elapsed(),
         emit_latency: EmitLatency::of(&progress.emit_latency.lock().expect("lock")),
@@ -608,7 +633,6 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         out: cfg.sinks.parquet.path.clone(),
         stopped: progress.stop.load(Ordering::Relaxed).then(|| {
             // Sources that had all ended before the stop leave every window complete.
-            let complete = progress.complete.lock().expect("lock");
             let through = complete.unwrap_or_else(|| progress.watermark.load(Ordering::Relaxed));
             meshflow_schemas::TimestampNs(
                 (through as i64).saturating_mul(cfg.job.epoch.as_nanos_i64()),

@@ -27,6 +27,8 @@ pub(super) struct RawOutputs<'a> {
     pub(super) report: &'a Arc<WriteReport>,
     /// The job's probe, which every sink joins.
     pub(super) probe: &'a timely::dataflow::ProbeHandle<u64>,
+    /// Where the data's windows stop being complete (`Progress::complete`).
+    pub(super) complete: &'a Arc<std::sync::Mutex<Option<u64>>>,
 }
 
 impl RawOutputs<'_> {
@@ -52,6 +54,7 @@ impl RawOutputs<'_> {
                 self.kafka_report.clone(),
                 self.report.clone(),
                 node,
+                self.complete.clone(),
             )
             .probe_with(self.probe);
         }

@@ -299,6 +299,12 @@ impl WorkerSource {
         Ok(())
     }
 
+    /// Whether a later run can go on where this source ended (a Kafka topic, from the
+    /// committed offsets): the windows after its data are then not complete.
+    pub fn resumes(&self) -> bool {
+        matches!(self, WorkerSource::Kafka { .. })
+    }
+
     /// The epoch below which this source will produce nothing more, or `None` once
     /// it is exhausted (it then holds nothing back).
     pub fn watermark(&self, spec: &WindowSpec, lateness: u64) -> Option<u64> {

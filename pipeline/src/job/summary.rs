@@ -26,6 +26,9 @@ pub struct Summary {
     /// received, committed (sent), skipped as committed by an earlier run (dropped),
     /// failed attempts (errored).
     pub kafka: Vec<(String, CounterSnapshot)>,
+    /// Kafka sink rows of windows after the data's complete point, not committed
+    /// (see `Progress::complete`), with that point.
+    pub kafka_held_back: Option<(u64, TimestampNs)>,
     /// Files (or row groups) skipped as bad.
     pub skipped: Vec<SkippedFile>,
     /// Wall-clock duration.
@@ -71,10 +74,13 @@ pub struct Progress {
     pub input_rows: [Arc<Counters>; 4],
     /// Newest window end closed, in epochs.
     pub watermark: std::sync::atomic::AtomicU64,
-    /// After a stop (Ctrl-C): the epoch through which every source still reading
-    /// then had delivered all its events, the lowest over the workers; windows ending
-    /// there or earlier are complete. `None` if no source was still reading.
-    pub complete: Mutex<Option<u64>>,
+    /// Where the data's windows stop being complete, in epochs (windows ending there
+    /// or earlier are): after a stop (Ctrl-C), the point through which every source
+    /// still reading then had delivered all its events; and where a Kafka source
+    /// ended (`stop_at_end`: its topic may go on). The lowest over the workers;
+    /// `None` when neither happened. Later windows are not committed to Kafka, and a
+    /// Kafka source commits no offset they still need.
+    pub complete: Arc<Mutex<Option<u64>>>,
     /// Window close → emission latencies measured so far (worker 0).
     pub emit_latency: Mutex<Vec<Duration>>,
     /// Events the replay sources planned to read (0 when no source knows in advance).
