@@ -149,6 +149,10 @@ fn invalid_values_name_the_key_and_reason() {
             "sources.a",
         ),
         ("[job]\nworkers = 1\n", "sources is empty"),
+        (
+            "[sources.a]\ntype = \"simulator\"\n[sinks.kafka.topics]\nnode_featurs = \"x\"\n",
+            "sinks.kafka.topics.node_featurs names no table the sink writes; use one of node_features, anomaly_scores, flows",
+        ),
     ];
     for (text, expected) in cases {
         let err = JobConfig::parse(text)

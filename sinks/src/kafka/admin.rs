@@ -5,7 +5,6 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -55,21 +54,31 @@ impl ProgressRecord {
 pub struct TracingContext;
 
 impl ClientContext for TracingContext {
+    // Logged under the target `librdkafka`: the sink's and the source's clients share
+    // this context.
     fn log(&self, level: RDKafkaLogLevel, fac: &str, log_message: &str) {
         match level {
             RDKafkaLogLevel::Emerg
             | RDKafkaLogLevel::Alert
             | RDKafkaLogLevel::Critical
-            | RDKafkaLogLevel::Error => tracing::error!("librdkafka {fac}: {log_message}"),
-            RDKafkaLogLevel::Warning => tracing::warn!("librdkafka {fac}: {log_message}"),
-            _ => tracing::debug!("librdkafka {fac}: {log_message}"),
+            | RDKafkaLogLevel::Error => {
+                tracing::error!(target: "librdkafka", "{fac}: {log_message}")
+            }
+            RDKafkaLogLevel::Warning => {
+                tracing::warn!(target: "librdkafka", "{fac}: {log_message}")
+            }
+            _ => tracing::debug!(target: "librdkafka", "{fac}: {log_message}"),
         }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
         match error {
-            KafkaError::PartitionEOF(_) => tracing::trace!("librdkafka: {reason}"),
-            e => tracing::error!("librdkafka: {e}: {reason}"),
+            // Reaching a partition's end is how a reader knows it is done, not an error.
+            KafkaError::PartitionEOF(_)
+            | KafkaError::Global(rdkafka::types::RDKafkaErrorCode::PartitionEOF) => {
+                tracing::trace!(target: "librdkafka", "{reason}")
+            }
+            e => tracing::error!(target: "librdkafka", "{e}: {reason}"),
         }
     }
 }
@@ -95,14 +104,16 @@ pub fn create_topics(
     cfg: &KafkaSinkConfig,
     topics: &[(String, i32)],
 ) -> Result<(), KafkaSinkError> {
-    let admin: AdminClient<DefaultClientContext> = client_config(&cfg.brokers, &cfg.properties)
-        .create()
+    let admin: AdminClient<TracingContext> = client_config(&cfg.brokers, &cfg.properties)
+        .create_with_context(TracingContext)
         .map_err(|e| KafkaSinkError::kafka("creating the admin client", e))?;
     let new: Vec<NewTopic<'_>> = topics
         .iter()
         .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(-1)))
         .collect();
-    let opts = AdminOptions::new().operation_timeout(Some(cfg.timeout.0));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(cfg.timeout.0))
+        .request_timeout(Some(cfg.timeout.0));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -112,7 +123,19 @@ pub fn create_topics(
         })?;
     let results = runtime
         .block_on(admin.create_topics(&new, &opts))
-        .map_err(|e| KafkaSinkError::kafka("creating topics", e))?;
+        .map_err(|e| {
+            let timed_out = matches!(e, KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut));
+            let mut e = KafkaSinkError::kafka(&format!("creating topics on `{}`", cfg.brokers), e);
+            if timed_out && let KafkaSinkError::Broker { message, .. } = &mut e {
+                message.push_str(&format!(
+                    " (no broker answered within {}: check `brokers`, and the \
+                     security.protocol and sasl.* properties against the broker's \
+                     listener)",
+                    cfg.timeout
+                ));
+            }
+            e
+        })?;
     for r in results {
         match r {
             Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}

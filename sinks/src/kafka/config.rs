@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use meshflow_schemas::HumanDuration;
+use meshflow_schemas::{AnomalyScore, ArrowRecord, HumanDuration, INPUT_TABLES, NodeFeatures};
 use serde::{Deserialize, Serialize};
 
 use super::KafkaSinkError;
@@ -116,6 +116,19 @@ impl KafkaSinkConfig {
         }
         if let Some((table, _)) = self.topics.iter().find(|(_, t)| t.is_empty()) {
             return invalid(&format!("topics.{table}"), "must not be empty");
+        }
+        let tables: Vec<&str> = [NodeFeatures::TABLE, AnomalyScore::TABLE]
+            .into_iter()
+            .chain(INPUT_TABLES)
+            .collect();
+        if let Some(table) = self.topics.keys().find(|t| !tables.contains(&t.as_str())) {
+            return invalid(
+                &format!("topics.{table}"),
+                &format!(
+                    "names no table the sink writes; use one of {}",
+                    tables.join(", ")
+                ),
+            );
         }
         if self.partitions < 1 {
             return invalid("partitions", "must be at least 1");

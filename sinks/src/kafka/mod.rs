@@ -66,7 +66,18 @@ impl KafkaSinkError {
     fn kafka(action: &str, e: rdkafka::error::KafkaError) -> Self {
         KafkaSinkError::Broker {
             action: action.into(),
-            message: e.to_string(),
+            message: describe(&e),
         }
+    }
+}
+
+/// librdkafka's message for `e`, without the value of a refused client property
+/// (its own message repeats it, and it may be a password).
+pub fn describe(e: &rdkafka::error::KafkaError) -> String {
+    match e {
+        rdkafka::error::KafkaError::ClientConfig(_, message, key, _) => {
+            format!("client property `{key}` refused: {message}")
+        }
+        other => other.to_string(),
     }
 }

@@ -120,6 +120,20 @@ fn config_defaults_are_valid_and_bad_values_are_named() {
     assert!(toml::from_str::<KafkaSinkConfig>("brokerz = \"x\"").is_err());
 }
 
+/// A mistyped client property is named in the error, its value (a password, say) not.
+#[test]
+fn a_refused_client_property_is_named_without_its_value() {
+    let mut cfg = KafkaSinkConfig::default();
+    cfg.properties
+        .insert("sasl.pasword".into(), "S3cretPassw0rd".into());
+    let e = WindowProducer::open(&cfg, "node_features", 0, 1, Counters::shared())
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(e.contains("client property `sasl.pasword` refused"), "{e}");
+    assert!(!e.contains("S3cret"), "{e}");
+}
+
 fn write_and_restart(transactions: bool) {
     let tansu = Tansu::start(Storage::Memory);
     let cfg = config(tansu.brokers(), transactions);
@@ -208,4 +222,29 @@ fn an_unreachable_broker_fails_with_a_named_error_after_the_configured_attempts(
         Err(e) => e.to_string(),
     };
     assert!(e.contains("Kafka sink: reading progress"), "{e}");
+}
+
+/// Brokers that do not answer: the error names them, the time waited and what to check.
+#[test]
+fn unreachable_brokers_are_named_with_the_time_waited() {
+    let cfg = KafkaSinkConfig {
+        brokers: "127.0.0.1:1".into(),
+        timeout: "1s".parse().unwrap(),
+        ..KafkaSinkConfig::default()
+    };
+    let started = Instant::now();
+    let e = create_topics(&cfg, &[("t".into(), 1)])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("creating topics on `127.0.0.1:1`")
+            && e.contains("no broker answered within 1s"),
+        "{e}"
+    );
+    // The sink's own timeout bounds the wait, not librdkafka's 60 s default.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }

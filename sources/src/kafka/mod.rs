@@ -109,9 +109,10 @@ impl KafkaSource {
         for (k, v) in &cfg.properties {
             c.set(k, v);
         }
-        let consumer: BaseConsumer<TracingContext> = c
-            .create_with_context(TracingContext)
-            .map_err(|e| KafkaSourceError::new("creating the consumer", e))?;
+        let consumer: BaseConsumer<TracingContext> =
+            c.create_with_context(TracingContext).map_err(|e| {
+                KafkaSourceError::new("creating the consumer", meshflow_sinks::kafka::describe(&e))
+            })?;
         let timeout = cfg.timeout.0;
         let mut tpl = TopicPartitionList::new();
         for topic in &cfg.topics {
