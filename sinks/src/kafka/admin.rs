@@ -156,10 +156,13 @@ pub fn create_topics(
 /// own (from a previous instance): it is not visible, and fencing aborts it. (With one
 /// shared partition, another writer's open transaction would hide records committed
 /// after it.)
+/// Records written for another topic or by a job with another worker count are
+/// refused: skipping "committed" windows then would lose them.
 pub fn last_committed(
     cfg: &KafkaSinkConfig,
     table: &str,
     worker: usize,
+    peers: usize,
 ) -> Result<Option<u64>, KafkaSinkError> {
     let writer = cfg.transactional_id(table, worker);
     let consumer: BaseConsumer<TracingContext> = client_config(&cfg.brokers, &cfg.properties)
@@ -220,6 +223,21 @@ pub fn last_committed(
                 }
                 let Some(payload) = m.payload() else { continue };
                 match serde_json::from_slice::<ProgressRecord>(payload) {
+                    Ok(p) if p.topic != cfg.topic(table) || p.peers != peers => {
+                        return Err(KafkaSinkError::Broker {
+                            action: format!("reading progress topic `{topic}`"),
+                            message: format!(
+                                "{writer} committed windows to topic `{}` with {} worker(s); \
+                                 this job writes `{}` with {peers}: skipping its windows as \
+                                 committed would lose them. Give this job its own \
+                                 `progress_topic` and `transactional_id`, or keep the topic \
+                                 and worker count",
+                                p.topic,
+                                p.peers,
+                                cfg.topic(table)
+                            ),
+                        });
+                    }
                     Ok(p) => newest = newest.max(Some(p.window)),
                     Err(e) => tracing::warn!(
                         "progress topic `{topic}` partition {} offset {}: unreadable record skipped: {e}",

@@ -87,7 +87,7 @@ impl WindowProducer {
         counters: Arc<Counters>,
     ) -> Result<Self, KafkaSinkError> {
         let writer = cfg.transactional_id(table, worker);
-        let committed = last_committed(cfg, table, worker)?;
+        let committed = last_committed(cfg, table, worker, peers)?;
         let (producer, deliveries) = Self::producer(cfg, &writer)?;
         let topic = cfg.topic(table);
         let partitions = topic_partitions(producer.client(), &topic, cfg.timeout.0)?;
@@ -212,7 +212,8 @@ impl WindowProducer {
                         // Whether the failed transaction committed is unknown: read the
                         // progress records again (before fencing, which aborts it if open).
                         let reopen = || -> Result<_, KafkaSinkError> {
-                            let committed = last_committed(&self.cfg, &self.table, self.worker)?;
+                            let committed =
+                                last_committed(&self.cfg, &self.table, self.worker, self.peers)?;
                             let (producer, deliveries) = Self::producer(&self.cfg, &self.writer)?;
                             Ok((committed, producer, deliveries))
                         };

@@ -248,3 +248,49 @@ fn unreachable_brokers_are_named_with_the_time_waited() {
         started.elapsed()
     );
 }
+
+/// A writer whose progress records name another topic or worker count refuses to
+/// start: it would skip windows it never wrote.
+#[test]
+fn progress_of_another_topic_or_worker_count_is_refused() {
+    let tansu = Tansu::start(Storage::Memory);
+    let cfg = config(tansu.brokers(), true);
+    let table = NodeFeatures::TABLE;
+    let other = KafkaSinkConfig {
+        topic_prefix: "other.".into(),
+        ..cfg.clone()
+    };
+    create_topics(
+        &cfg,
+        &[
+            (cfg.topic(table), 1),
+            (other.topic(table), 1),
+            (cfg.progress_topic(table), 2),
+        ],
+    )
+    .unwrap();
+    let mut p = WindowProducer::open(&cfg, table, 0, 2, Counters::shared()).unwrap();
+    assert!(p.write_window(5, &encoded(&[row(5, 1)])).unwrap());
+    p.finish().unwrap();
+    drop(p);
+    let refused = |cfg: &KafkaSinkConfig, peers| {
+        WindowProducer::open(cfg, table, 0, peers, Counters::shared())
+            .err()
+            .expect("refused")
+            .to_string()
+    };
+    let e = refused(&other, 2);
+    assert!(
+        e.contains("committed windows to topic `meshflow.node_features` with 2 worker(s)")
+            && e.contains("this job writes `other.node_features` with 2"),
+        "{e}"
+    );
+    let e = refused(&cfg, 1);
+    assert!(
+        e.contains("this job writes `meshflow.node_features` with 1"),
+        "{e}"
+    );
+    // The same topic and worker count resume.
+    let p = WindowProducer::open(&cfg, table, 0, 2, Counters::shared()).unwrap();
+    assert_eq!(p.committed(), Some(5));
+}
