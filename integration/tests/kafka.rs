@@ -442,12 +442,16 @@ print(json.dumps({"first": len(a), "again": len(b), "equal": a == b,
     );
     assert!(u(&compare["first"]) > 0, "{compare}");
     assert_eq!(compare["equal"], Value::Bool(true), "{compare}\n{stdout}");
-    // Offsets were committed after the windows were written: a rerun reads nothing.
-    let out = meshflow(
-        d,
-        &["run", "--config", "source.toml", "--out", "third"],
-        true,
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("source bus: 0 events in"), "{stdout}");
+    // Offsets were committed after the windows were written, except those of the
+    // records the last, incomplete windows need (the topic may go on; with `lateness`,
+    // the watermark trails the newest record by 30 s): a rerun reads those again, and
+    // only those, as often as it runs.
+    let rerun = |out: &str| {
+        let args = ["run", "--config", "source.toml", "--out", out];
+        let stdout = String::from_utf8_lossy(&meshflow(d, &args, true).stdout).to_string();
+        summary_count(&stdout, "source bus:")
+    };
+    let tail = rerun("third");
+    assert!(tail > 0 && tail < inputs, "{tail} of {inputs}");
+    assert_eq!(rerun("fourth"), tail);
 }
