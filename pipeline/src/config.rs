@@ -400,6 +400,25 @@ impl JobConfig {
                 })?,
             }
         }
+        if let Some(sink) = self.sinks.kafka.as_ref().filter(|k| k.inputs) {
+            // Reading what the job itself writes back would feed it its own events.
+            let written: Vec<String> = meshflow_schemas::INPUT_TABLES
+                .iter()
+                .map(|t| sink.topic(t))
+                .collect();
+            for (name, source) in &self.sources {
+                if let SourceConfig::Kafka(kafka) = source
+                    && let Some(topic) = kafka.topics.iter().find(|t| written.contains(t))
+                {
+                    return invalid(
+                        &format!("sources.{name}.topics"),
+                        format!(
+                            "includes `{topic}`, which this job writes its input events to (sinks.kafka.inputs = true): it would read its own events again"
+                        ),
+                    );
+                }
+            }
+        }
         if let Some(kafka) = &self.sinks.kafka {
             kafka.validate().map_err(|e| match e {
                 KafkaSinkError::Config { key, reason } => ConfigError::Invalid {

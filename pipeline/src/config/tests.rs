@@ -153,6 +153,11 @@ fn invalid_values_name_the_key_and_reason() {
             "[sources.a]\ntype = \"simulator\"\n[sinks.kafka.topics]\nnode_featurs = \"x\"\n",
             "sinks.kafka.topics.node_featurs names no table the sink writes; use one of node_features, anomaly_scores, flows",
         ),
+        (
+            "[sources.k]\ntype = \"kafka\"\nbrokers = \"b:1\"\ntopics = [\"meshflow.flows\"]\n\
+             [sinks.kafka]\ninputs = true\n",
+            "sources.k.topics includes `meshflow.flows`, which this job writes its input events to",
+        ),
     ];
     for (text, expected) in cases {
         let err = JobConfig::parse(text)
