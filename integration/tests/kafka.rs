@@ -454,4 +454,46 @@ print(json.dumps({"first": len(a), "again": len(b), "equal": a == b,
     let tail = rerun("third");
     assert!(tail > 0 && tail < inputs, "{tail} of {inputs}");
     assert_eq!(rerun("fourth"), tail);
+
+    // Without the Kafka sink, a window is durable only once its Parquet file is
+    // finished: a job killed mid-stream has committed no offset, and its restart
+    // reads every record again.
+    let crash = d.join("crash");
+    std::fs::create_dir(&crash).unwrap();
+    let live = source.replace(
+        "group_id = \"e2e\"\nstop_at_end = true\n",
+        "group_id = \"crash\"\n",
+    );
+    assert_ne!(live, source);
+    write(&crash.join("job.toml"), &live);
+    let job = Job::start(&crash, &[]);
+    std::thread::sleep(Duration::from_secs(8));
+    job.signal(libc::SIGKILL);
+    let (ok, _, _) = job.finish(Duration::from_secs(10));
+    assert!(!ok, "SIGKILL ends the job");
+    let committed = python_json(
+        r#"
+import json, sys
+import confluent_kafka as ck
+c = ck.Consumer({"bootstrap.servers": sys.argv[1], "group.id": "crash"})
+tps = [ck.TopicPartition(t, p) for t in ("meshflow.flows", "meshflow.node_metrics", "meshflow.tcp_events") for p in range(3)]
+print(json.dumps({"offsets": [tp.offset for tp in c.committed(tps, timeout=10)]}))
+"#,
+        &[Path::new(&tansu.brokers())],
+    );
+    let offsets = committed["offsets"].as_array().unwrap();
+    assert!(
+        offsets.iter().all(|o| o.as_i64() == Some(-1001)),
+        "{committed}"
+    );
+    write(
+        &crash.join("job.toml"),
+        &live.replace(
+            "group_id = \"crash\"\n",
+            "group_id = \"crash\"\nstop_at_end = true\n",
+        ),
+    );
+    let (ok, stdout, stderr) = Job::start(&crash, &[]).finish(Duration::from_secs(120));
+    assert!(ok, "{stdout}\n{stderr}");
+    assert_eq!(summary_count(&stdout, "source bus:"), inputs, "{stdout}");
 }

@@ -212,6 +212,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         );
         let input_dirs = input_dirs.clone();
         let kafka_sink = kafka_sink.clone();
+        // A window is durable once written when the Kafka sink has committed it; the
+        // Parquet files only once their roll interval ends. Without the Kafka sink, a
+        // Kafka source commits its offsets only when the job ends cleanly, after the
+        // files are finished, so a crash loses no record the output had not kept.
+        let commit_as_written = kafka_sink.is_some();
         let w_kafka = w_kafka.clone();
         let (anomaly, anomaly_dir) = (anomaly.clone(), anomaly_dir.clone());
         // Set when this worker's data ends: windows after the last one its data
@@ -511,7 +516,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             {
                 w_progress.watermark.fetch_max(t, Ordering::Relaxed);
             }
-            for reader in &mut readers {
+            for reader in readers.iter_mut().filter(|_| commit_as_written) {
                 if let Err(e) = reader.commit_through(written, false) {
                     w_error.lock().expect("lock").get_or_insert(e.to_string());
                     w_abort.store(true, Ordering::Relaxed);
@@ -564,6 +569,14 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         while !probe.done() {
             worker.step_or_park(Some(WAIT_PARK));
             emitted(&mut closing);
+        }
+        // The writers after the probe finish their files as the dataflow completes:
+        // offsets are committed once they have.
+        while readers.iter().any(WorkerSource::resumes)
+            && worker.has_dataflows()
+            && !w_abort.load(Ordering::Relaxed)
+        {
+            worker.step_or_park(Some(WAIT_PARK));
         }
         if !w_abort.load(Ordering::Relaxed) && w_report.error.lock().expect("lock").is_none() {
             // Offsets that windows after the complete point still need stay
