@@ -1,0 +1,143 @@
+//! The command line around a job: `validate`, what `mode = "overwrite"` leaves in the
+//! output folder, and the simulator's warnings.
+
+use std::path::Path;
+
+use meshflow_integration::meshflow;
+
+fn write(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+}
+
+#[test]
+fn validate_names_the_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(
+        &d.join("bad.toml"),
+        "[job]\nworkers = 2\n[sources.a]\ntype = \"simulator\"\nnodes = 10\n[window]\nslide = \"3s\"\n",
+    );
+    let out = meshflow(d, &["validate", "bad.toml"], false);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("window.length"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    write(&d.join("typo.toml"), "[sinks.parquet]\npaht = \"x\"\n");
+    let out = meshflow(d, &["validate", "typo.toml"], false);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `paht`"));
+    let example = std::path::Path::new(&std::env::var("CARGO_MANIFEST_DIR").unwrap())
+        .join("../meshflow.example.toml");
+    let out = meshflow(d, &["validate", example.to_str().unwrap()], true);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is valid"));
+    // What a replay source points at is checked too: a missing trace, an empty folder.
+    write(
+        &d.join("gone.toml"),
+        "[sources.old]\ntype = \"replay\"\npath = \"no-such-trace\"\n",
+    );
+    let out = meshflow(d, &["validate", "gone.toml"], false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sources.old.path") && err.contains("no-such-trace: does not exist"),
+        "{err}"
+    );
+    std::fs::create_dir(d.join("empty")).unwrap();
+    write(
+        &d.join("first.toml"),
+        "[job]\nreplay_first = \"empty\"\n[sources.a]\ntype = \"simulator\"\n",
+    );
+    let out = meshflow(d, &["validate", "first.toml"], false);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("job.replay_first") && err.contains("holds none of the input tables"),
+        "{err}"
+    );
+}
+
+/// `mode = "overwrite"` (the default) leaves the output folder holding this job's
+/// tables only, except a trace's input tables when the job replays that folder.
+#[test]
+fn overwrite_removes_the_tables_an_earlier_run_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let sim = [
+        "sim",
+        "--out",
+        "trace",
+        "--nodes",
+        "20",
+        "--duration",
+        "1m",
+        "--faults",
+        "0",
+    ];
+    meshflow(d, &sim, true);
+    write(
+        &d.join("all.toml"),
+        "[sinks.parquet]\ninputs = true\n[anomaly]\nwarmup_windows = 10\n",
+    );
+    write(&d.join("bare.toml"), "[anomaly]\nenabled = false\n");
+    let replay = |out: &str, config: &str| {
+        let args = ["replay", "trace", "--out", out, "--config", config];
+        String::from_utf8_lossy(&meshflow(d, &args, true).stderr).to_string()
+    };
+    replay("out", "all.toml");
+    let tables = ["anomaly_scores", "flows", "node_metrics", "tcp_events"];
+    for table in tables {
+        assert!(d.join("out").join(table).is_dir(), "{table}");
+    }
+    let stderr = replay("out", "bare.toml");
+    for table in tables {
+        assert!(
+            !d.join("out").join(table).exists(),
+            "{table} left: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("out/{table}, left by an earlier run")),
+            "{stderr}"
+        );
+    }
+    assert!(d.join("out/node_features").is_dir());
+    // Replayed into its own folder twice: the trace keeps what it is made of.
+    replay("trace", "bare.toml");
+    let stderr = replay("trace", "bare.toml");
+    assert!(!stderr.contains("left by an earlier run"), "{stderr}");
+    for table in ["flows", "node_metrics", "tcp_events", "ground_truth"] {
+        assert!(d.join("trace").join(table).is_dir(), "{table}");
+    }
+}
+
+/// Faults squeezed into slots shorter than `faults.min_duration` are written, with a
+/// warning that says so; with room, no warning.
+#[test]
+fn sim_warns_when_faults_cannot_last_their_min_duration() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let short = [
+        "sim",
+        "--out",
+        "short",
+        "--duration",
+        "3m",
+        "--faults",
+        "10",
+    ];
+    let out = meshflow(d, &short, true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("faults last at most 6s") && stderr.contains("faults.min_duration (30s)"),
+        "{stderr}"
+    );
+    let roomy = [
+        "sim",
+        "--out",
+        "roomy",
+        "--duration",
+        "10m",
+        "--faults",
+        "4",
+    ];
+    let out = meshflow(d, &roomy, true);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("faults last at most"), "{stderr}");
+}
