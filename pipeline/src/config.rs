@@ -447,28 +447,37 @@ impl JobConfig {
         })
     }
 
-    /// Checks what the configuration points at, which [`JobConfig::validate`] does
-    /// not: every replay source's trace, and `job.replay_first`, must exist and hold
-    /// input tables that can be planned (their files' footers are read).
-    pub fn check_traces(&self) -> Result<(), ConfigError> {
+    /// Every trace the job replays, with the key that names it: `job.replay_first`
+    /// (whole), then each replay source with its time range and `skip_bad_files`.
+    pub fn traces(&self) -> impl Iterator<Item = (String, &Path, TimeRange, bool)> + '_ {
+        let first = (self.job.replay_first.iter()).map(|path| {
+            (
+                "job.replay_first".to_string(),
+                path.as_path(),
+                TimeRange::ALL,
+                false,
+            )
+        });
         let replays = self
             .sources
             .iter()
             .filter_map(|(name, source)| match source {
                 SourceConfig::Replay(replay) => Some((
                     format!("sources.{name}.path"),
-                    &replay.path,
+                    replay.path.as_path(),
                     replay.range(),
                     replay.skip_bad_files,
                 )),
                 _ => None,
             });
-        let first = self
-            .job
-            .replay_first
-            .iter()
-            .map(|path| ("job.replay_first".to_string(), path, TimeRange::ALL, false));
-        for (key, path, range, skip_bad_files) in first.chain(replays) {
+        first.chain(replays)
+    }
+
+    /// Checks what the configuration points at, which [`JobConfig::validate`] does
+    /// not: every trace it replays must exist and hold input tables that can be
+    /// planned (their files' footers are read).
+    pub fn check_traces(&self) -> Result<(), ConfigError> {
+        for (key, path, range, skip_bad_files) in self.traces() {
             meshflow_sources::replay::TracePlan::new(path, range, skip_bad_files).map_err(|e| {
                 ConfigError::Invalid {
                     key,

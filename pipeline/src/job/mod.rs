@@ -384,12 +384,13 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             }
         };
         let mut stopping = false;
-        // After Ctrl-C: for each source still reading when it came, the epoch through
-        // which it has delivered every event (a stopped simulator's last whole tick,
-        // the eBPF source's final export).
-        let mut delivered: Vec<Option<u64>> = Vec::new();
-        // The last watermark of each source a later run can resume (Kafka).
-        let mut resumable: Vec<Option<u64>> = vec![None; readers.len()];
+        // Per source, its last watermark: the epoch through which it has delivered
+        // every event (for a stopped simulator its last whole tick, for the eBPF
+        // source its final export); and whether that bounds which windows are
+        // complete: a source a later run can resume (Kafka), or any still reading
+        // when Ctrl-C came.
+        let mut marks: Vec<Option<u64>> = vec![None; readers.len()];
+        let mut bounds: Vec<bool> = readers.iter().map(WorkerSource::resumes).collect();
         loop {
             // Ctrl-C: every source stops; the eBPF source first delivers what the
             // kernel still holds, so the loop runs until it has.
@@ -397,12 +398,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 stopping = true;
                 // Live sources waiting for a trace replayed first have read nothing.
                 let replaying = handoff.is_some() && readers[0].watermark(&spec, lateness).is_some();
-                delivered = (readers.iter().enumerate())
-                    .map(|(i, r)| match i > 0 && replaying {
-                        true => None,
-                        false => r.watermark(&spec, lateness),
-                    })
-                    .collect();
+                for (i, (bound, r)) in bounds.iter_mut().zip(&readers).enumerate() {
+                    *bound |= !(i > 0 && replaying) && r.watermark(&spec, lateness).is_some();
+                }
                 readers.iter_mut().for_each(WorkerSource::stop);
             }
             // With a trace to replay first, this worker's live sources wait for its share.
@@ -491,17 +489,9 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     raw.advance_to_epoch(watermark);
                 }
             }
-            for (mark, reader) in resumable.iter_mut().zip(&readers) {
-                if reader.resumes()
-                    && let Some(now) = reader.watermark(&spec, lateness)
-                {
-                    *mark = Some(now);
-                }
-            }
-            for (mark, reader) in delivered.iter_mut().zip(&readers) {
-                if let (Some(mark), Some(now)) = (mark.as_mut(), reader.watermark(&spec, lateness))
-                {
-                    *mark = now.max(*mark);
+            for (mark, reader) in marks.iter_mut().zip(&readers) {
+                if let Some(now) = reader.watermark(&spec, lateness) {
+                    *mark = Some(mark.map_or(now, |m| m.max(now)));
                 }
             }
             worker.step();
@@ -528,9 +518,12 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             }
         }
         // Set before this worker's input passes it, so before any later window closes.
-        if let Some(through) = delivered.iter().chain(&resumable).flatten().min() {
+        let through = (marks.iter().zip(&bounds))
+            .filter_map(|(mark, &bound)| mark.filter(|_| bound))
+            .min();
+        if let Some(through) = through {
             let mut complete = w_progress.complete.lock().expect("lock");
-            *complete = Some(complete.map_or(*through, |c| c.min(*through)));
+            *complete = Some(complete.map_or(through, |c| c.min(through)));
         }
         // The last close is measured on its own, before the tail windows below add
         // their work to it.
@@ -602,6 +595,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
     }
     let skipped = skipped.lock().expect("lock").clone();
     let complete = *progress.complete.lock().expect("lock");
+    let epoch_ns = cfg.job.epoch.as_nanos_i64();
+    let at_epoch = |e: u64| meshflow_schemas::TimestampNs((e as i64).saturating_mul(epoch_ns));
     Ok(Summary {
         sources: shared
             .iter()
@@ -631,14 +626,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             )
             .collect(),
         kafka: kafka_report.snapshot(),
-        kafka_held_back: complete.map(|c| {
-            (
-                kafka_report.held_back.load(Ordering::Relaxed),
-                meshflow_schemas::TimestampNs(
-                    (c as i64).saturating_mul(cfg.job.epoch.as_nanos_i64()),
-                ),
-            )
-        }),
+        kafka_held_back: complete
+            .map(|c| (kafka_report.held_back.load(Ordering::Relaxed), at_epoch(c))),
         skipped,
         elapsed: started.elapsed(),
         emit_latency: EmitLatency::of(&progress.emit_latency.lock().expect("lock")),
@@ -646,10 +635,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         out: cfg.sinks.parquet.path.clone(),
         stopped: progress.stop.load(Ordering::Relaxed).then(|| {
             // Sources that had all ended before the stop leave every window complete.
-            let through = complete.unwrap_or_else(|| progress.watermark.load(Ordering::Relaxed));
-            meshflow_schemas::TimestampNs(
-                (through as i64).saturating_mul(cfg.job.epoch.as_nanos_i64()),
-            )
+            at_epoch(complete.unwrap_or_else(|| progress.watermark.load(Ordering::Relaxed)))
         }),
     })
 }

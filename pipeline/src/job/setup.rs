@@ -47,16 +47,9 @@ fn register_names(plan: &TracePlan) {
 /// its output folder, if any.
 fn replayed_output(cfg: &JobConfig) -> Option<&Path> {
     let out = cfg.sinks.parquet.path.canonicalize().ok()?;
-    let traces = cfg.sources.values().filter_map(|s| match s {
-        SourceConfig::Replay(replay) => Some(&replay.path),
-        _ => None,
-    });
-    cfg.job
-        .replay_first
-        .iter()
-        .chain(traces)
+    cfg.traces()
+        .map(|(_, trace, ..)| trace)
         .find(|trace| trace.canonicalize().is_ok_and(|t| t == out))
-        .map(|trace| trace.as_path())
 }
 
 /// With `sinks.parquet.mode = "overwrite"`, removes the tables an earlier run left in
