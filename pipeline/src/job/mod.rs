@@ -1,6 +1,7 @@
 //! Running a job: sources → timely/differential dataflow → Parquet (`node_features`,
 //! `anomaly_scores`, and optionally the input tables).
 
+mod backlog;
 mod kafka;
 mod profile;
 mod raw;
@@ -16,6 +17,7 @@ pub use sources::{SharedSource, SourceError, WorkerSource};
 pub use summary::{EmitLatency, Progress, Summary};
 pub use writer::{WriteReport, write_parquet};
 
+use backlog::{Backlog, IDLE_WAIT, WAIT_PARK};
 use raw::{RawInputs, RawOutputs};
 use setup::Sources;
 
@@ -43,47 +45,6 @@ use timely::dataflow::operators::vec::Input;
 use timely::dataflow::operators::{Inspect, Probe};
 
 use crate::config::JobConfig;
-
-/// The longest a source blocks waiting for input while the dataflow has caught up
-/// (it also bounds how late Ctrl-C is noticed).
-const IDLE_WAIT: Duration = Duration::from_millis(5);
-
-/// The longest a worker waiting for the dataflow to catch up sleeps with nothing to
-/// do. It wakes at once when another worker sends it data or an operator is
-/// activated; spinning instead took the cores the other workers and the Parquet
-/// encoders needed.
-const WAIT_PARK: Duration = Duration::from_millis(1);
-
-/// How many slides the anomaly scores may trail the features before the sources wait.
-/// The scorer works on a window once its features are out, beside the worker; held
-/// to the features' own lag, the worker waited for each window's scores, idle for a
-/// seventh of a 10k-node replay (benchmarks/README.md, session 28). A window waiting
-/// for its scores holds only its score inputs.
-const SCORE_LAG: u64 = 1;
-
-/// How far a worker's sources may run ahead of its outputs.
-struct Backlog {
-    /// Passes a window once its features are out.
-    featured: ProbeHandle<u64>,
-    /// Passes a window once every output has it.
-    written: ProbeHandle<u64>,
-    /// The window slide, in epochs.
-    slide: u64,
-}
-
-impl Backlog {
-    /// Whether sources at input time `time` must wait for the outputs. The features
-    /// may trail by one slide: every window in flight holds its neighbourhood messages
-    /// in the dataflow, so a longer backlog costs memory in proportion to the edges,
-    /// and it buys no throughput (benchmarks/README.md, "backlog"). The rest of the
-    /// outputs may trail by [`SCORE_LAG`] slides more.
-    fn behind(&self, time: u64) -> bool {
-        self.featured.less_than(&time.saturating_sub(self.slide))
-            || self
-                .written
-                .less_than(&time.saturating_sub(self.slide * (1 + SCORE_LAG)))
-    }
-}
 
 /// How this process takes part in the computation.
 #[derive(Clone, Debug, Default)]
