@@ -79,6 +79,11 @@ pub const FLOW_TABLE_ENTRIES: u32 = 65536;
 pub const XDP_STATS_ENTRIES: u32 = 4096;
 /// `max_entries` of [`MAP_SYS_START`].
 pub const SYS_START_ENTRIES: u32 = 16384;
+/// Hash `[u8; 16]` (an address, IPv4 as v4-mapped IPv6) → `u8`: the mesh addresses, one
+/// of which a TCP event or drop must have when [`GLOBAL_ADDR_FILTER`] is set.
+pub const MAP_ADDRS: &str = "mf_addrs";
+/// `max_entries` of [`MAP_ADDRS`].
+pub const ADDRS_MAX: u32 = 4096;
 
 // ---- globals set by the loader (`EbpfLoader::override_global`) ---------------------
 
@@ -88,6 +93,9 @@ pub const GLOBAL_FLOW_EXPORT_NS: &str = "flow_export_ns";
 pub const GLOBAL_XDP_SAMPLE_EVERY: &str = "xdp_sample_every";
 /// `u32`: only trace syscalls of this process (tgid); 0 = all (default).
 pub const GLOBAL_TARGET_TGID: &str = "target_tgid";
+/// `u32`: 1 = TCP events and drops are reported only with an end in [`MAP_ADDRS`]; 0 =
+/// all of them (default).
+pub const GLOBAL_ADDR_FILTER: &str = "addr_filter";
 /// `u64`: the record that makes a ring's unread data reach this many bytes wakes its reader.
 pub const GLOBAL_WAKEUP_BYTES: &str = "wakeup_bytes";
 /// Default of [`GLOBAL_WAKEUP_BYTES`]: 256 KiB, about 2300 flow records.
@@ -394,10 +402,12 @@ mod tests {
             MAP_SAMPLE_CTR,
             MAP_FLOW_TABLE,
             MAP_SYS_START,
+            MAP_ADDRS,
             GLOBAL_FLOW_EXPORT_NS,
             GLOBAL_XDP_SAMPLE_EVERY,
             GLOBAL_TARGET_TGID,
             GLOBAL_WAKEUP_BYTES,
+            GLOBAL_ADDR_FILTER,
             "Dual MIT/GPL",
         ] {
             assert!(has(name), "{name} missing from the object");

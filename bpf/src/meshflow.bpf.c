@@ -31,6 +31,7 @@ const volatile __u64 flow_export_ns = 1000000000ULL; /* TC: export interval */
 const volatile __u32 xdp_sample_every = 0;           /* XDP: 0 = off, N = 1 in N */
 const volatile __u32 target_tgid = 0;                /* syscalls: 0 = every process */
 const volatile __u64 wakeup_bytes = 256 << 10;       /* ring buffers: see mf_submit() */
+const volatile __u32 addr_filter = 0;                /* TCP events, drops: 1 = mf_addrs only */
 
 /* TC return value: TC_ACT_UNSPEC (-1) == TCX_NEXT. With TCX links the packet goes on to
  * the next program and, at the end of the chain, is passed; with legacy clsact filters
@@ -87,6 +88,24 @@ struct {
 	__type(key, __u64);
 	__type(value, struct mf_sys_start);
 } mf_sys_start SEC(".maps");
+
+/* The mesh's addresses (16 bytes, IPv4 v4-mapped): with addr_filter set, TCP events and
+ * drops are reported only when one end is among them. Filled by the loader before it
+ * attaches the tracepoints. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MF_ADDRS_MAX);
+	__type(key, __u8[16]);
+	__type(value, __u8);
+} mf_addrs SEC(".maps");
+
+/* Whether an event between these addresses is reported. An event whose addresses could
+ * not be read (family 0) is reported whatever the filter. */
+static __always_inline bool mf_addrs_wanted(__u16 family, const __u8 *saddr, const __u8 *daddr)
+{
+	return !addr_filter || family == MF_AF_UNSPEC || bpf_map_lookup_elem(&mf_addrs, saddr) ||
+	       bpf_map_lookup_elem(&mf_addrs, daddr);
+}
 
 /*
  * Submits a reserved record with batched wake-ups: the reader is woken only by the
@@ -336,6 +355,15 @@ static __always_inline struct mf_tcp_event *mf_tcp_reserve(__u32 prog)
 	return e;
 }
 
+/* Submits a TCP event, or discards it when neither end is a mesh address. */
+static __always_inline void mf_submit_tcp(struct mf_tcp_event *e)
+{
+	if (mf_addrs_wanted(e->family, e->saddr, e->daddr))
+		mf_submit(&mf_tcp, e, sizeof(*e));
+	else
+		bpf_ringbuf_discard(e, BPF_RB_NO_WAKEUP);
+}
+
 SEC("tracepoint/tcp/tcp_retransmit_skb")
 int mf_tcp_retrans(struct trace_event_raw_tcp_retransmit_skb *ctx)
 {
@@ -352,7 +380,7 @@ int mf_tcp_retrans(struct trace_event_raw_tcp_retransmit_skb *ctx)
 	bpf_probe_read_kernel(e->saddr, sizeof(e->saddr), ctx->saddr_v6);
 	bpf_probe_read_kernel(e->daddr, sizeof(e->daddr), ctx->daddr_v6);
 	e->new_state = ctx->state;
-	mf_submit(&mf_tcp, e, sizeof(*e));
+	mf_submit_tcp(e);
 	return 0;
 }
 
@@ -378,7 +406,7 @@ int mf_sock_state(struct trace_event_raw_inet_sock_set_state *ctx)
 	e->new_state = ctx->newstate;
 	tp = (struct tcp_sock *)ctx->skaddr;
 	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	mf_submit(&mf_tcp, e, sizeof(*e));
+	mf_submit_tcp(e);
 	return 0;
 }
 
@@ -446,7 +474,7 @@ int BPF_PROG(mf_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_re
 	e->kind = MF_TCP_DROP;
 	e->drop_reason = reason;
 	mf_skb_addrs(skb, e);
-	mf_submit(&mf_tcp, e, sizeof(*e));
+	mf_submit_tcp(e);
 	return 0;
 }
 

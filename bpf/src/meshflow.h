@@ -26,6 +26,9 @@
 #define MF_PROG_SYSCALL 4
 #define MF_PROG_COUNT 5
 
+/* max_entries of mf_addrs: how many mesh addresses the tracepoints can be limited to. */
+#define MF_ADDRS_MAX 4096
+
 /* mf_flow_key.dir */
 #define MF_DIR_INGRESS 0
 #define MF_DIR_EGRESS 1

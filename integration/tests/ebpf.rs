@@ -172,6 +172,7 @@ print(json.dumps({
     "established_srtt": sum(1 for t in established if t["srtt_us"]),
     "retransmits": retrans,
     "drop_reasons": drops,
+    "loopback_events": sum(1 for t in tcp if t["src_ip"].startswith("127.") or t["dst_ip"].startswith("127.")),
     "lost": lost,
     "xdp_udp": metric_max(sys.argv[6]),
     "sendto": sum(1 for s in sys_rows if s["syscall"] == "sendto" and s["pid"] == int(sys.argv[7])),
@@ -317,6 +318,19 @@ fn known_traffic_on_a_namespace_mesh_is_reported_exactly() {
     .unwrap();
     assert_eq!(sink.join().unwrap(), BULK_BYTES);
 
+    // TCP on this host's loopback, outside the mesh: a connection with
+    // data, and one to a closed port (a drop). The tracepoints must not report them.
+    let local = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = local.local_addr().unwrap().port();
+    let mut client = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (mut server, _) = local.accept().unwrap();
+    client.write_all(&[5u8; 10_000]).unwrap();
+    client.shutdown(std::net::Shutdown::Both).unwrap();
+    let mut sink = Vec::new();
+    server.read_to_end(&mut sink).unwrap();
+    drop(local);
+    assert!(TcpStream::connect(("127.0.0.1", port)).is_err());
+
     let (ok, stdout, stderr) = job.finish(Duration::from_secs(60));
     assert!(ok, "meshflow failed:\n{stdout}\n{stderr}");
 
@@ -380,6 +394,14 @@ fn known_traffic_on_a_namespace_mesh_is_reported_exactly() {
             .iter()
             .any(|r| r.as_str().unwrap().contains("NETFILTER")),
         "nft drops are reported with their reason: {got}"
+    );
+    assert_eq!(
+        got["loopback_events"], 0,
+        "the host's own loopback traffic is outside the mesh: {got}"
+    );
+    assert!(
+        stderr.contains("TCP events and drops: those with an end at one of 6 mesh addresses"),
+        "the start-up line says what the tracepoints report: {stderr}"
     );
     let lost = got["lost"].as_object().unwrap();
     assert_eq!(lost.len(), 5, "a loss counter per program: {got}");

@@ -34,6 +34,19 @@ pub enum Direction {
     Egress,
 }
 
+/// Which TCP events and drops the tracepoints report. They fire for the whole host
+/// (every network namespace), not only the monitored interfaces.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TraceScope {
+    /// Those with an end at a mesh address: an address of `interfaces` or a key of
+    /// `nodes`. The host's other traffic (its loopback, say) is left out.
+    #[default]
+    Mesh,
+    /// Every one on the host.
+    Host,
+}
+
 /// Configuration of the eBPF source: one per host (process), reading that host's kernel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -58,6 +71,9 @@ pub struct EbpfConfig {
     pub syscalls: bool,
     /// Only trace system calls of this process id (thread-group id); all when unset.
     pub syscall_pid: Option<u32>,
+    /// Which TCP events and drops are reported: `"mesh"` (default) those with an end at
+    /// an address of `interfaces` or `nodes`, or `"host"` all of the host's.
+    pub trace_scope: TraceScope,
     /// How often counters are read and long-lived flows are exported.
     pub export_interval: HumanDuration,
     /// How often the ring buffers are drained when no wake-up came (the programs only
@@ -95,6 +111,7 @@ impl Default for EbpfConfig {
             drops: true,
             syscalls: true,
             syscall_pid: None,
+            trace_scope: TraceScope::Mesh,
             export_interval: HumanDuration::from_secs(1),
             poll_interval: "20ms".parse().expect("valid literal"),
             wakeup_bytes: DEFAULT_WAKEUP_BYTES,
@@ -272,6 +289,10 @@ mod tests {
         cfg.validate().unwrap();
         let cfg = parse("tc = false\nxdp = false\nxdp_sample_every = 1").unwrap();
         assert_eq!(cfg.validate().unwrap_err().key, "xdp_sample_every");
+        let e = parse("interfaces = [\"a\"]\ntrace_scope = \"world\"").unwrap_err();
+        assert!(e.contains("trace_scope") && e.contains("mesh"), "{e}");
+        let cfg = parse("interfaces = [\"a\"]\ntrace_scope = \"host\"").unwrap();
+        assert_eq!(cfg.trace_scope, TraceScope::Host);
     }
 
     #[test]

@@ -3,12 +3,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
+use aya::maps::HashMap;
 use aya::programs::{BtfTracePoint, SchedClassifier, TcAttachType, TracePoint, Xdp, XdpMode};
 use aya::{Btf, Ebpf, EbpfLoader};
 use meshflow_bpf as abi;
 
 use super::EbpfError;
-use super::config::{Direction, EbpfConfig, NodeMap, XdpAttachMode};
+use super::config::{Direction, EbpfConfig, NodeMap, TraceScope, XdpAttachMode};
 use super::netns::{InterfaceRef, NetnsGuard, if_index, interface_addresses};
 
 /// An interface the programs are attached to.
@@ -34,6 +35,9 @@ pub struct Loaded {
     pub host_node: u64,
     /// Every address of the monitored interfaces.
     pub local: BTreeSet<IpAddr>,
+    /// How many mesh addresses the TCP events and drops are limited to, or `None` when
+    /// they are not (`trace_scope = "host"`).
+    pub mesh_addresses: Option<usize>,
 }
 
 fn attach_err(program: &str, target: &str, e: impl std::fmt::Display) -> EbpfError {
@@ -62,11 +66,13 @@ fn load_err(name: &str, e: impl std::fmt::Display) -> EbpfError {
 pub fn load(cfg: &EbpfConfig, nodes: &NodeMap) -> Result<Loaded, EbpfError> {
     let export_ns = cfg.export_interval.as_nanos_i64() as u64;
     let tgid = cfg.syscall_pid.unwrap_or(0);
+    let addr_filter = u32::from(cfg.trace_scope == TraceScope::Mesh);
     let mut ebpf = EbpfLoader::new()
         .override_global(abi::GLOBAL_FLOW_EXPORT_NS, &export_ns, true)
         .override_global(abi::GLOBAL_TARGET_TGID, &tgid, true)
         .override_global(abi::GLOBAL_WAKEUP_BYTES, &cfg.wakeup_bytes, true)
         .override_global(abi::GLOBAL_XDP_SAMPLE_EVERY, &cfg.xdp_sample_every, true)
+        .override_global(abi::GLOBAL_ADDR_FILTER, &addr_filter, true)
         .load(abi::OBJECT)
         .map_err(|e| EbpfError::Load(format!("loading the eBPF object: {e}")))?;
 
@@ -137,6 +143,15 @@ pub fn load(cfg: &EbpfConfig, nodes: &NodeMap) -> Result<Loaded, EbpfError> {
         });
     }
 
+    let local: BTreeSet<IpAddr> = interfaces
+        .iter()
+        .flat_map(|i| i.addresses.iter().map(|ip| ip.to_canonical()))
+        .collect();
+    let mesh_addresses = if addr_filter == 1 {
+        Some(fill_mesh_addresses(&mut ebpf, cfg, &local)?)
+    } else {
+        None
+    };
     if cfg.tcp {
         for (name, category, event) in [
             ("mf_tcp_retrans", "tcp", "tcp_retransmit_skb"),
@@ -189,16 +204,62 @@ pub fn load(cfg: &EbpfConfig, nodes: &NodeMap) -> Result<Loaded, EbpfError> {
                 .map(|ip| nodes.node_of(ip))
         })
         .unwrap_or(0);
-    let local = interfaces
-        .iter()
-        .flat_map(|i| i.addresses.iter().map(|ip| ip.to_canonical()))
-        .collect();
     Ok(Loaded {
         ebpf,
         interfaces,
         host_node,
         local,
+        mesh_addresses,
     })
+}
+
+/// Writes the mesh's addresses (`local`, the monitored interfaces' addresses, and the
+/// keys of `cfg.nodes`) into [`abi::MAP_ADDRS`]; returns how many.
+fn fill_mesh_addresses(
+    ebpf: &mut Ebpf,
+    cfg: &EbpfConfig,
+    local: &BTreeSet<IpAddr>,
+) -> Result<usize, EbpfError> {
+    let map_err =
+        |e: &dyn std::fmt::Display| EbpfError::Load(format!("map {}: {e}", abi::MAP_ADDRS));
+    let mesh: BTreeSet<IpAddr> = local
+        .iter()
+        .copied()
+        .chain(
+            cfg.nodes
+                .keys()
+                .filter_map(|ip| ip.parse::<IpAddr>().ok())
+                .map(|ip| ip.to_canonical()),
+        )
+        .collect();
+    if mesh.len() > abi::ADDRS_MAX as usize {
+        return Err(EbpfError::Load(format!(
+            "the mesh has {} addresses (interfaces and nodes); TCP events and drops can be \
+             limited to {} (set trace_scope = \"host\" to report all of them)",
+            mesh.len(),
+            abi::ADDRS_MAX
+        )));
+    }
+    let mut map: HashMap<_, [u8; 16], u8> = HashMap::try_from(
+        ebpf.map_mut(abi::MAP_ADDRS)
+            .ok_or_else(|| map_err(&"missing from the object"))?,
+    )
+    .map_err(|e| map_err(&e))?;
+    for ip in &mesh {
+        let key = match ip {
+            IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+            IpAddr::V6(v6) => v6.octets(),
+        };
+        map.insert(key, 1, 0).map_err(|e| map_err(&e))?;
+    }
+    if mesh.is_empty() && (cfg.tcp || cfg.drops) {
+        tracing::warn!(
+            "the monitored interfaces have no addresses and `nodes` is empty: no TCP event \
+             or drop has an end in the mesh, so none is reported (set trace_scope = \"host\" \
+             to report the host's)"
+        );
+    }
+    Ok(mesh.len())
 }
 
 fn attach_xdp(xdp: &mut Xdp, iface: &str, mode: XdpAttachMode) -> Result<(), String> {

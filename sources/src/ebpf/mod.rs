@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use meshflow_schemas::{Counters, TimestampNs};
 
-pub use config::{Direction, EbpfConfig, NodeMap, XdpAttachMode};
+pub use config::{Direction, EbpfConfig, NodeMap, TraceScope, XdpAttachMode};
 
 use crate::SourceBatch;
 use decode::{Decoder, KernelClock, parse_drop_reasons};
@@ -115,8 +115,15 @@ impl EbpfSource {
         .map(|(_, n)| *n)
         .collect::<Vec<_>>()
         .join(", ");
+        let scope = match loaded.mesh_addresses {
+            _ if !(cfg.tcp || cfg.drops) => String::new(),
+            None => "; TCP events and drops: the whole host".into(),
+            Some(n) => {
+                format!("; TCP events and drops: those with an end at one of {n} mesh addresses")
+            }
+        };
         let description = format!(
-            "programs {programs} attached; interfaces: {}",
+            "programs {programs} attached; interfaces: {}{scope}",
             if description.is_empty() {
                 "none"
             } else {
