@@ -7,6 +7,18 @@ pub mod tansu;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// A hosts file for timely's multi-process mode with `n` free loopback ports: bound
+/// together so they differ, then released for the processes.
+pub fn hosts_file(n: usize) -> String {
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| format!("127.0.0.1:{}\n", l.local_addr().unwrap().port()))
+        .collect()
+}
+
 /// The `meshflow` binary cargo built for this test run (`target/<profile>/meshflow`).
 ///
 /// Panics with the command to build it if it is missing: the tests never skip.

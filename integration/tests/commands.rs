@@ -1,5 +1,5 @@
 //! The command line around a job: `validate`, what `mode = "overwrite"` leaves in the
-//! output folder, and the simulator's warnings.
+//! output folder, the simulator's warnings, and a multi-process job's start-up errors.
 
 use std::path::Path;
 
@@ -140,4 +140,59 @@ fn sim_warns_when_faults_cannot_last_their_min_duration() {
     let out = meshflow(d, &roomy, true);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("faults last at most"), "{stderr}");
+}
+
+#[test]
+fn processes_with_different_worker_counts_fail_with_one_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(&d.join("hosts"), &meshflow_integration::hosts_file(2));
+    write(
+        &d.join("job.toml"),
+        "[sources.mesh]\ntype = \"simulator\"\nnodes = 20\nduration = \"60s\"\n\
+         [sources.mesh.faults]\ncount = 0\n",
+    );
+    let start = |process: &str, workers: &str| {
+        std::process::Command::new(meshflow_integration::meshflow_bin())
+            .args([
+                "run",
+                "--config",
+                "job.toml",
+                "--out",
+                "out",
+                "--process",
+                process,
+                "--hosts",
+                "hosts",
+                "--workers",
+                workers,
+            ])
+            .current_dir(d)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let first = start("0", "1");
+    let second = start("1", "2");
+    for (child, workers) in [(first, 1), (second, 2)] {
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{stderr}");
+        assert!(
+            stderr.contains(&format!(
+                "Every process must run the same --workers (this one runs {workers})"
+            )),
+            "{stderr}"
+        );
+        assert_eq!(
+            stderr.matches("error: the connection").count(),
+            1,
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("backtrace"),
+            "{stderr}"
+        );
+    }
 }

@@ -176,19 +176,7 @@ fn replay_totals_match_the_simulator_and_output_is_identical_across_runs_workers
     assert!(t2 == t3, "two runs give byte-identical output");
     // Timely's multi-process mode: two processes of one worker each, on loopback,
     // write the same files as one worker.
-    // Two free ports, held together so they differ, released for the processes.
-    let listeners: Vec<std::net::TcpListener> = (0..2)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let ports: Vec<u16> = listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect();
-    drop(listeners);
-    write(
-        &d.join("hosts"),
-        &format!("127.0.0.1:{}\n127.0.0.1:{}\n", ports[0], ports[1]),
-    );
+    write(&d.join("hosts"), &meshflow_integration::hosts_file(2));
     let cluster = |process: &str| {
         Command::new(meshflow_bin())
             .args([

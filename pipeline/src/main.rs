@@ -288,6 +288,9 @@ fn load(path: Option<&PathBuf>) -> anyhow::Result<JobConfig> {
 
 fn execute(cfg: JobConfig, cluster: Cluster) -> anyhow::Result<()> {
     cfg.validate()?;
+    if let Cluster::Multi { process, hosts } = &cluster {
+        job::report_peer_failures(cfg.job.workers, *process, hosts.len());
+    }
     let progress = Arc::new(Progress::default());
     watch_ctrl_c(progress.clone());
     // A replay-only job in one process knows its total from the plan: show a bar.

@@ -3,6 +3,7 @@
 
 mod backlog;
 mod kafka;
+mod peers;
 mod profile;
 mod raw;
 mod setup;
@@ -12,6 +13,7 @@ mod summary;
 mod writer;
 
 pub use kafka::{KafkaReport, write_kafka};
+pub use peers::report_peer_failures;
 pub use profile::OperatorProfile;
 pub use sources::{SharedSource, SourceError, WorkerSource};
 pub use summary::{EmitLatency, Progress, Summary};
