@@ -143,7 +143,7 @@ fn sim_warns_when_faults_cannot_last_their_min_duration() {
 }
 
 #[test]
-fn processes_with_different_worker_counts_fail_with_one_clear_error() {
+fn multi_process_start_up_failures_are_one_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     write(&d.join("hosts"), &meshflow_integration::hosts_file(2));
@@ -173,6 +173,18 @@ fn processes_with_different_worker_counts_fail_with_one_clear_error() {
             .spawn()
             .unwrap()
     };
+    // A process whose port is taken says which address it could not listen on.
+    let hosts = std::fs::read_to_string(d.join("hosts")).unwrap();
+    let mine = hosts.lines().next().unwrap();
+    let taken = std::net::TcpListener::bind(mine).unwrap();
+    let out = start("0", "1").wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!("process 0 listens on {mine}")),
+        "{stderr}"
+    );
+    drop(taken);
     let first = start("0", "1");
     let second = start("1", "2");
     for (child, workers) in [(first, 1), (second, 2)] {

@@ -545,7 +545,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             }
         }
     })
-    .map_err(anyhow::Error::msg)?;
+    .map_err(|e| peers::start_error(e, cluster))?;
     let results = guards.join();
     for r in results {
         r.map_err(anyhow::Error::msg)?;

@@ -1,5 +1,5 @@
-//! One clear error instead of a cascade of panics when timely's connections between
-//! the processes of a multi-process job fail.
+//! Clear errors when timely's connections between the processes of a multi-process
+//! job cannot be made or fail.
 //!
 //! Timely's communication threads panic when a peer sends what this process cannot
 //! place (processes started with different `--workers`) or goes away, and every
@@ -10,6 +10,8 @@
 
 use std::panic::PanicHookInfo;
 use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::Cluster;
 
 /// Whether a panic comes from timely's communication layer: raised in its code, or on
 /// one of its network threads (`timely:send-N`, `timely:recv-N`).
@@ -53,4 +55,17 @@ pub fn report_peer_failures(workers: usize, process: usize, processes: usize) {
             message(info)
         );
     }));
+}
+
+/// Timely's start-up error `e` (it could not listen or connect), with what this process
+/// listens on in a multi-process job.
+pub(super) fn start_error(e: String, cluster: &Cluster) -> anyhow::Error {
+    match cluster {
+        Cluster::Local => anyhow::Error::msg(e),
+        Cluster::Multi { process, hosts } => anyhow::anyhow!(
+            "{e}: process {process} listens on {} (its entry in the hosts file) and \
+             connects to the processes listed before it",
+            hosts[*process]
+        ),
+    }
 }
