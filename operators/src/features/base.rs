@@ -79,7 +79,7 @@ pub struct NodeBase {
     pub rtt_p99: Option<i32>,
     /// Sketch bucket of the 99th percentile system-call latency (ns).
     pub syscall_p99: Option<i32>,
-    /// Per metric series, sorted by name: sum of micro-units and sample count.
+    /// Per metric series, sorted by name: sum of nano-units and sample count.
     pub metrics: Vec<(Name, i128, u64)>,
 }
 
@@ -119,7 +119,7 @@ pub struct NodeTally {
     rtt: Vec<(i32, i64)>,
     /// System-call latency samples per sketch bucket.
     syscalls: Vec<(i32, i64)>,
-    /// Per metric series: sample count and sum of micro-units.
+    /// Per metric series: sample count and sum of nano-units.
     metrics: Vec<(Name, (i64, i128))>,
 }
 

@@ -247,7 +247,7 @@ pub enum FeatureVal {
     Rtt(i32),
     /// System-call latency samples in this sketch bucket; `count` counts them.
     Syscall(i32),
-    /// Samples of this `NodeMetric` series: `count` samples summing to `sum` micro-units.
+    /// Samples of this `NodeMetric` series: `count` samples summing to `sum` nano-units.
     Metric(Name),
 }
 
@@ -273,7 +273,7 @@ pub struct FeatureDiff {
     pub flows_out: i64,
     /// TCP retransmits.
     pub retransmits: i64,
-    /// Sum of metric samples in micro-units ([`quantize_metric`]).
+    /// Sum of metric samples in nano-units ([`quantize_metric`]).
     pub sum: i128,
 }
 
@@ -287,15 +287,18 @@ impl FeatureDiff {
     }
 }
 
-/// Micro-units per unit of a metric sample.
-pub const METRIC_SCALE: f64 = 1e6;
+/// Nano-units per unit of a metric sample: a window's mean is exact to 1e-9 absolute.
+pub const METRIC_SCALE: f64 = 1e9;
 
-/// A metric sample as an integer number of micro-units, so sums retract exactly, or
-/// `None` for NaN and infinities. Values beyond ±1.7e32 saturate.
+/// The largest metric sample magnitude meshflow sums exactly: 1e18. A sample is 1e27
+/// nano-units at most, so a 128-bit sum cannot wrap below 1.7e11 samples of one series
+/// in one window.
+pub const MAX_METRIC_VALUE: f64 = 1e18;
+
+/// A metric sample as an integer number of nano-units, so sums retract exactly, or
+/// `None` for NaN, infinities and magnitudes beyond [`MAX_METRIC_VALUE`].
 pub fn quantize_metric(value: f64) -> Option<i128> {
-    value
-        .is_finite()
-        .then(|| (value * METRIC_SCALE).round() as i128)
+    (value.abs() <= MAX_METRIC_VALUE).then(|| (value * METRIC_SCALE).round() as i128)
 }
 
 /// The mean of `count` quantized samples summing to `sum`.

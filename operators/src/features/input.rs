@@ -20,7 +20,13 @@ pub struct Late {
     pub time: TimestampNs,
 }
 
-/// Why a non-flow record was not admitted.
+/// The most bytes or packets one flow record may carry: 2^53 (9.0e15, 9 PB). A
+/// window's totals are 64-bit sums, which this keeps from wrapping however many such
+/// records a node has in a window (up to a thousand at the bound); larger counts are
+/// corrupt or wrapped counters, not traffic.
+pub const MAX_FLOW_COUNT: u64 = 1 << 53;
+
+/// Why a record was not admitted.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Refused {
     /// Its windows are closed (or it is before 1970).
@@ -38,6 +44,20 @@ pub struct Refusals {
     pub invalid: u64,
     /// The first bad record's description, if any.
     pub first_invalid: Option<String>,
+}
+
+impl Refusals {
+    /// Counts `result` if it is a refusal.
+    pub fn tally(&mut self, result: Result<(), Refused>) {
+        match result {
+            Ok(()) => {}
+            Err(Refused::Late(_)) => self.late += 1,
+            Err(Refused::Invalid(what)) => {
+                self.invalid += 1;
+                self.first_invalid.get_or_insert(what);
+            }
+        }
+    }
 }
 
 /// A link of a given topology (`meshflow import metrics --edges`): it joins `src` and
@@ -144,7 +164,8 @@ impl FeatureInput {
     }
 
     /// Adds a flow whose event time is `last_seen`. A flow older than the current
-    /// watermark is refused: its windows are closed and their rows already out.
+    /// watermark is refused as late: its windows are closed and their rows already out.
+    /// One with more than [`MAX_FLOW_COUNT`] bytes or packets is refused as invalid.
     pub fn add_flow(
         &mut self,
         last_seen: TimestampNs,
@@ -152,19 +173,29 @@ impl FeatureInput {
         dst: u64,
         bytes: u64,
         packets: u64,
-    ) -> Result<(), Late> {
-        let epoch = self.epoch(last_seen)?;
+    ) -> Result<(), Refused> {
+        if bytes > MAX_FLOW_COUNT || packets > MAX_FLOW_COUNT {
+            return Err(Refused::Invalid(format!(
+                "flows: the flow from node {src} to node {dst} at {} ns has {bytes} bytes and \
+                 {packets} packets; more than 2^53 (9.0e15) in one record is not a real count \
+                 (a wrapped or corrupt counter?)",
+                last_seen.0
+            )));
+        }
+        let epoch = self.epoch(last_seen).map_err(Refused::Late)?;
         self.combiner.add_flow(epoch, src, dst, bytes, packets);
         self.admitted(epoch);
         Ok(())
     }
 
-    /// Adds a metric sample; NaN and infinite values are refused as invalid.
+    /// Adds a metric sample; NaN, infinite values and magnitudes beyond
+    /// [`MAX_METRIC_VALUE`](super::diff::MAX_METRIC_VALUE) are refused as invalid.
     pub fn add_metric(&mut self, m: &NodeMetric) -> Result<(), Refused> {
         let epoch = self.epoch(m.time).map_err(Refused::Late)?;
         let sum = quantize_metric(m.value).ok_or_else(|| {
             Refused::Invalid(format!(
-                "node_metrics: node {} metric `{}` at {} ns has value {}, which is not finite",
+                "node_metrics: node {} metric `{}` at {} ns has value {}, which is not a \
+                 finite number of magnitude at most 1e18",
                 m.node, m.metric, m.time.0, m.value
             ))
         })?;
@@ -227,22 +258,14 @@ impl FeatureInput {
         syscalls: &[SyscallLatency],
     ) -> Refusals {
         let mut refusals = Refusals::default();
-        let mut tally = |result: Result<(), Refused>| match result {
-            Ok(()) => {}
-            Err(Refused::Late(_)) => refusals.late += 1,
-            Err(Refused::Invalid(what)) => {
-                refusals.invalid += 1;
-                refusals.first_invalid.get_or_insert(what);
-            }
-        };
         for m in metrics {
-            tally(self.add_metric(m));
+            refusals.tally(self.add_metric(m));
         }
         for t in tcp {
-            tally(self.add_tcp(t));
+            refusals.tally(self.add_tcp(t));
         }
         for s in syscalls {
-            tally(self.add_syscall(s));
+            refusals.tally(self.add_syscall(s));
         }
         refusals
     }

@@ -51,9 +51,9 @@ fn tcp(
 /// Feeds one event into the input.
 fn give(input: &mut FeatureInput, epoch: u64, event: &Event) {
     let refused = match event {
-        Event::Flow(src, dst, bytes, packets) => input
-            .add_flow(at(epoch), *src, *dst, *bytes, *packets)
-            .map_err(Refused::Late),
+        Event::Flow(src, dst, bytes, packets) => {
+            input.add_flow(at(epoch), *src, *dst, *bytes, *packets)
+        }
         Event::Tcp(node, kind, reason, srtt) => {
             input.add_tcp(&tcp(epoch, *node, *kind, reason.clone(), *srtt))
         }
@@ -303,6 +303,12 @@ fn a_path_and_an_island_have_known_features() {
         ),
         (0, Event::Metric(9, "cpu_load".into(), 0.25)),
         (0, Event::Metric(9, "cpu_load".into(), 0.75)),
+        // Tiny and huge samples keep their means (micro-units read 2e-7 as 0, and the
+        // sum of two 1e32 samples wrapped negative).
+        (0, Event::Metric(9, "seconds".into(), 1e-7)),
+        (0, Event::Metric(9, "seconds".into(), 3e-7)),
+        (0, Event::Metric(9, "total_bytes".into(), 1e18)),
+        (0, Event::Metric(9, "total_bytes".into(), 1e18)),
     ];
     let rows = incremental(&events, spec, 2);
     let first: BTreeMap<u64, &NodeFeatures> = rows
@@ -344,9 +350,14 @@ fn a_path_and_an_island_have_known_features() {
     assert_eq!((n1.component, n2.component, n3.component), (1, 1, 1));
     assert_eq!((first[&8].component, first[&9].component), (7, 9));
     assert!(first.values().all(|r| r.components == 3));
-    assert_eq!(first[&9].metric_names, vec!["cpu_load".into()]);
-    assert_eq!(first[&9].metric_means, vec![0.5]);
-    assert_eq!(first[&9].metric_samples, vec![2]);
+    assert_eq!(
+        first[&9].metric_names,
+        vec!["cpu_load".into(), "seconds".into(), "total_bytes".into()]
+    );
+    let means = &first[&9].metric_means;
+    assert_eq!((means[0], means[2]), (0.5, 1e18));
+    assert!((means[1] - 2e-7).abs() < 1e-15, "{means:?}");
+    assert_eq!(first[&9].metric_samples, vec![2, 2, 2]);
     assert_eq!(first[&9].bytes_out_n1_mean, None);
 }
 
@@ -400,7 +411,10 @@ fn late_and_invalid_records_are_refused() {
                 .is_ok()
         );
         let late = TimestampNs(3 * EPOCH_NS);
-        assert_eq!(input.add_flow(late, 1, 2, 1, 1), Err(Late { time: late }));
+        assert_eq!(
+            input.add_flow(late, 1, 2, 1, 1),
+            Err(Refused::Late(Late { time: late }))
+        );
         assert!(input.add_flow(TimestampNs(-5), 1, 2, 1, 1).is_err());
         let metric = |time, value| NodeMetric {
             time,
@@ -408,21 +422,27 @@ fn late_and_invalid_records_are_refused() {
             metric: "cpu_load".into(),
             value,
         };
-        let refused = input.add_records(
+        let mut refused = input.add_records(
             &[
                 metric(TimestampNs(10 * EPOCH_NS), 0.5),
                 metric(TimestampNs(10 * EPOCH_NS), f64::NAN),
                 metric(late, 0.5),
+                metric(TimestampNs(10 * EPOCH_NS), 1e19),
+                metric(TimestampNs(10 * EPOCH_NS), -1e18),
             ],
             &[tcp(3, 4, TcpEventKind::Retransmit, None, None)],
             &[],
         );
-        assert_eq!((refused.late, refused.invalid), (2, 1));
-        let what = refused.first_invalid.unwrap();
+        assert_eq!((refused.late, refused.invalid), (2, 2));
+        let what = refused.first_invalid.clone().unwrap();
         assert!(
             what.contains("node 4") && what.contains("cpu_load") && what.contains("NaN"),
             "{what}"
         );
+        // A wrapped 64-bit counter is not traffic: refused, naming the flow.
+        refused.tally(input.add_flow(TimestampNs(10 * EPOCH_NS), 1, 2, u64::MAX, 1));
+        refused.tally(input.add_flow(TimestampNs(10 * EPOCH_NS), 1, 2, 1 << 53, 1 << 53));
+        assert_eq!(refused.invalid, 3);
         input.close();
     });
 }

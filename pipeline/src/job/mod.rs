@@ -408,19 +408,17 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 }
                 w_progress.events.add_received(batch.len() as u64);
                 let flows = &batch.flows;
-                let mut late = 0;
+                let mut refused = input.add_records(&batch.metrics, &batch.tcp, &batch.syscalls);
                 for i in 0..flows.len() {
-                    let accepted = input.add_flow(
+                    refused.tally(input.add_flow(
                         flows.last_seen[i],
                         flows.src_node[i],
                         flows.dst_node[i],
                         flows.bytes[i],
                         flows.packets[i],
-                    );
-                    late += u64::from(accepted.is_err());
+                    ));
                 }
-                let refused = input.add_records(&batch.metrics, &batch.tcp, &batch.syscalls);
-                late += refused.late;
+                let late = refused.late;
                 if refused.invalid > 0 {
                     counters.add_errored(refused.invalid);
                     if let Some(what) = refused.first_invalid {
