@@ -208,3 +208,31 @@ fn multi_process_start_up_failures_are_one_clear_error() {
         );
     }
 }
+
+#[test]
+fn a_trace_of_node_metrics_alone_says_why_it_has_no_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut csv = String::from("timestamp,node,metric,value\n");
+    for t in 0..300 {
+        for node in 0..4 {
+            let value = (t * 7 + node * 13) % 10;
+            csv.push_str(&format!("{},n{node},cpu,{value}\n", 1_767_225_600 + t));
+        }
+    }
+    write(&d.join("m.csv"), &csv);
+    meshflow(d, &["import", "metrics", "m.csv", "--out", "trace"], true);
+    let out = meshflow(d, &["replay", "trace", "--out", "out"], true);
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        stderr.contains("the anomaly model could not be fitted"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("anomaly_scores 0") && stdout.contains("node metrics alone are not scored"),
+        "{stdout}"
+    );
+}

@@ -11,6 +11,7 @@
 //! the ones a single worker fits over all the nodes.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, channel};
 
 use meshflow_schemas::Counters;
@@ -20,6 +21,9 @@ use super::config::AnomalyConfig;
 use super::model::{MIN_TRAINING_ROWS, Model, ModelError, ModelKind};
 use super::ring::RingBuffer;
 use super::vector::FEATURES;
+
+/// Whether this process has warned of a failed fit (every worker fits the same rows).
+static FIT_FAILURE_SAID: AtomicBool = AtomicBool::new(false);
 
 /// A node's squashed standardised deviations: what the model is fitted on and scores.
 pub type Deviations = [f64; FEATURES.len()];
@@ -136,8 +140,22 @@ impl SharedModel {
             let pending = self.pending.take().expect("checked above");
             match pending.result.recv() {
                 Ok(Ok(model)) => self.model = Some(model),
-                // A failed fit keeps the previous model; the error is counted.
-                Ok(Err(_)) | Err(_) => self.counters.add_errored(1),
+                // A failed fit keeps the previous model; the error is counted, and
+                // the first one in this process is said once (every worker fits).
+                Ok(Err(e)) => {
+                    self.counters.add_errored(1);
+                    if !FIT_FAILURE_SAID.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            "the anomaly model could not be fitted ({e}); {}",
+                            if self.model.is_some() {
+                                "the previous model stays in use"
+                            } else {
+                                "no window is scored until a later fit succeeds"
+                            }
+                        );
+                    }
+                }
+                Err(_) => self.counters.add_errored(1),
             }
         }
     }
