@@ -244,12 +244,62 @@ pub fn run_prompt(
             statement.push('\n');
         }
         statement.push_str(&line);
-        if line.trim_end().ends_with(';') {
-            input.add_history(&statement);
-            failed += show(run(&statement, input), out, err)?;
-            statement.clear();
+        let (complete, rest) = split_statements(&statement);
+        if !complete.is_empty() {
+            input.add_history(statement.trim_end());
+            for one in complete {
+                failed += show(run(one, input), out, err)?;
+            }
+            statement = rest.trim_start().to_string();
         }
     }
+}
+
+/// Splits `text` at every `;` outside quotes and comments: the complete statements
+/// (each with its `;`, empty ones left out) and what follows the last `;`.
+fn split_statements(text: &str) -> (Vec<&str>, &str) {
+    #[derive(Clone, Copy, PartialEq)]
+    enum In {
+        Code,
+        Single,
+        Double,
+        LineComment,
+        BlockComment,
+    }
+    let mut state = In::Code;
+    let mut complete = Vec::new();
+    let mut start = 0;
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let next = bytes.get(i + 1).copied();
+        match (state, bytes[i]) {
+            (In::Code, b'\'') => state = In::Single,
+            (In::Code, b'"') => state = In::Double,
+            (In::Code, b'-') if next == Some(b'-') => state = In::LineComment,
+            (In::Code, b'/') if next == Some(b'*') => {
+                state = In::BlockComment;
+                i += 1;
+            }
+            (In::Code, b';') => {
+                let one = &text[start..=i];
+                if !one.trim().trim_end_matches(';').trim().is_empty() {
+                    complete.push(one.trim());
+                }
+                start = i + 1;
+            }
+            (In::Single, b'\'') => state = In::Code,
+            (In::Double, b'"') => state = In::Code,
+            (In::LineComment, b'\n') => state = In::Code,
+            (In::BlockComment, b'*') if next == Some(b'/') => {
+                state = In::Code;
+                i += 1;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    (complete, &text[start..])
 }
 
 #[cfg(test)]
@@ -269,6 +319,23 @@ mod tests {
         assert_eq!(command("\\x"), Some(Command::Unknown("\\x")));
         assert_eq!(command("SELECT 1;"), None);
         assert_eq!(command("exit_code"), None);
+    }
+
+    #[test]
+    fn statements_split_at_semicolons_outside_quotes_and_comments() {
+        assert_eq!(
+            split_statements("SELECT 1; SELECT 2;"),
+            (vec!["SELECT 1;", "SELECT 2;"], "")
+        );
+        assert_eq!(
+            split_statements("SELECT 'a;b', \"c;d\" -- e;f\n; SELECT /* ; */ 2"),
+            (vec!["SELECT 'a;b', \"c;d\" -- e;f\n;"], " SELECT /* ; */ 2")
+        );
+        assert_eq!(
+            split_statements("SELECT 'it''s;'; ;"),
+            (vec!["SELECT 'it''s;';"], "")
+        );
+        assert_eq!(split_statements("SELECT 1"), (vec![], "SELECT 1"));
     }
 
     #[test]

@@ -235,7 +235,7 @@ fn the_prompt_runs_multi_line_statements_survives_errors_and_quits() {
     output(dir.path());
     let rt = rt();
     let session = rt.block_on(SqlSession::open(dir.path())).unwrap();
-    let script = "\\d\n\n\\d node_features\nSELECT count(*)\n  AS n\nFROM node_features;\nSELECT nope FROM node_features;\n\\x\nSELECT 40 + 2 AS answer;\n\\q\nSELECT 'after quit';\n";
+    let script = "\\d\n\n\\d node_features\nSELECT count(*)\n  AS n\nFROM node_features;\nSELECT nope FROM node_features;\n\\x\nSELECT 40 + 2 AS answer; SELECT 'x;y' AS two;\n\\q\nSELECT 'after quit';\n";
     let (mut out, mut err) = (Vec::new(), Vec::new());
     let failed = run_prompt(
         &session,
@@ -254,7 +254,7 @@ fn the_prompt_runs_multi_line_statements_survives_errors_and_quits() {
         "{out}"
     );
     assert!(out.contains("\nn\n21\n"), "{out}");
-    assert!(out.ends_with("answer\n42\n"), "{out}");
+    assert!(out.ends_with("answer\n42\ntwo\nx;y\n"), "{out}");
     assert!(!out.contains("after quit"), "{out}");
     assert!(err.contains("error: ") && err.contains("nope"), "{err}");
     assert!(err.contains("unknown command `\\x`"), "{err}");
