@@ -104,7 +104,19 @@ fn a_runs_output_replays_with_every_event_on_any_worker_count() {
         false,
     );
     let err = String::from_utf8_lossy(&same.stderr);
-    assert!(err.contains("is also the output folder"), "{err}");
+    assert!(
+        err.contains("sinks.parquet.path is the trace") && err.contains("write to another"),
+        "{err}"
+    );
+    // validate refuses the same configuration before any run.
+    std::fs::write(
+        d.join("same.toml"),
+        "[sources.old]\ntype = \"replay\"\npath = \"run\"\n[sinks.parquet]\npath = \"run\"\ninputs = true\n",
+    )
+    .unwrap();
+    let checked = meshflow(d, &["validate", "same.toml"], false);
+    let err = String::from_utf8_lossy(&checked.stderr);
+    assert!(err.contains("sinks.parquet.path is the trace"), "{err}");
     assert!(Path::new(&d.join("run/flows")).is_dir());
     assert!(
         tree(&d.join("run/flows")) == bucketed,

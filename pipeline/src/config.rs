@@ -475,7 +475,8 @@ impl JobConfig {
 
     /// Checks what the configuration points at, which [`JobConfig::validate`] does
     /// not: every trace it replays must exist and hold input tables that can be
-    /// planned (their files' footers are read).
+    /// planned (their files' footers are read), and the output must not overwrite
+    /// one ([`JobConfig::check_output`]).
     pub fn check_traces(&self) -> Result<(), ConfigError> {
         for (key, path, range, skip_bad_files) in self.traces() {
             meshflow_sources::replay::TracePlan::new(path, range, skip_bad_files).map_err(|e| {
@@ -485,7 +486,32 @@ impl JobConfig {
                 }
             })?;
         }
-        Ok(())
+        self.check_output()
+    }
+
+    /// The replayed trace that is also the Parquet output folder, if any.
+    pub fn replayed_output(&self) -> Option<&Path> {
+        let out = self.sinks.parquet.path.canonicalize().ok()?;
+        self.traces()
+            .map(|(_, trace, ..)| trace)
+            .find(|trace| trace.canonicalize().is_ok_and(|t| t == out))
+    }
+
+    /// Refuses an output folder that is a replayed trace when the job writes the
+    /// input tables there: they would be overwritten while they are read.
+    pub fn check_output(&self) -> Result<(), ConfigError> {
+        match self.replayed_output() {
+            Some(trace) if self.sinks.parquet.inputs => Err(ConfigError::Invalid {
+                key: "sinks.parquet.path".into(),
+                reason: format!(
+                    "is the trace {} this job replays, whose input tables \
+                     sinks.parquet.inputs would overwrite while they are read: write to \
+                     another folder",
+                    trace.display()
+                ),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// The window geometry in epochs.

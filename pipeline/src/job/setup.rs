@@ -45,13 +45,6 @@ fn register_names(plan: &TracePlan) {
 
 /// The trace this job replays (a replay source or `job.replay_first`) that is also
 /// its output folder, if any.
-fn replayed_output(cfg: &JobConfig) -> Option<&Path> {
-    let out = cfg.sinks.parquet.path.canonicalize().ok()?;
-    cfg.traces()
-        .map(|(_, trace, ..)| trace)
-        .find(|trace| trace.canonicalize().is_ok_and(|t| t == out))
-}
-
 /// With `sinks.parquet.mode = "overwrite"`, removes the tables an earlier run left in
 /// the output folder that this job does not write (`anomaly_scores` when scoring is
 /// off, the input tables without `inputs`), so the folder holds this job's output
@@ -62,7 +55,7 @@ pub(super) fn remove_stale_tables(cfg: &JobConfig) -> anyhow::Result<Vec<&'stati
     if sink.mode != meshflow_sinks::parquet::WriteMode::Overwrite {
         return Ok(Vec::new());
     }
-    let keep_inputs = sink.inputs || replayed_output(cfg).is_some();
+    let keep_inputs = sink.inputs || cfg.replayed_output().is_some();
     let stale = (!cfg.anomaly.enabled)
         .then_some(AnomalyScore::TABLE)
         .into_iter()
@@ -92,14 +85,7 @@ pub(super) fn open_sources(
     // A job that writes the input tables again needs the traces' whole flow records.
     let whole_flows =
         cfg.sinks.parquet.inputs || cfg.sinks.kafka.as_ref().is_some_and(|k| k.inputs);
-    if cfg.sinks.parquet.inputs
-        && let Some(trace) = replayed_output(cfg)
-    {
-        anyhow::bail!(
-            "the trace {} is also the output folder, whose input tables sinks.parquet.inputs would overwrite while they are read: write to another folder",
-            trace.display()
-        );
-    }
+    cfg.check_output()?;
     // Replay first, then live: the trace is source 0, and the live sources take over
     // at the first epoch boundary after its last event.
     let handoff = match &cfg.job.replay_first {
