@@ -236,3 +236,25 @@ fn a_trace_of_node_metrics_alone_says_why_it_has_no_scores() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_closed_stderr_does_not_crash_a_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Many malformed lines: the import reports them all on stderr, then fails.
+    let mut log = String::from("#fields\tts\tuid\n");
+    for i in 0..100 {
+        log.push_str(&format!("not-a-time\tC{i}\n"));
+    }
+    write(&d.join("conn.log"), &log);
+    let mut child = std::process::Command::new(meshflow_integration::meshflow_bin())
+        .args(["import", "zeek", "conn.log", "--out", "trace"])
+        .current_dir(d)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The reader goes away at once, as `2>&1 | head -1` does after its line.
+    drop(child.stderr.take());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "an import error, not a panic (101)");
+}

@@ -1,6 +1,6 @@
 //! `meshflow`: see which nodes of a mesh network misbehave, and why, as it happens.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -212,7 +212,7 @@ fn main() {
         if is_broken_pipe(&e) {
             return;
         }
-        eprintln!("error: {e:#}");
+        meshflow::say!("error: {e:#}");
         std::process::exit(1);
     }
 }
@@ -308,7 +308,7 @@ fn execute(cfg: JobConfig, cluster: Cluster) -> anyhow::Result<()> {
     let result = job::run(&cfg, &cluster, progress);
     drop(line);
     let summary = result?;
-    print!("{}", summary_text(&summary));
+    write!(std::io::stdout(), "{}", summary_text(&summary))?;
     Ok(())
 }
 
@@ -323,7 +323,7 @@ fn watch_ctrl_c(progress: Arc<Progress>) {
         };
         rt.block_on(async {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!(
+                meshflow::say!(
                     "\nstopping: closing open windows and finishing files (Ctrl-C again to abort)"
                 );
                 progress.stop.store(true, Ordering::Relaxed);
@@ -365,7 +365,7 @@ fn sql(
             anyhow::ensure!(failed == 0, "{failed} statement(s) of the input failed");
             return Ok(());
         }
-        eprintln!(
+        meshflow::say!(
             "meshflow sql over {}: tables {}. End statements with `;`; \\d lists tables, \\d TABLE shows one, \\q quits.",
             out.display(),
             session.tables().join(", ")
@@ -393,7 +393,7 @@ fn sql(
                 .with_context(|| format!("cannot create --output {}", path.display()))?;
             write_result(&result, format, &mut file)
                 .with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("wrote {} rows to {}", result.rows(), path.display());
+            meshflow::say!("wrote {} rows to {}", result.rows(), path.display());
         }
         None => write_result(&result, format, &mut std::io::stdout().lock())?,
     }
@@ -504,7 +504,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             sim.validate()?;
             let started = std::time::Instant::now();
             let counts = meshflow::sim::write_trace(sim, &out)?;
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "wrote trace {} in {:.2}s: {} flows, {} metric samples, {} tcp events, {} faults (ground_truth/)",
                 out.display(),
                 started.elapsed().as_secs_f64(),
@@ -512,8 +513,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 counts.metrics,
                 counts.tcp_events,
                 counts.faults
-            );
-            println!("next: meshflow replay {} --out meshflow-out", out.display());
+            )?;
+            writeln!(
+                std::io::stdout(),
+                "next: meshflow replay {} --out meshflow-out",
+                out.display()
+            )?;
             Ok(())
         }
         Command::Validate { config } => {
@@ -521,14 +526,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             cfg.validate()
                 .and_then(|()| cfg.check_traces())
                 .with_context(|| format!("{} is invalid", config.display()))?;
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "{} is valid: {} source(s), window {} sliding by {}, {} worker(s)",
                 config.display(),
                 cfg.sources.len(),
                 cfg.window.length,
                 cfg.window.slide,
                 cfg.job.workers
-            );
+            )?;
             Ok(())
         }
         Command::Import { kind } => {
@@ -538,7 +544,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     (import::metrics::import(&csv, edges.as_deref(), &out)?, out)
                 }
             };
-            eprint!("{}", report.text(&out));
+            meshflow::say!("{}", report.text(&out).trim_end());
             let written: u64 = report.rows.iter().map(|(_, n)| n).sum();
             anyhow::ensure!(
                 written > 0,
@@ -562,7 +568,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             tables,
             settle,
         } => {
-            print!("{}", meshflow::compact::compact(&out, &tables, settle.0)?);
+            let report = meshflow::compact::compact(&out, &tables, settle.0)?;
+            write!(std::io::stdout(), "{report}")?;
             Ok(())
         }
     }

@@ -90,7 +90,7 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
     let dir = table_dir(NodeFeatures::TABLE)?;
     if first_process && earlier_run {
         for table in setup::remove_stale_tables(cfg)? {
-            eprintln!(
+            crate::say!(
                 "removed {}, left by an earlier run (sinks.parquet.mode = \"overwrite\"; this job does not write it)",
                 sink.path.join(table).display()
             );

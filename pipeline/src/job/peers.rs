@@ -46,7 +46,7 @@ pub fn report_peer_failures(workers: usize, process: usize, processes: usize) {
             return;
         }
         let thread = std::thread::current();
-        eprintln!(
+        crate::say!(
             "error: the connection between this job's processes failed (process {process} \
              of {processes}, thread {}: {}). Every process must run the same --workers \
              (this one runs {workers}) with the same hosts file; a peer that stopped or \

@@ -35,7 +35,7 @@ fn warn_empty_range(name: &str, trace: &Path) {
         Ok(_) => "the trace holds no rows with time statistics".to_string(),
         Err(e) => e.to_string(),
     };
-    eprintln!("warning: source `{name}`: the time range (--from/--to) selects no rows; {span}");
+    crate::say!("warning: source `{name}`: the time range (--from/--to) selects no rows; {span}");
 }
 
 /// Labels the named nodes of a trace with their names in every output.
@@ -155,7 +155,7 @@ pub(super) fn open_sources(
             SourceConfig::Ebpf(ebpf) => {
                 let source = EbpfSource::start(ebpf)
                     .map_err(|e| anyhow::anyhow!("source `{name}` (eBPF) cannot start: {e}"))?;
-                eprintln!("source `{name}` (eBPF): {}", source.description());
+                crate::say!("source `{name}` (eBPF): {}", source.description());
                 SharedSource::Ebpf {
                     name: name.clone(),
                     source: Mutex::new(Some(source)),

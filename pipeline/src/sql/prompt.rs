@@ -75,7 +75,7 @@ impl Terminal {
             && path.exists()
             && let Err(e) = editor.load_history(path)
         {
-            eprintln!("warning: cannot read history {}: {e}", path.display());
+            crate::say!("warning: cannot read history {}: {e}", path.display());
         }
         Ok(Self { editor, history })
     }
@@ -111,7 +111,7 @@ impl Drop for Terminal {
             let _ = std::fs::create_dir_all(dir);
         }
         if let Err(e) = self.editor.save_history(path) {
-            eprintln!("warning: cannot save history {}: {e}", path.display());
+            crate::say!("warning: cannot save history {}: {e}", path.display());
         }
     }
 }

@@ -41,7 +41,9 @@ pub enum ReplayError {
         reason: String,
     },
     /// One file is corrupt or does not match the table's schema.
-    #[error("bad file {path}: {reason} (use --skip-bad-files to replay the rest)")]
+    #[error(
+        "bad file {path}: {reason} (use --skip-bad-files, or skip_bad_files = true in a replay source, to replay the rest)"
+    )]
     BadFile {
         /// The file.
         path: PathBuf,
