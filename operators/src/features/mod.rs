@@ -298,26 +298,61 @@ impl Assemble for OwnRow {
     }
 }
 
+/// The least event time between two partition warnings: on sparse traffic the
+/// component count rises and falls from window to window, and one warning per window
+/// buried the log (240 lines for a 1,431-flow trace).
+pub const PARTITION_WARN_EVERY_NS: i64 = 60_000_000_000;
+
+/// A rise in the number of connected components: the mesh partitioned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MeshPartition {
+    /// Components in the window before.
+    pub before: u64,
+    /// Components in this window.
+    pub now: u64,
+    /// Rises since the last one reported, not reported themselves.
+    pub unreported: u64,
+}
+
 /// Watches the `components` column of successive windows (rows in window order, as
-/// one worker emits them) and reports when it rises: the mesh partitioned.
+/// one worker emits them) and reports when it rises: the mesh partitioned. A rise
+/// within [`PARTITION_WARN_EVERY_NS`] of event time after a reported one is counted,
+/// and the count goes with the next report.
 #[derive(Clone, Debug, Default)]
 pub struct PartitionWatch {
     last: Option<(TimestampNs, u64)>,
+    reported: Option<TimestampNs>,
+    unreported: u64,
 }
 
 impl PartitionWatch {
-    /// Observes a row; returns `(before, now)` at the first row of a window that has
-    /// more components than the window before it.
-    pub fn observe(&mut self, row: &NodeFeatures) -> Option<(u64, u64)> {
-        match self.last {
-            Some((w, _)) if w == row.window_end => None,
+    /// Observes a row; returns the partition at the first row of a window that has
+    /// more components than the window before it, unless one was reported less than
+    /// [`PARTITION_WARN_EVERY_NS`] before.
+    pub fn observe(&mut self, row: &NodeFeatures) -> Option<MeshPartition> {
+        let (_, before) = match self.last {
+            Some((w, _)) if w == row.window_end => return None,
             previous => {
                 self.last = Some((row.window_end, row.components));
-                previous
-                    .filter(|&(_, before)| row.components > before)
-                    .map(|(_, before)| (before, row.components))
+                previous?
             }
+        };
+        if row.components <= before {
+            return None;
         }
+        let due = self
+            .reported
+            .is_none_or(|at| row.window_end.0 - at.0 >= PARTITION_WARN_EVERY_NS);
+        if !due {
+            self.unreported += 1;
+            return None;
+        }
+        self.reported = Some(row.window_end);
+        Some(MeshPartition {
+            before,
+            now: row.components,
+            unreported: std::mem::take(&mut self.unreported),
+        })
     }
 }
 

@@ -482,7 +482,8 @@ fn base_values_of_the_operator_and_the_row_agree() {
 }
 
 #[test]
-fn a_rise_in_components_is_reported_once_per_window() {
+fn a_rise_in_components_is_reported_once_per_window_and_at_most_once_a_minute() {
+    let minute = PARTITION_WARN_EVERY_NS;
     let row = |w: i64, node: u64, components: u64| NodeFeatures {
         components,
         ..NodeFeatures::empty(TimestampNs(w - 10), TimestampNs(w), node)
@@ -495,13 +496,26 @@ fn a_rise_in_components_is_reported_once_per_window() {
         row(2, 2, 3),
         row(3, 1, 2),
         row(4, 1, 4),
+        row(5, 1, 2),
+        row(6, 1, 5),
+        row(2 + minute, 1, 6),
     ]
     .iter()
-    .map(|r| watch.observe(r))
+    .map(|r| watch.observe(r).map(|p| (p.before, p.now, p.unreported)))
     .collect();
     assert_eq!(
         seen,
-        vec![None, None, Some((1, 3)), None, None, Some((2, 4))]
+        vec![
+            None,
+            None,
+            Some((1, 3, 0)),
+            None,
+            None,
+            None,
+            None,
+            None,
+            Some((5, 6, 2))
+        ]
     );
 }
 

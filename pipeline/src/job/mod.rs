@@ -208,11 +208,17 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                     && let Ok((_, rows)) = event
                     && let Some(row) = rows.first()
                     && tail.get().is_none_or(|last| spec.epoch_of(row.window_end) <= Some(last))
-                    && let Some((before, now)) = watch.observe(row)
+                    && let Some(p) = watch.observe(row)
                 {
                     tracing::warn!(
-                        "mesh partitioned: {now} connected components in the window ending {}, {before} before",
-                        row.window_end
+                        "mesh partitioned: {} connected components in the window ending {}, {} before{}",
+                        p.now,
+                        row.window_end,
+                        p.before,
+                        match p.unreported {
+                            0 => String::new(),
+                            n => format!(" ({n} more rises since the last warning, not logged)"),
+                        }
                     );
                 }
             });
