@@ -6,7 +6,8 @@ use std::path::Path;
 
 use meshflow_integration::{meshflow, python_json, tree};
 
-/// A 3-minute simulated mesh whose input tables are written too, in two buckets.
+/// A 3-minute simulated mesh whose input tables are written too, in two buckets of
+/// files a minute.
 const RUN: &str = r#"
 [sources.mesh]
 type = "simulator"
@@ -18,10 +19,12 @@ seed = 5
 path = "run"
 inputs = true
 buckets = 2
+# Files close at a minute's end once they hold a row group: several per bucket.
+row_group_rows = 500
 "#;
 
 /// Writes the input tables of a replay again.
-const INPUTS: &str = "[sinks.parquet]\ninputs = true\n";
+const INPUTS: &str = "[sinks.parquet]\ninputs = true\nrow_group_rows = 500\n";
 
 /// Whether two outputs hold the same flows (every column), and how many.
 const FLOWS: &str = r#"

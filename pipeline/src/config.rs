@@ -114,6 +114,16 @@ impl SourceConfig {
             SourceConfig::Ebpf(_) | SourceConfig::Kafka(_) => true,
         }
     }
+
+    /// Whether the source is live (kernel telemetry, a topic, a real-time simulator):
+    /// its events arrive as they happen, and its output is watched as it comes. A
+    /// replay, paced or not, is a trace.
+    pub fn is_live(&self) -> bool {
+        match self {
+            SourceConfig::Replay(_) => false,
+            other => other.follows_clock(),
+        }
+    }
 }
 
 /// `type = "replay"`: a trace folder to replay.
@@ -487,6 +497,16 @@ impl JobConfig {
             })?;
         }
         self.check_output()
+    }
+
+    /// Whether any source follows the wall clock ([`SourceConfig::follows_clock`]).
+    pub fn follows_clock(&self) -> bool {
+        self.sources.values().any(SourceConfig::follows_clock)
+    }
+
+    /// Whether any source is live ([`SourceConfig::is_live`]).
+    pub fn has_live_source(&self) -> bool {
+        self.sources.values().any(SourceConfig::is_live)
     }
 
     /// The replayed trace that is also the Parquet output folder, if any.

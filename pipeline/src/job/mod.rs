@@ -75,7 +75,10 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         skipped,
         handoff,
     } = setup::open_sources(cfg, spec, &progress)?;
-    let sink = cfg.sinks.parquet.clone();
+    let mut sink = cfg.sinks.parquet.clone();
+    // Without live sources nobody waits for files to appear: a sparse trace's small
+    // files coalesce (the same at any --speed, so pacing never changes the output).
+    sink.coalesce = !cfg.has_live_source();
     let first_process = matches!(cluster, Cluster::Local | Cluster::Multi { process: 0, .. });
     let table_dir = |table: &str| -> anyhow::Result<PathBuf> {
         Ok(if first_process {

@@ -207,7 +207,7 @@ pub(super) fn create_topics(
 /// worker's share of the cores; where they do not (a replay as fast as possible),
 /// the worker reads on meanwhile and more helpers would only take its core.
 pub(super) fn scorer_threads(cfg: &JobConfig) -> usize {
-    let live = cfg.sources.values().any(SourceConfig::follows_clock);
+    let live = cfg.follows_clock();
     match std::thread::available_parallelism() {
         Ok(cores) if cores.get() > cfg.job.workers => match live {
             true => cores.get() / cfg.job.workers.max(1),

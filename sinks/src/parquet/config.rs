@@ -42,6 +42,14 @@ pub struct ParquetSinkConfig {
     /// Also write the input telemetry the sources carry (per-node metrics, TCP events,
     /// system-call latencies) as tables `node_metrics`, `tcp_events`, `syscall_latency`.
     pub inputs: bool,
+    /// Keep a file open past the end of its roll interval, within the hour, until it
+    /// holds `row_group_rows` rows. Not a configuration key: the job sets it when no
+    /// source is live (replays, a simulator as fast as possible), where nobody waits
+    /// for a file to appear and a
+    /// sparse trace otherwise became thousands of files of a few rows (each costing
+    /// the writer far more than its rows; see benchmarks/README.md).
+    #[serde(skip)]
+    pub coalesce: bool,
 }
 
 impl Default for ParquetSinkConfig {
@@ -54,6 +62,7 @@ impl Default for ParquetSinkConfig {
             mode: WriteMode::Overwrite,
             zstd_level: 1,
             inputs: false,
+            coalesce: false,
         }
     }
 }

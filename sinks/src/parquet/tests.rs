@@ -37,6 +37,14 @@ fn files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The files below `dir`, as paths relative to it.
+fn relative_files(dir: &Path) -> Vec<String> {
+    files(dir)
+        .iter()
+        .map(|p| p.strip_prefix(dir).unwrap().display().to_string())
+        .collect()
+}
+
 fn read_rows(path: &Path) -> (Vec<NodeMetric>, usize) {
     let reader = ParquetRecordBatchReaderBuilder::try_new(fs::File::open(path).unwrap()).unwrap();
     let groups = reader.metadata().num_row_groups();
@@ -71,10 +79,7 @@ fn rows_land_in_hive_partitions_rolled_by_span_with_row_groups() {
     w.write([metric(T0 + HOUR_NS + 5, 9)]).unwrap();
     w.finish().unwrap();
 
-    let names: Vec<String> = files(&dir)
-        .iter()
-        .map(|p| p.strip_prefix(&dir).unwrap().display().to_string())
-        .collect();
+    let names = relative_files(&dir);
     assert_eq!(
         names,
         [
@@ -91,6 +96,40 @@ fn rows_land_in_hive_partitions_rolled_by_span_with_row_groups() {
     );
     assert_eq!(read_rows(&files(&dir)[1]).0, rows[6..]);
     assert_eq!(counters.snapshot().sent, 8);
+}
+
+#[test]
+fn a_coalescing_writer_keeps_small_files_open_within_the_hour() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ParquetSinkConfig {
+        coalesce: true,
+        ..cfg(tmp.path())
+    };
+    let dir = prepare_table_dir(tmp.path(), NodeMetric::TABLE, cfg.mode).unwrap();
+    let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 0, &cfg, Counters::shared());
+    // One row a minute: the first file takes minutes 0..2 (3 rows = row_group_rows),
+    // the next minutes 3..4; the next hour starts a file of its own.
+    let rows: Vec<NodeMetric> = (0..5)
+        .map(|i| metric(T0 + i * 60_000_000_000, i as u64))
+        .collect();
+    w.write(rows.clone()).unwrap();
+    w.write([metric(T0 + HOUR_NS, 9)]).unwrap();
+    w.finish().unwrap();
+    let names = relative_files(&dir);
+    assert_eq!(
+        names,
+        [
+            "date=2026-01-01/hour=00/part-01767225600-0000.parquet",
+            "date=2026-01-01/hour=00/part-01767225780-0000.parquet",
+            "date=2026-01-01/hour=01/part-01767229200-0000.parquet",
+        ]
+    );
+    assert_eq!(read_rows(&files(&dir)[0]).0, rows[..3]);
+    assert_eq!(read_rows(&files(&dir)[1]).0, rows[3..]);
+    // Rows of an earlier span than the file's latest are still refused.
+    let mut w = TableWriter::<NodeMetric>::new(dir.clone(), 1, &cfg, Counters::shared());
+    w.write([metric(T0 + 120_000_000_000, 1)]).unwrap();
+    assert!(w.write([metric(T0 + 60_000_000_000, 1)]).is_err());
 }
 
 #[test]
