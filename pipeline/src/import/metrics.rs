@@ -15,7 +15,7 @@ use meshflow_schemas::{
 };
 use meshflow_sinks::parquet::write_table;
 
-use super::{ImportError, ImportReport, open_lines, progress_for, trace_sink};
+use super::{ImportError, ImportReport, each_line, progress_for, trace_sink};
 
 const COLUMNS: [&str; 4] = ["timestamp", "node", "metric", "value"];
 
@@ -31,18 +31,16 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
     let mut names: BTreeMap<String, (u64, TimestampNs)> = BTreeMap::new();
     let mut metrics = Vec::new();
     let mut order: Option<[usize; 4]> = None;
-    for (n, line) in open_lines(csv, &progress)?.enumerate() {
-        let line = line?;
-        let number = n as u64 + 1;
+    each_line(csv, &progress, &mut report, |report, number, line| {
         if line.trim().is_empty() {
-            continue;
+            return Ok(());
         }
         let fields = split_csv(&line);
-        if n == 0 && !fields.is_empty() && fields[0].parse::<TimestampNs>().is_err() {
+        if number == 1 && !fields.is_empty() && fields[0].parse::<TimestampNs>().is_err() {
             match header_order(&fields) {
                 Ok(o) => {
                     order = Some(o);
-                    continue;
+                    return Ok(());
                 }
                 Err(reason) => {
                     return Err(ImportError::Input {
@@ -63,24 +61,24 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
                     fields.len()
                 ),
             );
-            continue;
+            return Ok(());
         }
         let time = match parse_time(&fields[t]) {
             Ok(t) => t,
             Err(e) => {
                 report.skip(csv, number, format!("timestamp: {e}"));
-                continue;
+                return Ok(());
             }
         };
         let name = fields[node].trim();
         if name.is_empty() {
             report.skip(csv, number, "node is empty");
-            continue;
+            return Ok(());
         }
         let metric_name = fields[metric].trim();
         if metric_name.is_empty() {
             report.skip(csv, number, "metric is empty");
-            continue;
+            return Ok(());
         }
         let value = match fields[value].trim().parse::<f64>() {
             Ok(v) if v.is_finite() => v,
@@ -90,7 +88,7 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
                     number,
                     format!("value: `{}` is not a finite number", fields[value].trim()),
                 );
-                continue;
+                return Ok(());
             }
         };
         let id = name_id(&mut names, name, time);
@@ -100,7 +98,8 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
             metric: metric_name.into(),
             value,
         });
-    }
+        Ok(())
+    })?;
     let start = metrics
         .iter()
         .map(|m| m.time)
@@ -108,37 +107,36 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         .unwrap_or(TimestampNs(0));
     let mut links = Vec::new();
     if let Some(edges) = edges {
-        for (n, line) in open_lines(edges, &progress)?.enumerate() {
-            let line = line?;
-            let number = n as u64 + 1;
+        each_line(edges, &progress, &mut report, |report, number, line| {
             if line.trim().is_empty() {
-                continue;
+                return Ok(());
             }
             let fields = split_csv(&line);
-            let is_header = n == 0
+            let is_header = number == 1
                 && fields.len() == 2
                 && fields[0].trim().eq_ignore_ascii_case("src")
                 && fields[1].trim().eq_ignore_ascii_case("dst");
             if is_header {
-                continue;
+                return Ok(());
             }
             report.lines += 1;
             if fields.len() != 2 || fields.iter().any(|f| f.trim().is_empty()) {
                 report.skip(edges, number, "expected two non-empty fields: src,dst");
-                continue;
+                return Ok(());
             }
             let src = name_id(&mut names, fields[0].trim(), start);
             let dst = name_id(&mut names, fields[1].trim(), start);
             if src == dst {
                 report.skip(edges, number, "a link from a node to itself");
-                continue;
+                return Ok(());
             }
             links.push(TopologyEdge {
                 valid_from: start,
                 src_node: src,
                 dst_node: dst,
             });
-        }
+            Ok(())
+        })?;
     }
     progress.finish_and_clear();
     if metrics.is_empty() && links.is_empty() {

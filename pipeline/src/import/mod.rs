@@ -134,13 +134,42 @@ pub(crate) fn trace_sink(out: &Path) -> ParquetSinkConfig {
     }
 }
 
+/// Calls `each` with the 1-based number and the text of every line of `path` (gzip
+/// when it starts with the gzip magic; see [`open_lines`]). A read error in the
+/// middle of the file (a truncated gzip stream, a failing disk) ends the file: the
+/// lines before it are kept, and the line where it broke is counted and reported
+/// as malformed, so the import goes on with the other files.
+pub(crate) fn each_line(
+    path: &Path,
+    progress: &ProgressBar,
+    report: &mut ImportReport,
+    mut each: impl FnMut(&mut ImportReport, u64, String) -> Result<(), ImportError>,
+) -> Result<(), ImportError> {
+    for (n, line) in open_lines(path, progress)?.enumerate() {
+        let number = n as u64 + 1;
+        match line {
+            Ok(line) => each(report, number, line)?,
+            Err(e) => {
+                report.lines += 1;
+                report.skip(
+                    path,
+                    number,
+                    format!("the file cannot be read past this line ({e}); the lines before it were imported"),
+                );
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Reads the lines of `path` (gzip when it starts with the gzip magic), advancing
 /// `progress` by the bytes of the file consumed. Lines are returned without their
 /// end-of-line; invalid UTF-8 is replaced, so it surfaces as a malformed value.
-pub(crate) fn open_lines(
+fn open_lines(
     path: &Path,
     progress: &ProgressBar,
-) -> Result<impl Iterator<Item = Result<String, ImportError>>, ImportError> {
+) -> Result<impl Iterator<Item = std::io::Result<String>>, ImportError> {
     let input_err = |e: std::io::Error| ImportError::Input {
         path: path.to_path_buf(),
         reason: e.to_string(),
@@ -161,12 +190,8 @@ pub(crate) fn open_lines(
     } else {
         Box::new(BufReader::new(counted))
     };
-    let path = path.to_path_buf();
-    Ok(reader.split(b'\n').map(move |line| {
-        let mut bytes = line.map_err(|e| ImportError::Input {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
+    Ok(reader.split(b'\n').map(|line| {
+        let mut bytes = line?;
         if bytes.last() == Some(&b'\r') {
             bytes.pop();
         }

@@ -320,3 +320,55 @@ fn a_metric_csv_whose_header_misses_a_column_is_refused_with_its_name() {
         "{err}"
     );
 }
+
+/// A connection line of [`ZEEK_HEADER`]'s layout whose responder sent nothing (one
+/// flow record).
+fn one_way_line(i: u32) -> String {
+    format!(
+        "{}.{i:06}\tC{i}\t10.0.{}.{}\t{}\t10.1.0.1\t80\ttcp\t-\t0.5\t10\t0\tS0\tS\t1\t{}\t0\t0\t(empty)\tBenign\t-\n",
+        1_655_071_000 + i,
+        i / 250,
+        i % 250,
+        1024 + i % 60_000,
+        40 + i % 977
+    )
+}
+
+/// A gzip file cut in the middle keeps the lines before the cut, reports the line
+/// where it broke like a malformed line, and the other files are still imported.
+#[test]
+fn a_truncated_gzip_keeps_its_lines_before_the_cut_and_the_other_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(ZEEK_HEADER.as_bytes()).unwrap();
+    for i in 0..5000 {
+        encoder.write_all(one_way_line(i).as_bytes()).unwrap();
+    }
+    let whole = encoder.finish().unwrap();
+    let cut = dir.path().join("cut.log.gz");
+    std::fs::write(&cut, &whole[..whole.len() / 2]).unwrap();
+    let other = dir.path().join("other.log");
+    std::fs::write(&other, format!("{ZEEK_HEADER}{}", one_way_line(9999))).unwrap();
+    let out = dir.path().join("trace");
+
+    let report = zeek::import(&[cut, other], &out).unwrap();
+    assert_eq!(report.bad, 1, "{report:?}");
+    let bad = &report.bad_lines[0];
+    assert!(bad.file.ends_with("cut.log.gz"), "{bad}");
+    assert!(
+        bad.reason
+            .starts_with("the file cannot be read past this line (")
+            && bad.reason.ends_with("); the lines before it were imported"),
+        "{bad}"
+    );
+    // The header's lines come first; every connection line before the cut is one flow.
+    let kept = bad.line - 1 - ZEEK_HEADER.lines().count() as u64;
+    assert!(kept > 100 && kept < 5000, "{bad}");
+    assert_eq!(report.rows_of(FlowRecord::TABLE), kept + 1);
+    assert_eq!(report.lines, kept + 2, "the broken line is counted");
+    let rows: usize = read_table(&out, FlowRecord::TABLE)
+        .iter()
+        .map(|b| b.num_rows())
+        .sum();
+    assert_eq!(rows as u64, kept + 1);
+}

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, Ip16, TimestampNs, node_id_of_ip};
 use meshflow_sinks::parquet::{TableWriter, prepare_table_dir};
 
-use super::{ImportError, ImportReport, open_lines, progress_for, trace_sink};
+use super::{ImportError, ImportReport, each_line, progress_for, trace_sink};
 
 /// The Zeek fields a flow record is built from; the rest are kept as text.
 const KEY_FIELDS: [&str; 6] = [
@@ -150,9 +150,7 @@ fn read_file(
         layout: None,
     };
     let mut header_error: Option<String> = None;
-    for (n, line) in open_lines(path, progress)?.enumerate() {
-        let line = line?;
-        let number = n as u64 + 1;
+    each_line(path, progress, report, |report, number, line| {
         if let Some(directive) = line.strip_prefix('#') {
             let (name, value) = directive.split_once([' ', '\t']).unwrap_or((directive, ""));
             match name {
@@ -174,10 +172,10 @@ fn read_file(
                 }
                 _ => {}
             }
-            continue;
+            return Ok(());
         }
         if line.trim().is_empty() {
-            continue;
+            return Ok(());
         }
         report.lines += 1;
         let Some(layout) = &header.layout else {
@@ -185,14 +183,14 @@ fn read_file(
                 .clone()
                 .unwrap_or_else(|| "a record before any #fields header".into());
             report.skip(path, number, reason);
-            continue;
+            return Ok(());
         };
         match parse_line(&line, layout, &header) {
             Ok(flows) => rows.extend(flows),
             Err(reason) => report.skip(path, number, reason),
         }
-    }
-    Ok(())
+        Ok(())
+    })
 }
 
 /// `\x09` style escapes of the `#separator` directive.
