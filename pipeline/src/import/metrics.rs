@@ -4,8 +4,10 @@
 //! Timestamps are RFC 3339 or a number since the epoch: seconds, or milliseconds when
 //! the integer part has 12 or more digits (1e11 s is beyond the year 5000). Nodes
 //! are numbers, IP addresses or names ([`node_id_of_name`]); the `nodes/` table
-//! keeps each name next to its id. A header row is optional: when the first row
-//! names the columns, they may come in any order.
+//! keeps each name next to its id. A header row is optional: when the first line
+//! names a column (and does not start with a time), it is the header, which must
+//! name all four, in any order; other columns are ignored. Otherwise the lines are
+//! records in the default order.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,41 +32,54 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
     let mut report = ImportReport::default();
     let mut names: BTreeMap<String, (u64, TimestampNs)> = BTreeMap::new();
     let mut metrics = Vec::new();
-    let mut order: Option<[usize; 4]> = None;
+    let mut columns: Option<Columns> = None;
     each_line(csv, &progress, &mut report, |report, number, line| {
         if line.trim().is_empty() {
             return Ok(());
         }
         let fields = split_csv(&line);
-        if number == 1 && !fields.is_empty() && fields[0].parse::<TimestampNs>().is_err() {
-            match header_order(&fields) {
-                Ok(o) => {
-                    order = Some(o);
-                    return Ok(());
-                }
-                Err(reason) => {
-                    return Err(ImportError::Input {
-                        path: csv.to_path_buf(),
-                        reason: format!("line 1: {reason}"),
-                    });
-                }
+        if columns.is_none() && is_header(&fields) {
+            let layout = Columns::of_header(&fields).map_err(|reason| ImportError::Input {
+                path: csv.to_path_buf(),
+                reason: format!("line {number}: {reason}"),
+            })?;
+            if !layout.ignored.is_empty() {
+                report.note(format!(
+                    "{}: ignoring the columns {} (only timestamp, node, metric and value are imported)",
+                    csv.display(),
+                    layout.ignored.join(", ")
+                ));
             }
+            columns = Some(layout);
+            return Ok(());
         }
+        let first = columns.is_none();
+        let layout = columns.get_or_insert_with(Columns::default);
         report.lines += 1;
-        let [t, node, metric, value] = order.unwrap_or([0, 1, 2, 3]);
-        if fields.len() != 4 {
+        let [t, node, metric, value] = layout.order;
+        if fields.len() != layout.names.len() {
             report.skip(
                 csv,
                 number,
                 format!(
-                    "has {} fields, expected 4 (timestamp,node,metric,value)",
-                    fields.len()
+                    "has {} fields, expected {} ({})",
+                    fields.len(),
+                    layout.names.len(),
+                    layout.names.join(",")
                 ),
             );
             return Ok(());
         }
         let time = match parse_time(&fields[t]) {
             Ok(t) => t,
+            Err(e) if first => {
+                report.skip(
+                    csv,
+                    number,
+                    format!("timestamp: {e}; nor is the line a header (one naming the columns timestamp, node, metric and value)"),
+                );
+                return Ok(());
+            }
             Err(e) => {
                 report.skip(csv, number, format!("timestamp: {e}"));
                 return Ok(());
@@ -172,21 +187,65 @@ fn name_id(names: &mut BTreeMap<String, (u64, TimestampNs)>, name: &str, time: T
     entry.0
 }
 
-/// Column positions from a header row naming the four columns in any order.
-fn header_order(fields: &[String]) -> Result<[usize; 4], String> {
-    let mut order = [0; 4];
-    for (slot, name) in order.iter_mut().zip(COLUMNS) {
-        *slot = fields
+/// Whether the first line of a metric CSV is a header: it names one of the columns
+/// and does not start with a time.
+fn is_header(fields: &[String]) -> bool {
+    parse_time(&fields[0]).is_err()
+        && fields
             .iter()
-            .position(|f| f.trim().eq_ignore_ascii_case(name))
-            .ok_or_else(|| {
-                format!(
-                    "the header `{}` has no `{name}` column (expected timestamp,node,metric,value)",
-                    fields.join(",")
-                )
-            })?;
+            .any(|f| COLUMNS.iter().any(|c| f.trim().eq_ignore_ascii_case(c)))
+}
+
+/// The layout of a metric CSV's records: the default (the four columns in order)
+/// or its header's.
+struct Columns {
+    /// Every column's name, in order.
+    names: Vec<String>,
+    /// Positions of timestamp, node, metric and value.
+    order: [usize; 4],
+    /// Columns of the header that are not imported.
+    ignored: Vec<String>,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Self {
+            names: COLUMNS.map(String::from).to_vec(),
+            order: [0, 1, 2, 3],
+            ignored: Vec::new(),
+        }
     }
-    Ok(order)
+}
+
+impl Columns {
+    /// The layout a header row declares: the four columns in any order, plus any
+    /// others (ignored).
+    fn of_header(fields: &[String]) -> Result<Self, String> {
+        let names: Vec<String> = fields.iter().map(|f| f.trim().to_string()).collect();
+        let mut order = [0; 4];
+        for (slot, name) in order.iter_mut().zip(COLUMNS) {
+            *slot = names
+                .iter()
+                .position(|f| f.eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    format!(
+                        "the header `{}` has no `{name}` column (expected timestamp,node,metric,value)",
+                        names.join(",")
+                    )
+                })?;
+        }
+        let ignored = names
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !order.contains(i))
+            .map(|(_, n)| format!("`{n}`"))
+            .collect();
+        Ok(Self {
+            names,
+            order,
+            ignored,
+        })
+    }
 }
 
 /// An RFC 3339 time, or seconds or milliseconds since the epoch.

@@ -52,6 +52,9 @@ pub struct ImportReport {
     pub bad: u64,
     /// The first [`REPORTED_LINES`] malformed lines.
     pub bad_lines: Vec<BadLine>,
+    /// What the user should know that is not a malformed line (ignored columns, ...),
+    /// each said once.
+    pub notes: Vec<String>,
 }
 
 impl ImportReport {
@@ -67,6 +70,11 @@ impl ImportReport {
         if self.bad_lines.len() < REPORTED_LINES {
             self.bad_lines.push(bad);
         }
+    }
+
+    /// Adds a note for the user (see [`ImportReport::notes`]).
+    pub fn note(&mut self, note: impl Into<String>) {
+        self.notes.push(note.into());
     }
 
     /// Rows written to `table`.
@@ -90,6 +98,9 @@ impl ImportReport {
         };
         for (table, rows) in &self.rows {
             text.push_str(&format!("  {table:<14} {rows:>12} rows\n"));
+        }
+        for note in &self.notes {
+            text.push_str(&format!("note: {note}\n"));
         }
         if self.bad > 0 {
             text.push_str(&format!("skipped {} malformed lines:\n", self.bad));
@@ -165,7 +176,8 @@ pub(crate) fn each_line(
 
 /// Reads the lines of `path` (gzip when it starts with the gzip magic), advancing
 /// `progress` by the bytes of the file consumed. Lines are returned without their
-/// end-of-line; invalid UTF-8 is replaced, so it surfaces as a malformed value.
+/// end-of-line, and the first without a UTF-8 byte order mark (Excel writes one);
+/// invalid UTF-8 is replaced, so it surfaces as a malformed value.
 fn open_lines(
     path: &Path,
     progress: &ProgressBar,
@@ -190,15 +202,21 @@ fn open_lines(
     } else {
         Box::new(BufReader::new(counted))
     };
-    Ok(reader.split(b'\n').map(|line| {
+    Ok(reader.split(b'\n').enumerate().map(|(n, line)| {
         let mut bytes = line?;
         if bytes.last() == Some(&b'\r') {
             bytes.pop();
+        }
+        if n == 0 && bytes.starts_with(UTF8_BOM) {
+            bytes.drain(..UTF8_BOM.len());
         }
         Ok(String::from_utf8(bytes)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }))
 }
+
+/// The UTF-8 byte order mark.
+const UTF8_BOM: &[u8] = &[0xef, 0xbb, 0xbf];
 
 /// A progress bar over the total size of `files` (drawn only on a terminal).
 pub(crate) fn progress_for(files: &[PathBuf]) -> ProgressBar {
@@ -234,3 +252,5 @@ impl<R: Read> Read for Counted<R> {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_metrics;

@@ -12,7 +12,7 @@ use meshflow_schemas::{
 use super::{metrics, zeek};
 
 /// Every row of every Parquet file under `dir/table`, in path order.
-fn read_table(dir: &Path, table: &str) -> Vec<RecordBatch> {
+pub(super) fn read_table(dir: &Path, table: &str) -> Vec<RecordBatch> {
     let mut files = Vec::new();
     let mut stack = vec![dir.join(table)];
     while let Some(d) = stack.pop() {
@@ -240,7 +240,7 @@ fn metric_csv_with_header_names_edges_and_bad_lines() {
     );
     assert!(
         reasons[2]
-            .ends_with("metrics.csv:7: has 3 fields, expected 4 (timestamp,node,metric,value)"),
+            .ends_with("metrics.csv:7: has 3 fields, expected 4 (node,metric,value,timestamp)"),
         "{reasons:?}"
     );
     assert!(

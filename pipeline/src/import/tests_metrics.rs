@@ -1,0 +1,110 @@
+//! Tests of `import metrics` on the forms metric CSVs come in: headers with a byte
+//! order mark, blank lines or extra columns, and files without a header.
+
+use std::path::Path;
+
+use meshflow_schemas::{ArrowRecord, NodeMetric};
+
+use super::tests::read_table;
+use super::{ImportReport, metrics};
+
+/// Imports `text` as `name` in a fresh folder; the report and the (time in seconds,
+/// metric, value) of every imported row, in time order.
+fn import_csv(name: &str, text: &str) -> (ImportReport, Vec<(i64, String, f64)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join(name);
+    std::fs::write(&csv, text).unwrap();
+    let out = dir.path().join("trace");
+    let report = metrics::import(&csv, None, &out).unwrap();
+    (report, rows(&out))
+}
+
+fn rows(out: &Path) -> Vec<(i64, String, f64)> {
+    if !out.join(NodeMetric::TABLE).exists() {
+        return Vec::new();
+    }
+    read_table(out, NodeMetric::TABLE)
+        .iter()
+        .flat_map(|b| NodeMetric::from_batch(b).unwrap())
+        .map(|m| (m.time.0 / 1_000_000_000, m.metric.to_string(), m.value))
+        .collect()
+}
+
+fn cpu(values: &[(i64, f64)]) -> Vec<(i64, String, f64)> {
+    values
+        .iter()
+        .map(|&(t, v)| (t, "cpu".to_string(), v))
+        .collect()
+}
+
+#[test]
+fn a_header_after_a_byte_order_mark_or_blank_lines_is_a_header() {
+    for (name, text) in [
+        (
+            "bom.csv",
+            "\u{feff}timestamp,node,metric,value\n1397088300,a,cpu,1\n1397088360,a,cpu,2\n",
+        ),
+        (
+            "blank.csv",
+            "\n  \r\ntimestamp,node,metric,value\n1397088300,a,cpu,1\n1397088360,a,cpu,2\n",
+        ),
+    ] {
+        let (report, rows) = import_csv(name, text);
+        assert_eq!((report.lines, report.bad), (2, 0), "{name}: {report:?}");
+        assert_eq!(
+            rows,
+            cpu(&[(1_397_088_300, 1.0), (1_397_088_360, 2.0)]),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn extra_header_columns_are_ignored_and_named_once() {
+    let (report, rows) = import_csv(
+        "extra.csv",
+        "node,timestamp,unit,metric,value\n\
+         a,1397088300,pct,cpu,1\n\
+         a,1397088360,pct,cpu,2\n\
+         a,1397088420,cpu,3\n",
+    );
+    assert_eq!(rows, cpu(&[(1_397_088_300, 1.0), (1_397_088_360, 2.0)]));
+    assert_eq!(report.notes.len(), 1, "{report:?}");
+    assert!(
+        report.notes[0].ends_with(
+            "extra.csv: ignoring the columns `unit` (only timestamp, node, metric and value are imported)"
+        ),
+        "{report:?}"
+    );
+    assert_eq!(report.bad, 1);
+    assert!(
+        report.bad_lines[0]
+            .to_string()
+            .ends_with("extra.csv:4: has 4 fields, expected 5 (node,timestamp,unit,metric,value)"),
+        "{report:?}"
+    );
+}
+
+/// A first line that names no column is a record (the header is optional): a bad
+/// one is counted and skipped like any other, and the good rows after it are kept.
+#[test]
+fn a_bad_first_line_that_is_no_header_is_a_malformed_record() {
+    let (report, rows) = import_csv(
+        "firstbad.csv",
+        "garbage-time,a,cpu,1\n1397088300,a,cpu,1\n1397088360,a,cpu,2\n",
+    );
+    assert_eq!(rows, cpu(&[(1_397_088_300, 1.0), (1_397_088_360, 2.0)]));
+    assert_eq!((report.lines, report.bad), (3, 1));
+    let bad = report.bad_lines[0].to_string();
+    assert!(
+        bad.contains("firstbad.csv:1: timestamp: `garbage-time` is neither an RFC 3339 time")
+            && bad.ends_with(
+                "; nor is the line a header (one naming the columns timestamp, node, metric and value)"
+            ),
+        "{bad}"
+    );
+
+    let (report, rows) = import_csv("noheader.csv", "1397088300,a,cpu,1\n");
+    assert_eq!((report.lines, report.bad), (1, 0));
+    assert_eq!(rows, cpu(&[(1_397_088_300, 1.0)]));
+}
