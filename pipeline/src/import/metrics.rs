@@ -256,7 +256,13 @@ pub fn parse_time(text: &str) -> Result<TimestampNs, String> {
     if digits.len() >= 12 && digits.bytes().all(|b| b.is_ascii_digit()) {
         // Milliseconds: move the decimal point three places to the left.
         let (secs, millis) = whole.split_at(whole.len() - 3);
-        return format!("{secs}.{millis}{fraction}").parse();
+        return format!("{secs}.{millis}{fraction}")
+            .parse()
+            .map_err(|_| {
+                format!(
+                    "`{text}` is not milliseconds since the epoch in range (an integer part of 12 or more digits is read as milliseconds; nanosecond timestamps cover the years 1678..2262)"
+                )
+            });
     }
     text.parse()
 }
@@ -295,6 +301,18 @@ mod tests {
         assert_eq!(parse_time("1767225900250"), Ok(t));
         assert_eq!(parse_time(" 1767225900250.0 "), Ok(t));
         assert!(parse_time("yesterday").is_err());
+    }
+
+    /// A millisecond timestamp out of range is quoted as written, not as the seconds
+    /// it was turned into.
+    #[test]
+    fn a_bad_millisecond_time_is_quoted_as_written() {
+        let err = parse_time("13970883000000").unwrap_err();
+        assert!(
+            err.starts_with("`13970883000000` is not milliseconds since the epoch in range"),
+            "{err}"
+        );
+        assert!(!err.contains("13970883000.000"), "{err}");
     }
 
     #[test]
