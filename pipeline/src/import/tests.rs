@@ -372,3 +372,38 @@ fn a_truncated_gzip_keeps_its_lines_before_the_cut_and_the_other_files() {
         .sum();
     assert_eq!(rows as u64, kept + 1);
 }
+
+/// The flow records (in event-time order) and the `direction` column of a trace.
+fn flows_with_direction(out: &Path) -> Vec<(FlowRecord, String)> {
+    read_table(out, FlowRecord::TABLE)
+        .iter()
+        .flat_map(|b| {
+            let direction = b.column_by_name("direction").unwrap().as_string::<i32>();
+            FlowRecord::from_batch(b)
+                .unwrap()
+                .into_iter()
+                .enumerate()
+                .map(|(i, r)| (r, direction.value(i).to_string()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// Zeek writes `icmp` for ICMPv6 as well: between IPv6 addresses it is protocol 58.
+#[test]
+fn zeek_icmp_between_ipv6_addresses_is_icmpv6() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("conn.log");
+    let mut text = ZEEK_HEADER.to_string();
+    text.push_str("1526313001.1\tC1\t::\t135\tff02::1:ff7f:abb3\t136\ticmp\t-\t-\t-\t-\tOTH\t-\t1\t64\t0\t0\t(empty)\tBenign\t-\n");
+    text.push_str("1526313002.1\tC2\t192.168.1.2\t8\t192.168.1.1\t0\ticmp\t-\t-\t-\t-\tOTH\t-\t1\t84\t0\t0\t(empty)\tBenign\t-\n");
+    std::fs::write(&log, text).unwrap();
+    let out = dir.path().join("trace");
+    let report = zeek::import(std::slice::from_ref(&log), &out).unwrap();
+    assert_eq!(report.bad, 0, "{report:?}");
+    let protocols: Vec<u8> = flows_with_direction(&out)
+        .iter()
+        .map(|(f, _)| f.protocol)
+        .collect();
+    assert_eq!(protocols, [58, 1]);
+}

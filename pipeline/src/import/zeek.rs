@@ -236,6 +236,8 @@ fn parse_line(line: &str, layout: &Layout, header: &Header) -> Result<Vec<Row>, 
     let protocol = match proto {
         "tcp" => 6,
         "udp" => 17,
+        // Zeek writes `icmp` for ICMPv6 too.
+        "icmp" if orig_ip.to_canonical().is_ipv6() => 58,
         "icmp" => 1,
         "icmp6" | "ipv6-icmp" => 58,
         other => other
