@@ -407,3 +407,26 @@ fn zeek_icmp_between_ipv6_addresses_is_icmpv6() {
         .collect();
     assert_eq!(protocols, [58, 1]);
 }
+
+/// Unset packet counts do not drop the responder's bytes: both directions are
+/// written, with 0 packets and the Zeek `*_pkts` columns null.
+#[test]
+fn zeek_unset_packet_counts_keep_both_directions_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("conn.log");
+    let mut text = ZEEK_HEADER.to_string();
+    text.push_str("1655071198.5\tC1\t147.32.81.167\t62771\t40.74.108.123\t443\ttcp\tssl\t1.0\t1596\t4039\tSF\tShADdaFf\t-\t1016\t-\t1226\t(empty)\tBenign\t-\n");
+    std::fs::write(&log, text).unwrap();
+    let out = dir.path().join("trace");
+    let report = zeek::import(std::slice::from_ref(&log), &out).unwrap();
+    assert_eq!(report.rows_of(FlowRecord::TABLE), 2, "{report:?}");
+    let flows = flows_with_direction(&out);
+    let got: Vec<(&str, u64, u64)> = flows
+        .iter()
+        .map(|(f, d)| (d.as_str(), f.bytes, f.packets))
+        .collect();
+    assert_eq!(got, [("orig", 1016, 0), ("resp", 1226, 0)]);
+    let batches = read_table(&out, FlowRecord::TABLE);
+    let resp_pkts = batches[0].column_by_name("resp_pkts").unwrap();
+    assert_eq!(resp_pkts.null_count(), 2, "an unset count stays null");
+}

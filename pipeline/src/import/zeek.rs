@@ -1,9 +1,10 @@
 //! Zeek `conn.log` (TSV with `#fields`, plain or gzip) → meshflow flow records.
 //!
 //! A connection becomes one [`FlowRecord`] from originator to responder and, when the
-//! responder sent packets, one back: bytes are IP-level (`orig_ip_bytes`, falling back
-//! to the payload `orig_bytes`), times run from `ts` to `ts + duration`, and TCP flags
-//! come from Zeek's `history` letters. Every other Zeek column (`uid`, `service`,
+//! responder sent packets or bytes, one back: bytes are IP-level (`orig_ip_bytes`,
+//! falling back to the payload `orig_bytes`), times run from `ts` to `ts + duration`,
+//! and TCP flags come from Zeek's `history` letters. An unset (`-`) count is 0 in the
+//! record; its Zeek column (kept, see below) stays null, so "unknown" shows. Every other Zeek column (`uid`, `service`,
 //! `conn_state`, `label`, `detailedlabel`, ...) is kept as a text column of the same
 //! rows, with dots in names turned to underscores, plus `direction` (`orig` or `resp`).
 
@@ -308,7 +309,9 @@ fn parse_line(line: &str, layout: &Layout, header: &Header) -> Result<Vec<Row>, 
         ),
         forward,
     ));
-    if resp.1 > 0 {
+    // An unset count is unknown (0), not "nothing sent": the responder sent something
+    // if it has packets or bytes.
+    if resp != (0, 0) {
         kept[layout.direction] = Some("resp".into());
         out.push((
             flow(
