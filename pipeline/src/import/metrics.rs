@@ -44,7 +44,7 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
                 reason: format!("line {number}: {reason}"),
             })?;
             if !layout.ignored.is_empty() {
-                report.note(format!(
+                report.warn(format!(
                     "{}: ignoring the columns {} (only timestamp, node, metric and value are imported)",
                     csv.display(),
                     layout.ignored.join(", ")

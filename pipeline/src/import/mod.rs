@@ -14,6 +14,7 @@
 pub mod metrics;
 pub mod zeek;
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -52,9 +53,9 @@ pub struct ImportReport {
     pub bad: u64,
     /// The first [`REPORTED_LINES`] malformed lines.
     pub bad_lines: Vec<BadLine>,
-    /// What the user should know that is not a malformed line (ignored columns, ...),
-    /// each said once.
-    pub notes: Vec<String>,
+    /// What the user should know that is not a malformed line (ignored columns, a
+    /// file given twice, ...), each said once.
+    pub warnings: Vec<String>,
 }
 
 impl ImportReport {
@@ -72,9 +73,11 @@ impl ImportReport {
         }
     }
 
-    /// Adds a note for the user (see [`ImportReport::notes`]).
-    pub fn note(&mut self, note: impl Into<String>) {
-        self.notes.push(note.into());
+    /// Adds a warning for the user (see [`ImportReport::warnings`]).
+    pub fn warn(&mut self, warning: impl Into<String>) {
+        let warning = warning.into();
+        tracing::debug!(%warning, "import warning");
+        self.warnings.push(warning);
     }
 
     /// Rows written to `table`.
@@ -99,8 +102,8 @@ impl ImportReport {
         for (table, rows) in &self.rows {
             text.push_str(&format!("  {table:<14} {rows:>12} rows\n"));
         }
-        for note in &self.notes {
-            text.push_str(&format!("note: {note}\n"));
+        for warning in &self.warnings {
+            text.push_str(&format!("warning: {warning}\n"));
         }
         if self.bad > 0 {
             text.push_str(&format!("skipped {} malformed lines:\n", self.bad));
@@ -217,6 +220,28 @@ fn open_lines(
 
 /// The UTF-8 byte order mark.
 const UTF8_BOM: &[u8] = &[0xef, 0xbb, 0xbf];
+
+/// `files` without repeats: a file given twice (the same canonical path) is imported
+/// once, with a warning.
+pub(crate) fn unique_files(files: &[PathBuf], report: &mut ImportReport) -> Vec<PathBuf> {
+    let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
+    let mut unique = Vec::new();
+    for file in files {
+        let key = file.canonicalize().unwrap_or_else(|_| file.clone());
+        match seen.get(&key) {
+            Some(first) => report.warn(format!(
+                "{} is given more than once (also as {}); it is imported once",
+                file.display(),
+                first.display()
+            )),
+            None => {
+                seen.insert(key, file);
+                unique.push(file.clone());
+            }
+        }
+    }
+    unique
+}
 
 /// A progress bar over the total size of `files` (drawn only on a terminal).
 pub(crate) fn progress_for(files: &[PathBuf]) -> ProgressBar {

@@ -430,3 +430,27 @@ fn zeek_unset_packet_counts_keep_both_directions_bytes() {
     let resp_pkts = batches[0].column_by_name("resp_pkts").unwrap();
     assert_eq!(resp_pkts.null_count(), 2, "an unset count stays null");
 }
+
+/// A file given twice (here once through `..`) is imported once, with a warning.
+#[test]
+fn a_zeek_file_given_twice_is_imported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("conn.log");
+    std::fs::write(&log, format!("{ZEEK_HEADER}{}", one_way_line(1))).unwrap();
+    std::fs::create_dir(dir.path().join("sub")).unwrap();
+    let again = dir.path().join("sub/../conn.log");
+    let out = dir.path().join("trace");
+    let report = zeek::import(&[log.clone(), again.clone()], &out).unwrap();
+    assert_eq!(report.rows_of(FlowRecord::TABLE), 1, "{report:?}");
+    assert_eq!(report.lines, 1);
+    assert_eq!(
+        report.warnings,
+        [format!(
+            "{} is given more than once (also as {}); it is imported once",
+            again.display(),
+            log.display()
+        )]
+    );
+    assert!(report.text(&out).contains("\nwarning: "));
+    assert_eq!(flows_with_direction(&out).len(), 1);
+}

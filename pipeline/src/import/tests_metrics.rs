@@ -69,9 +69,9 @@ fn extra_header_columns_are_ignored_and_named_once() {
          a,1397088420,cpu,3\n",
     );
     assert_eq!(rows, cpu(&[(1_397_088_300, 1.0), (1_397_088_360, 2.0)]));
-    assert_eq!(report.notes.len(), 1, "{report:?}");
+    assert_eq!(report.warnings.len(), 1, "{report:?}");
     assert!(
-        report.notes[0].ends_with(
+        report.warnings[0].ends_with(
             "extra.csv: ignoring the columns `unit` (only timestamp, node, metric and value are imported)"
         ),
         "{report:?}"

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, Ip16, TimestampNs, node_id_of_ip};
 use meshflow_sinks::parquet::{TableWriter, prepare_table_dir};
 
-use super::{ImportError, ImportReport, each_line, progress_for, trace_sink};
+use super::{ImportError, ImportReport, each_line, progress_for, trace_sink, unique_files};
 
 /// The Zeek fields a flow record is built from; the rest are kept as text.
 const KEY_FIELDS: [&str; 6] = [
@@ -29,11 +29,12 @@ const KEY_FIELDS: [&str; 6] = [
 
 /// Imports Zeek conn.log `files` into the trace folder `out` (its `flows/` table).
 pub fn import(files: &[PathBuf], out: &Path) -> Result<ImportReport, ImportError> {
-    let progress = progress_for(files);
     let mut report = ImportReport::default();
+    let files = unique_files(files, &mut report);
+    let progress = progress_for(&files);
     let mut extras = ExtraColumns::default();
     let mut rows: Vec<Row> = Vec::new();
-    for file in files {
+    for file in &files {
         read_file(file, &progress, &mut report, &mut extras, &mut rows)?;
     }
     progress.finish_and_clear();
