@@ -121,31 +121,36 @@ fn node_names() -> &'static std::sync::RwLock<std::collections::HashMap<u64, Str
     NAMES.get_or_init(Default::default)
 }
 
-/// Makes [`node_label`] show the given names of named nodes (ids from
-/// [`node_id_of_name`]) instead of their hash. Other ids keep their own labels.
+/// Makes [`node_label`] show the given names of nodes whose id is a hash (ids from
+/// [`node_id_of_name`] of names and of IPv6 addresses) instead of the hash. Other ids
+/// (numbers, IPv4 addresses) keep their own labels.
 pub fn register_node_names(names: impl IntoIterator<Item = (u64, String)>) {
     let mut known = node_names().write().unwrap_or_else(|e| e.into_inner());
-    known.extend(
-        names
-            .into_iter()
-            .filter(|(node, _)| node & NAME_TAG != 0 && node >> 61 == 1),
-    );
+    known.extend(names.into_iter().filter(|(node, _)| is_hashed(*node)));
+}
+
+/// Whether `node` is a hash (of a name or an IPv6 address), so its label can only
+/// come from a registered name.
+fn is_hashed(node: u64) -> bool {
+    node & IPV6_TAG != 0 || (node & NAME_TAG != 0 && node >> 61 == 1)
+}
+
+/// The registered name of `node` ([`register_node_names`]), if any.
+fn registered_name(node: u64) -> Option<String> {
+    let known = node_names().read().unwrap_or_else(|e| e.into_inner());
+    known.get(&node).cloned()
 }
 
 /// A human-readable label for a node id: `n17` for simulator nodes, the address
-/// for IPv4-derived ids, `v6:<hex>` for hashed IPv6 ids, and for a node given by
-/// name, the name ([`register_node_names`]) or else `h:<hex>`.
+/// for IPv4-derived ids, and for hashed ids (IPv6 addresses, names) the name
+/// registered for them ([`register_node_names`]), or else `v6:<hex>` and `h:<hex>`.
 pub fn node_label(node: u64) -> String {
     if node & IPV6_TAG != 0 {
-        format!("v6:{:015x}", node & !IPV6_TAG)
+        registered_name(node).unwrap_or_else(|| format!("v6:{:015x}", node & !IPV6_TAG))
     } else if node & IPV4_TAG != 0 && node >> 32 == IPV4_TAG >> 32 {
         Ipv4Addr::from((node & 0xffff_ffff) as u32).to_string()
     } else if node & NAME_TAG != 0 && node >> 61 == 1 {
-        let known = node_names().read().unwrap_or_else(|e| e.into_inner());
-        match known.get(&node) {
-            Some(name) => name.clone(),
-            None => format!("h:{:015x}", node & !NAME_TAG),
-        }
+        registered_name(node).unwrap_or_else(|| format!("h:{:015x}", node & !NAME_TAG))
     } else {
         simulator_label(node)
     }
@@ -194,12 +199,19 @@ mod tests {
     fn registered_names_label_their_nodes() {
         let id = node_id_of_name("payments-api");
         assert!(node_label(id).starts_with("h:"), "{}", node_label(id));
+        let v6 = node_id_of_name("2001:DB8::1");
+        assert!(node_label(v6).starts_with("v6:"), "{}", node_label(v6));
+        let v4 = node_id_of_name("10.0.0.9");
         register_node_names([
             (id, "payments-api".to_string()),
+            (v6, "2001:DB8::1".to_string()),
             (17, "not a named node".to_string()),
+            (v4, "not an address".to_string()),
         ]);
         assert_eq!(node_label(id), "payments-api");
-        assert_eq!(node_label(17), "n17", "only named nodes take a name");
+        assert_eq!(node_label(v6), "2001:DB8::1", "an IPv6 hash takes its name");
+        assert_eq!(node_label(17), "n17", "only hashed ids take a name");
+        assert_eq!(node_label(v4), "10.0.0.9", "only hashed ids take a name");
     }
 
     #[test]

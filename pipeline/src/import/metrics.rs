@@ -9,7 +9,7 @@
 //! name all four, in any order; other columns are ignored. Otherwise the lines are
 //! records in the default order.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use meshflow_schemas::{
@@ -30,7 +30,7 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         .collect();
     let progress = progress_for(&files);
     let mut report = ImportReport::default();
-    let mut names: BTreeMap<String, (u64, TimestampNs)> = BTreeMap::new();
+    let mut nodes = Nodes::default();
     let mut metrics = Vec::new();
     let mut columns: Option<Columns> = None;
     each_line(csv, &progress, &mut report, |report, number, line| {
@@ -106,7 +106,7 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
                 return Ok(());
             }
         };
-        let id = name_id(&mut names, name, time);
+        let id = nodes.id(name, time, report);
         metrics.push(NodeMetric {
             time,
             node: id,
@@ -139,8 +139,8 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
                 report.skip(edges, number, "expected two non-empty fields: src,dst");
                 return Ok(());
             }
-            let src = name_id(&mut names, fields[0].trim(), start);
-            let dst = name_id(&mut names, fields[1].trim(), start);
+            let src = nodes.id(fields[0].trim(), start, report);
+            let dst = nodes.id(fields[1].trim(), start, report);
             if src == dst {
                 report.skip(edges, number, "a link from a node to itself");
                 return Ok(());
@@ -159,9 +159,10 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         return Ok(report);
     }
     let sink = trace_sink(out);
-    let nodes: Vec<NodeName> = names
+    let nodes: Vec<NodeName> = nodes
+        .by_id
         .into_iter()
-        .map(|(name, (node, first_seen))| NodeName {
+        .map(|(node, (name, first_seen))| NodeName {
             first_seen,
             node,
             name,
@@ -178,13 +179,33 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
     Ok(report)
 }
 
-/// The id of `name`, remembering the name and the first time it was seen.
-fn name_id(names: &mut BTreeMap<String, (u64, TimestampNs)>, name: &str, time: TimestampNs) -> u64 {
-    let entry = names
-        .entry(name.to_string())
-        .or_insert((node_id_of_name(name), time));
-    entry.1 = entry.1.min(time);
-    entry.0
+/// The nodes an import names: per node id, the first name seen (aliases such as
+/// `7` and `007`, or two spellings of one IPv6 address, share an id and one row of
+/// `nodes/`) and the earliest time it was seen.
+#[derive(Default)]
+struct Nodes {
+    by_id: BTreeMap<u64, (String, TimestampNs)>,
+    /// The other names of an id that were already warned about.
+    aliases: HashSet<String>,
+}
+
+impl Nodes {
+    /// The id of `name`, remembering the name and the first time it was seen, and
+    /// warning once about every other name of an id already named.
+    fn id(&mut self, name: &str, time: TimestampNs, report: &mut ImportReport) -> u64 {
+        let id = node_id_of_name(name);
+        let (first, first_seen) = self
+            .by_id
+            .entry(id)
+            .or_insert_with(|| (name.to_string(), time));
+        *first_seen = (*first_seen).min(time);
+        if first != name && self.aliases.insert(name.to_string()) {
+            report.warn(format!(
+                "nodes `{first}` and `{name}` are the same node id {id}; named `{first}` (the first seen)"
+            ));
+        }
+        id
+    }
 }
 
 /// Whether the first line of a metric CSV is a header: it names one of the columns

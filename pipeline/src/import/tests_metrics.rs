@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use meshflow_schemas::{ArrowRecord, NodeMetric};
+use meshflow_schemas::{ArrowRecord, NodeMetric, NodeName, node_id_of_name};
 
 use super::tests::read_table;
 use super::{ImportReport, metrics};
@@ -107,4 +107,59 @@ fn a_bad_first_line_that_is_no_header_is_a_malformed_record() {
     let (report, rows) = import_csv("noheader.csv", "1397088300,a,cpu,1\n");
     assert_eq!((report.lines, report.bad), (1, 0));
     assert_eq!(rows, cpu(&[(1_397_088_300, 1.0)]));
+}
+
+/// Two names of one node id (`7` and `007`; two spellings of an IPv6 address) give
+/// one `nodes/` row, named as first seen, and one warning per other name.
+#[test]
+fn aliases_of_a_node_id_give_one_row_named_as_first_seen() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("aliases.csv");
+    std::fs::write(
+        &csv,
+        "timestamp,node,metric,value\n\
+         1397088300,7,cpu,1\n\
+         1397088300,2001:DB8::1,cpu,2\n\
+         1397088360,007,cpu,3\n\
+         1397088360,2001:db8::1,cpu,4\n\
+         1397088420,007,cpu,5\n",
+    )
+    .unwrap();
+    let edges = dir.path().join("edges.csv");
+    std::fs::write(&edges, "src,dst\n0007,2001:db8:0::1\n").unwrap();
+    let out = dir.path().join("trace");
+    let report = metrics::import(&csv, Some(&edges), &out).unwrap();
+    assert_eq!(report.bad, 0, "{report:?}");
+    assert_eq!(
+        report.warnings,
+        [
+            "nodes `7` and `007` are the same node id 7; named `7` (the first seen)".to_string(),
+            format!(
+                "nodes `2001:DB8::1` and `2001:db8::1` are the same node id {}; named `2001:DB8::1` (the first seen)",
+                node_id_of_name("2001:db8::1")
+            ),
+            "nodes `7` and `0007` are the same node id 7; named `7` (the first seen)".to_string(),
+            format!(
+                "nodes `2001:DB8::1` and `2001:db8:0::1` are the same node id {}; named `2001:DB8::1` (the first seen)",
+                node_id_of_name("2001:db8::1")
+            ),
+        ]
+    );
+    let mut nodes: Vec<(u64, String, i64)> = read_table(&out, NodeName::TABLE)
+        .iter()
+        .flat_map(|b| NodeName::from_batch(b).unwrap())
+        .map(|n| (n.node, n.name, n.first_seen.0 / 1_000_000_000))
+        .collect();
+    nodes.sort();
+    let mut expected = vec![
+        (7, "7".to_string(), 1_397_088_300),
+        (
+            node_id_of_name("2001:db8::1"),
+            "2001:DB8::1".to_string(),
+            1_397_088_300,
+        ),
+    ];
+    expected.sort();
+    assert_eq!(nodes, expected);
+    assert_eq!(report.rows_of(NodeName::TABLE), 2);
 }
