@@ -549,11 +549,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             anyhow::ensure!(
                 written > 0,
                 "nothing was imported: {}",
-                if report.lines == 0 {
-                    "the input holds no record lines"
-                } else {
-                    "every record line was malformed"
-                }
+                report.why_nothing()
             );
             Ok(())
         }

@@ -154,8 +154,16 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         })?;
     }
     progress.finish_and_clear();
-    if metrics.is_empty() && links.is_empty() {
-        // Nothing to write: an earlier trace in `out` stays as it was.
+    if metrics.is_empty() {
+        // Nothing to write: an earlier trace in `out` stays as it was. Links alone
+        // would give a replay no window, and no time for them to start at.
+        if let Some(edges) = edges.filter(|_| !links.is_empty()) {
+            report.warn(format!(
+                "{} holds no valid metric record, so the links of {} are not imported either (links alone give a replay no window)",
+                csv.display(),
+                edges.display()
+            ));
+        }
         return Ok(report);
     }
     let sink = trace_sink(out);

@@ -88,6 +88,17 @@ impl ImportReport {
             .map_or(0, |(_, n)| *n)
     }
 
+    /// Why nothing was imported, for an import that wrote no row.
+    pub fn why_nothing(&self) -> &'static str {
+        if self.lines == 0 {
+            "the input holds no record lines"
+        } else if self.bad >= self.lines {
+            "every record line was malformed"
+        } else {
+            "no record could be imported (see the warnings above)"
+        }
+    }
+
     /// A human summary: rows per table, then the malformed lines.
     pub fn text(&self, out: &Path) -> String {
         let mut text = if self.rows.is_empty() {

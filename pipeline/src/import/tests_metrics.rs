@@ -163,3 +163,30 @@ fn aliases_of_a_node_id_give_one_row_named_as_first_seen() {
     assert_eq!(nodes, expected);
     assert_eq!(report.rows_of(NodeName::TABLE), 2);
 }
+
+/// A metric file without records imports nothing, even with an edge list: links
+/// alone give a replay no window (and would start in 1970).
+#[test]
+fn edges_without_any_metric_import_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("header_only.csv");
+    std::fs::write(&csv, "timestamp,node,metric,value\n").unwrap();
+    let edges = dir.path().join("edges.csv");
+    std::fs::write(&edges, "src,dst\na,b\n").unwrap();
+    let out = dir.path().join("trace");
+    let report = metrics::import(&csv, Some(&edges), &out).unwrap();
+    assert!(report.rows.is_empty(), "{report:?}");
+    assert!(!out.exists(), "nothing is written");
+    assert_eq!(
+        report.warnings,
+        [format!(
+            "{} holds no valid metric record, so the links of {} are not imported either (links alone give a replay no window)",
+            csv.display(),
+            edges.display()
+        )]
+    );
+    assert_eq!(
+        report.why_nothing(),
+        "no record could be imported (see the warnings above)"
+    );
+}
