@@ -17,12 +17,14 @@ use meshflow_schemas::{
 };
 use meshflow_sinks::parquet::write_table;
 
+use super::trace::remove_other_tables;
 use super::{ImportError, ImportReport, each_line, progress_for, trace_sink};
 
 const COLUMNS: [&str; 4] = ["timestamp", "node", "metric", "value"];
 
 /// Imports the metric CSV `csv` (and the edge list `edges`, if given) into the trace
-/// folder `out`: tables `node_metrics/`, `nodes/` and `edges/`.
+/// folder `out`: tables `node_metrics/`, `nodes/` and `edges/` (any other trace table
+/// there, `edges/` too without an edge list, is removed).
 pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportReport, ImportError> {
     let files: Vec<PathBuf> = std::iter::once(csv)
         .chain(edges)
@@ -184,6 +186,8 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         report.rows.push((TopologyEdge::TABLE, links.len() as u64));
         write_table(out, links, &sink)?;
     }
+    let written: Vec<&str> = report.rows.iter().map(|(table, _)| *table).collect();
+    remove_other_tables(out, &written, &mut report)?;
     Ok(report)
 }
 

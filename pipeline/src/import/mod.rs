@@ -7,11 +7,13 @@
 //! - [`metrics`]: a long-format metric CSV → `node_metrics/`, plus `nodes/` (names of
 //!   the nodes) and, with an edge list, `edges/` (a given topology).
 //!
-//! Input may be plain or gzip. A malformed line is reported with its file and line
+//! A successful import leaves exactly its trace in the output folder: [`trace`]
+//! removes the tables of an earlier trace there. Input may be plain or gzip. A malformed line is reported with its file and line
 //! number, counted and skipped; the rest is imported. Rows are sorted by event time
 //! before they are written, as replay expects, so an import holds its rows in memory.
 
 pub mod metrics;
+pub mod trace;
 pub mod zeek;
 
 use std::collections::HashMap;
@@ -56,6 +58,9 @@ pub struct ImportReport {
     /// What the user should know that is not a malformed line (ignored columns, a
     /// file given twice, ...), each said once.
     pub warnings: Vec<String>,
+    /// Tables of an earlier trace removed from the output folder (see
+    /// [`trace::remove_other_tables`]).
+    pub removed: Vec<&'static str>,
 }
 
 impl ImportReport {
@@ -113,6 +118,13 @@ impl ImportReport {
         for (table, rows) in &self.rows {
             text.push_str(&format!("  {table:<14} {rows:>12} rows\n"));
         }
+        if !self.removed.is_empty() {
+            text.push_str(&format!(
+                "removed the tables an earlier trace left in {}: {}\n",
+                out.display(),
+                self.removed.join(", ")
+            ));
+        }
         for warning in &self.warnings {
             text.push_str(&format!("warning: {warning}\n"));
         }
@@ -139,6 +151,14 @@ pub enum ImportError {
     #[error("{path}: {reason}")]
     Input {
         /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A table an earlier trace left in the output folder cannot be removed.
+    #[error("removing {path}, left by an earlier trace: {reason}")]
+    Output {
+        /// The table folder.
         path: PathBuf,
         /// What went wrong.
         reason: String,
@@ -290,3 +310,5 @@ impl<R: Read> Read for Counted<R> {
 mod tests;
 #[cfg(test)]
 mod tests_metrics;
+#[cfg(test)]
+mod tests_trace;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, Ip16, TimestampNs, node_id_of_ip};
 use meshflow_sinks::parquet::{TableWriter, prepare_table_dir};
 
+use super::trace::remove_other_tables;
 use super::{ImportError, ImportReport, each_line, progress_for, trace_sink, unique_files};
 
 /// The Zeek fields a flow record is built from; the rest are kept as text.
@@ -27,7 +28,8 @@ const KEY_FIELDS: [&str; 6] = [
     "proto",
 ];
 
-/// Imports Zeek conn.log `files` into the trace folder `out` (its `flows/` table).
+/// Imports Zeek conn.log `files` into the trace folder `out` (its `flows/` table; any
+/// other trace table there is removed).
 pub fn import(files: &[PathBuf], out: &Path) -> Result<ImportReport, ImportError> {
     let mut report = ImportReport::default();
     let files = unique_files(files, &mut report);
@@ -53,6 +55,7 @@ pub fn import(files: &[PathBuf], out: &Path) -> Result<ImportReport, ImportError
     }
     writer.finish()?;
     report.rows.push((FlowRecord::TABLE, written));
+    remove_other_tables(out, &[FlowRecord::TABLE], &mut report)?;
     Ok(report)
 }
 
