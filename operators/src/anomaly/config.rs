@@ -37,8 +37,9 @@ pub struct AnomalyConfig {
     /// Windows a node is observed before it is scored, and windows the job scores
     /// before its first model fit.
     pub warmup_windows: u32,
-    /// The model is refitted every this many windows, on a background thread (on
-    /// every worker alike: each holds the same model).
+    /// The model is refitted every this many windows, once a quarter of its training
+    /// rows are new since the last fit, on a background thread (on every worker
+    /// alike: each holds the same model).
     pub refit_every: u32,
     /// Most recent normal feature vectors kept to fit on (over every node: each
     /// worker keeps the same ones).

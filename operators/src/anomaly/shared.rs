@@ -22,6 +22,10 @@ use super::model::{MIN_TRAINING_ROWS, Model, ModelError, ModelKind};
 use super::ring::RingBuffer;
 use super::vector::FEATURES;
 
+/// A refit is due once `refit_every` windows have passed and at least one training
+/// row in this many is new since the last fit.
+const REFIT_NEW_SHARE: usize = 4;
+
 /// Whether this process has warned of a failed fit (every worker fits the same rows).
 static FIT_FAILURE_SAID: AtomicBool = AtomicBool::new(false);
 
@@ -61,6 +65,8 @@ pub struct SharedModel {
     latest: Option<u64>,
     /// The window count when the last fit started.
     last_fit: Option<u64>,
+    /// Training rows learned since the last fit started.
+    new_rows: usize,
     /// The most nodes any window learned so far held, over all workers.
     max_nodes: u64,
     counters: Arc<Counters>,
@@ -82,6 +88,7 @@ impl SharedModel {
             windows: 0,
             latest: None,
             last_fit: None,
+            new_rows: 0,
             max_nodes: 0,
             counters,
         }
@@ -127,7 +134,13 @@ impl SharedModel {
         self.windows += 1;
         let due = match self.last_fit {
             None => self.windows >= self.warmup_windows && self.training.len() >= MIN_TRAINING_ROWS,
-            Some(last) => self.windows - last >= self.refit_every,
+            // A refit on rows mostly seen before changes little: on a sparse trace
+            // (a few nodes a window) refits every `refit_every` windows were most of
+            // the replay's time (benchmarks/README.md, "A sparse real trace").
+            Some(last) => {
+                self.windows - last >= self.refit_every
+                    && self.new_rows * REFIT_NEW_SHARE >= self.training.len()
+            }
         };
         if due && self.pending.is_none() {
             self.start_fit();
@@ -186,6 +199,7 @@ impl SharedModel {
             Err(_) => self.counters.add_errored(1),
         }
         self.last_fit = Some(self.windows);
+        self.new_rows = 0;
     }
 
     /// Adds the training rows of the window entered last, in order, and the number
@@ -194,6 +208,7 @@ impl SharedModel {
         self.max_nodes = self.max_nodes.max(nodes);
         for row in rows {
             self.training.push(row);
+            self.new_rows += 1;
         }
     }
 
@@ -212,5 +227,51 @@ impl SharedModel {
         // Each lesson is sorted already: the stable sort merges the runs.
         rows.sort_by_key(|r| r.0);
         self.learn(nodes, rows.into_iter().map(|r| r.1));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Varied rows, so that a fit succeeds.
+    fn rows(n: usize, salt: usize) -> Vec<Deviations> {
+        (0..n)
+            .map(|i| std::array::from_fn(|f| ((i * 7 + f * 3 + salt) % 11) as f64 / 10.0))
+            .collect()
+    }
+
+    #[test]
+    fn a_refit_waits_until_a_quarter_of_the_training_rows_are_new() {
+        let cfg = AnomalyConfig {
+            warmup_windows: 2,
+            refit_every: 2,
+            training_rows: 100,
+            ..AnomalyConfig::default()
+        };
+        let mut model = SharedModel::new(&cfg, Counters::shared());
+        let mut window = 0u64;
+        // The windows at which a fit starts, with `n` training rows a window.
+        let mut run = |model: &mut SharedModel, windows: usize, n: usize| {
+            let mut starts = Vec::new();
+            for _ in 0..windows {
+                let before = model.last_fit;
+                model.enter(window);
+                model.learn(n as u64, rows(n, window as usize));
+                if model.last_fit != before {
+                    starts.push(window);
+                }
+                window += 1;
+            }
+            starts
+        };
+        // Busy windows: a fit every refit_every windows.
+        let busy = run(&mut model, 12, 50);
+        assert!(busy.len() >= 5, "{busy:?}");
+        assert!(busy.windows(2).all(|w| w[1] - w[0] == 2), "{busy:?}");
+        // A row a window: a refit once 25 of the 100 rows are new, not every 2.
+        let sparse = run(&mut model, 100, 1);
+        assert!(sparse.len() >= 3, "{sparse:?}");
+        assert!(sparse.windows(2).all(|w| w[1] - w[0] == 25), "{sparse:?}");
     }
 }
