@@ -79,6 +79,15 @@ t = pq.read_table(sys.argv[1])
 print(json.dumps({"rows": t.num_rows, "columns": t.column_names, "min_end": str(min(t["window_end"].to_pylist()))}))
 "#;
 
+/// `meshflow sql --out out --format csv QUERY` in `d`: its stdout.
+fn sql_csv(d: &Path, query: &str) -> String {
+    stdout(&meshflow(
+        d,
+        &["sql", "--out", "out", "--format", "csv", query],
+        true,
+    ))
+}
+
 #[test]
 fn sql_formats_prompt_errors_and_partition_pruning() {
     let dir = tempfile::tempdir().unwrap();
@@ -115,19 +124,10 @@ fn sql_formats_prompt_errors_and_partition_pruning() {
     );
 
     // CSV on stdout.
-    let out = meshflow(
+    let csv = sql_csv(
         d,
-        &[
-            "sql",
-            "--out",
-            "out",
-            "--format",
-            "csv",
-            "SELECT node, sum(bytes_out) AS bytes, count(*) AS n FROM node_features GROUP BY node ORDER BY node",
-        ],
-        true,
+        "SELECT node, sum(bytes_out) AS bytes, count(*) AS n FROM node_features GROUP BY node ORDER BY node",
     );
-    let csv = stdout(&out);
     let mut lines = csv.lines();
     assert_eq!(lines.next(), Some("node,bytes,n"));
     let got: BTreeMap<String, Value> = lines
@@ -208,6 +208,29 @@ fn sql_formats_prompt_errors_and_partition_pruning() {
         false,
     );
     assert!(stderr(&out).contains("--output FILE"), "{}", stderr(&out));
+    // Several statements in one query: each result in turn; one --output file cannot
+    // hold them.
+    assert_eq!(
+        sql_csv(d, "SELECT 1 AS a; SELECT 'x;y' AS b"),
+        "a\n1\nb\nx;y\n"
+    );
+    let out = meshflow(
+        d,
+        &[
+            "sql",
+            "--out",
+            "out",
+            "--output",
+            "two.csv",
+            "SELECT 1; SELECT 2",
+        ],
+        false,
+    );
+    assert!(
+        stderr(&out).contains("--output takes one statement"),
+        "{}",
+        stderr(&out)
+    );
 
     // Partition pruning: the physical plan lists only the matching hour's files.
     for (filter, kept, dropped) in [

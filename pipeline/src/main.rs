@@ -12,7 +12,9 @@ use meshflow::config::{EventTime, JobConfig, ReplaySourceConfig, SourceConfig};
 use meshflow::import;
 use meshflow::job::{self, Cluster, Progress};
 use meshflow::report::{ProgressLine, summary_text};
-use meshflow::sql::{Format, Lines, SqlSession, Terminal, history_path, run_prompt, write_result};
+use meshflow::sql::{
+    Format, Lines, SqlSession, Terminal, history_path, run_prompt, split_statements, write_result,
+};
 use meshflow_sources::simulator::{SimConfig, TopologyKind};
 
 /// mimalloc instead of glibc's allocator: the dataflow allocates and frees small
@@ -385,7 +387,24 @@ fn sql(
         !(format.is_binary() && output.is_none()),
         "--format parquet writes a binary file; name it with --output FILE"
     );
+    let (mut statements, rest) = split_statements(query);
+    if !rest.trim().is_empty() {
+        statements.push(rest.trim());
+    }
     let session = rt.block_on(SqlSession::open(out))?;
+    if statements.len() > 1 {
+        // Several statements: each result in turn (one file cannot hold them all).
+        anyhow::ensure!(
+            output.is_none(),
+            "--output takes one statement; the query holds {}",
+            statements.len()
+        );
+        for statement in statements {
+            let result = rt.block_on(session.run(statement))?;
+            write_result(&result, format, &mut std::io::stdout().lock())?;
+        }
+        return Ok(());
+    }
     let result = rt.block_on(session.run(query))?;
     match output {
         Some(path) => {

@@ -12,7 +12,9 @@ mod prune;
 mod udf;
 
 pub use output::{Format, write_result};
-pub use prompt::{Interrupt, Line, LineSource, Lines, Terminal, history_path, run_prompt};
+pub use prompt::{
+    Interrupt, Line, LineSource, Lines, Terminal, history_path, run_prompt, split_statements,
+};
 pub use prune::{TimePartitionedTable, partition_filters};
 
 use std::path::Path;

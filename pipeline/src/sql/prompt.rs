@@ -257,7 +257,7 @@ pub fn run_prompt(
 
 /// Splits `text` at every `;` outside quotes and comments: the complete statements
 /// (each with its `;`, empty ones left out) and what follows the last `;`.
-fn split_statements(text: &str) -> (Vec<&str>, &str) {
+pub fn split_statements(text: &str) -> (Vec<&str>, &str) {
     #[derive(Clone, Copy, PartialEq)]
     enum In {
         Code,
