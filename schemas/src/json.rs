@@ -107,10 +107,31 @@ pub fn decode<R: ArrowRecord + DeserializeOwned>(bytes: &[u8]) -> Result<R, Json
             found: version,
         });
     }
-    serde_json::from_value(serde_json::Value::Object(map)).map_err(|e| JsonError::Fields {
+    let object = serde_json::Value::Object(map);
+    serde_json::from_value(object.clone()).map_err(|e| JsonError::Fields {
         table: R::TABLE,
-        message: e.to_string(),
+        message: match field_at_fault::<R>(&object) {
+            Some(field) => format!("field `{field}`: {e}"),
+            None => e.to_string(),
+        },
     })
+}
+
+/// The field whose value `R` refuses: serde names the type but not the field, so the
+/// object is read again from its compact text, whose error has a column, and the key
+/// before that column is the one.
+fn field_at_fault<R: DeserializeOwned>(object: &serde_json::Value) -> Option<String> {
+    let text = serde_json::to_string(object).ok()?;
+    let e = serde_json::from_str::<R>(&text).err()?;
+    // Only a refused value sits at the column; "missing field `x`" names its field.
+    if !e.to_string().starts_with("invalid") {
+        return None;
+    }
+    let upto = text.get(..e.column().checked_sub(1)?)?;
+    let key_end = upto.rfind("\":")?;
+    let key_start = upto[..key_end].rfind(['{', ','])? + 2;
+    let key = upto.get(key_start..key_end)?;
+    (!key.contains('"')).then(|| key.to_string())
 }
 
 #[cfg(test)]
@@ -146,6 +167,19 @@ mod tests {
         assert_eq!(decode::<NodeFeatures>(&out).unwrap(), features());
     }
 
+    /// A tagged node metric sample, as JSON text.
+    fn sample() -> String {
+        let mut out = Vec::new();
+        let metric = NodeMetric {
+            time: TimestampNs(1),
+            node: 7,
+            metric: "cpu".into(),
+            value: 0.5,
+        };
+        encode(&metric, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
     #[test]
     fn wrong_table_version_and_fields_are_named() {
         let mut out = Vec::new();
@@ -169,6 +203,20 @@ mod tests {
             .replace("\"node\":7", "\"node\":\"seven\"");
         let e = decode::<NodeFeatures>(bad.as_bytes()).unwrap_err();
         assert!(e.to_string().contains("`node_features` fields"), "{e}");
+        assert!(e.to_string().contains("field `node`"), "{e}");
+        // A count past u64 reads as a float; the message names the field. A missing
+        // field is named by serde itself, and no other field is blamed.
+        let huge = sample().replace("\"node\":7", "\"node\":18446744073709551616");
+        let e = decode::<NodeMetric>(huge.as_bytes()).unwrap_err();
+        assert!(e.to_string().contains("field `node`"), "{e}");
+        let missing = sample().replace(",\"value\":0.5", "");
+        let e = decode::<NodeMetric>(missing.as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing field `value`") && !e.contains("field `metric`"),
+            "{e}"
+        );
         assert!(matches!(
             decode::<NodeMetric>(b"[1]"),
             Err(JsonError::Syntax(_))
