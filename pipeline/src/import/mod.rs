@@ -8,8 +8,9 @@
 //!   the nodes) and, with an edge list, `edges/` (a given topology).
 //!
 //! A successful import leaves exactly its trace in the output folder: [`trace`]
-//! removes the tables of an earlier trace there. Input may be plain or gzip. A malformed line is reported with its file and line
-//! number, counted and skipped; the rest is imported. Rows are sorted by event time
+//! removes the tables of an earlier trace there. Input may be plain or gzip. A
+//! malformed line is reported with its file and line number, counted and skipped;
+//! the rest is imported. Rows are sorted by event time
 //! before they are written, as replay expects, so an import holds its rows in memory.
 
 pub mod metrics;

@@ -9,17 +9,13 @@ use super::{ImportError, ImportReport};
 
 /// The tables of a trace: the input tables replay reads, the given topology and node
 /// names (`meshflow import metrics`), and the simulator's ground truth.
-pub const TRACE_TABLES: [&str; 7] = [
-    INPUT_TABLES[0],
-    INPUT_TABLES[1],
-    INPUT_TABLES[2],
-    INPUT_TABLES[3],
-    TopologyEdge::TABLE,
-    NodeName::TABLE,
-    GroundTruth::TABLE,
-];
+pub fn trace_tables() -> impl Iterator<Item = &'static str> {
+    INPUT_TABLES
+        .into_iter()
+        .chain([TopologyEdge::TABLE, NodeName::TABLE, GroundTruth::TABLE])
+}
 
-/// Removes from `out` the trace tables (see [`TRACE_TABLES`]) that an import which
+/// Removes from `out` the trace tables (see [`trace_tables`]) that an import which
 /// wrote `written` did not write: an earlier trace's, which replay would otherwise
 /// mix in. Call it only after the import succeeded. A folder is removed only if it
 /// is a table, holding nothing but Parquet files (in partition folders) and
@@ -30,7 +26,7 @@ pub(crate) fn remove_other_tables(
     written: &[&str],
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
-    for table in TRACE_TABLES.into_iter().filter(|t| !written.contains(t)) {
+    for table in trace_tables().filter(|t| !written.contains(t)) {
         let dir = out.join(table);
         if !dir.is_dir() {
             continue;

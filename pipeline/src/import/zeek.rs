@@ -4,9 +4,10 @@
 //! responder sent packets or bytes, one back: bytes are IP-level (`orig_ip_bytes`,
 //! falling back to the payload `orig_bytes`), times run from `ts` to `ts + duration`,
 //! and TCP flags come from Zeek's `history` letters. An unset (`-`) count is 0 in the
-//! record; its Zeek column (kept, see below) stays null, so "unknown" shows. Every other Zeek column (`uid`, `service`,
-//! `conn_state`, `label`, `detailedlabel`, ...) is kept as a text column of the same
-//! rows, with dots in names turned to underscores, plus `direction` (`orig` or `resp`).
+//! record; its Zeek column (kept, see below) stays null, so "unknown" shows. Every
+//! other Zeek column (`uid`, `service`, `conn_state`, `label`, `detailedlabel`, ...)
+//! is kept as a text column of the same rows, with dots in names turned to
+//! underscores, plus `direction` (`orig` or `resp`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
