@@ -488,8 +488,11 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
             }
         }
         // Set before this worker's input passes it, so before any later window closes.
-        let through = (marks.iter().zip(&bounds))
-            .filter_map(|(mark, &bound)| mark.filter(|_| bound))
+        // A Kafka source's end is taken from what it read, not from its last sampled
+        // watermark (which depends on when the loop looked), so reruns of a bounded
+        // run commit, and then read again, the same tail.
+        let through = (marks.iter().zip(&bounds).zip(&readers))
+            .filter_map(|((mark, &bound), r)| r.end_mark(&spec, lateness).or(*mark).filter(|_| bound))
             .min();
         if let Some(through) = through {
             let mut complete = w_progress.complete.lock().expect("lock");

@@ -305,6 +305,20 @@ impl WorkerSource {
         matches!(self, WorkerSource::Kafka { .. })
     }
 
+    /// Where this source's data stops being complete once it has ended, in epochs
+    /// less the lateness, when that follows from what it read rather than from its
+    /// last watermark: for a Kafka source, the partition that read the least far.
+    pub fn end_mark(&self, spec: &WindowSpec, lateness: u64) -> Option<u64> {
+        match self {
+            WorkerSource::Kafka {
+                source: Some(src), ..
+            } => src
+                .read_through()
+                .map(|t| spec.epoch_of(t).unwrap_or(0).saturating_sub(lateness)),
+            _ => None,
+        }
+    }
+
     /// The epoch below which this source will produce nothing more, or `None` once
     /// it is exhausted (it then holds nothing back).
     pub fn watermark(&self, spec: &WindowSpec, lateness: u64) -> Option<u64> {

@@ -310,6 +310,16 @@ impl KafkaSource {
         active.into_iter().min().flatten()
     }
 
+    /// The event time through which every partition that delivered records has
+    /// delivered all it read: the lowest of their newest times. Unlike `watermark`
+    /// (which passes over idle and finished partitions to keep a live stream moving),
+    /// it depends only on what was read, so where a run ends the windows it calls
+    /// complete, and the offsets it commits, are the same however the reads were
+    /// timed.
+    pub fn read_through(&self) -> Option<TimestampNs> {
+        self.partitions.values().filter_map(|p| p.newest).min()
+    }
+
     /// Stops reading (Ctrl-C): `poll` returns `false` from now on; what was read is
     /// committed by `commit_through` once its windows are written.
     pub fn stop(&mut self) {

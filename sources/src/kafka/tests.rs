@@ -232,6 +232,39 @@ fn an_idle_partition_stops_holding_the_watermark_back() {
 }
 
 #[test]
+fn a_finished_source_is_complete_through_its_slowest_partition() {
+    let tansu = Tansu::start(Storage::Memory);
+    let brokers = tansu.brokers();
+    create(&brokers, "ends", 2);
+    let producer: ThreadedProducer<DefaultProducerContext> = ClientConfig::new()
+        .set("bootstrap.servers", &brokers)
+        .create()
+        .unwrap();
+    // Partition 0 ends at 3 s; partition 1 reaches 8 s, then delivers an older record.
+    for (partition, i) in [(0, 10), (0, 30), (1, 80), (1, 20)] {
+        let mut v = Vec::new();
+        json::encode(&flow(i), &mut v);
+        producer
+            .send(
+                BaseRecord::to("ends")
+                    .key("k")
+                    .payload(&v)
+                    .partition(partition),
+            )
+            .map_err(|(e, _)| e)
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+    let cfg = source_config(brokers, "ends");
+    let mut src = KafkaSource::open(&cfg, 0, 1, retire_after_seconds()).unwrap();
+    assert_eq!(src.read_through(), None, "nothing read yet");
+    let counters = Counters::default();
+    assert_eq!(drain(&mut src, &counters).flows.len(), 4);
+    assert_eq!(src.watermark(), None, "finished");
+    assert_eq!(src.read_through(), Some(flow(30).last_seen));
+}
+
+#[test]
 fn config_errors_name_the_key() {
     let mut cfg = KafkaSourceConfig::default();
     assert_eq!(cfg.validate().unwrap_err().key, "topics");
