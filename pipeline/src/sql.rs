@@ -201,11 +201,12 @@ impl SqlSession {
     }
 }
 
-/// Whether `dir` holds a Parquet file at any depth.
-/// The first Parquet file below `dir` in path order (hidden files excluded), if any.
-fn first_parquet(dir: &Path) -> Option<std::path::PathBuf> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .ok()?
+/// Every Parquet file below `dir`, in path order (hidden files excluded).
+fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut entries: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             !p.file_name()
@@ -213,15 +214,47 @@ fn first_parquet(dir: &Path) -> Option<std::path::PathBuf> {
         })
         .collect();
     entries.sort();
-    entries.into_iter().find_map(|path| {
+    let mut files = Vec::new();
+    for path in entries {
         if path.is_dir() {
-            first_parquet(&path)
-        } else {
-            path.extension()
-                .is_some_and(|x| x == "parquet")
-                .then_some(path)
+            files.extend(parquet_files(&path));
+        } else if path.extension().is_some_and(|x| x == "parquet") {
+            files.push(path);
         }
-    })
+    }
+    files
+}
+
+/// Parquet's magic number, at the start and the end of every file.
+const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+
+/// Checks that `file` ends as a whole Parquet file does: the magic number at both
+/// ends, and a footer length that fits inside the file. The Parquet reader trusts
+/// that length (a damaged file made it panic, or read far past the file's end), so a
+/// table's files are checked before any query reads them; this costs two small reads
+/// a file, not the footer's decoding.
+fn check_parquet_file(file: &Path) -> Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    if len < 12 {
+        return Err(format!("{len} bytes, too short for a Parquet file"));
+    }
+    let mut head = [0u8; 4];
+    f.read_exact(&mut head).map_err(|e| e.to_string())?;
+    let mut tail = [0u8; 8];
+    f.seek(SeekFrom::End(-8)).map_err(|e| e.to_string())?;
+    f.read_exact(&mut tail).map_err(|e| e.to_string())?;
+    if &head != PARQUET_MAGIC || &tail[4..] != PARQUET_MAGIC {
+        return Err("not a Parquet file (no PAR1 magic number at its start and end)".into());
+    }
+    let footer = u64::from(u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")));
+    if footer > len - 12 {
+        return Err(format!(
+            "damaged: its footer claims {footer} bytes, the file has {len} (cut short?)"
+        ));
+    }
+    Ok(())
 }
 
 /// A listing table over one folder, with the `date` and `hour` partitions as text
@@ -233,7 +266,16 @@ async fn listing_table(
     name: &str,
 ) -> anyhow::Result<Option<Arc<ListingTable>>> {
     let url = ListingTableUrl::parse(format!("{}/", std::fs::canonicalize(dir)?.display()))?;
-    let first = first_parquet(dir);
+    let files = parquet_files(dir);
+    for file in &files {
+        check_parquet_file(file).map_err(|why| {
+            anyhow::anyhow!(
+                "{}: {why}; move it out of the output folder to query the rest",
+                file.display()
+            )
+        })?;
+    }
+    let first = files.into_iter().next();
     let known = meshflow_schemas::schema_of(name);
     let empty = first.is_none();
     if empty && known.is_none() {

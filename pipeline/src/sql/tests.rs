@@ -340,3 +340,39 @@ fn empty_table_folders_are_known_tables_or_skipped() {
         "{err}"
     );
 }
+
+#[test]
+fn a_damaged_file_is_named_instead_of_read() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    let rt = rt();
+    let count = |rt: &tokio::runtime::Runtime| {
+        rt.block_on(async {
+            let session = SqlSession::open(dir.path()).await?;
+            let result = session.run("SELECT count(*) FROM node_features").await?;
+            anyhow::Ok(csv(&result))
+        })
+    };
+    assert_eq!(count(&rt).unwrap(), "count(*)\n21\n");
+    let file = parquet_files(&dir.path().join("node_features"))
+        .pop()
+        .unwrap();
+    let whole = std::fs::read(&file).unwrap();
+    // Cut short, but still ending in the magic number: the footer length read from
+    // the new end points before the file's start.
+    let mut cut = whole[..whole.len() / 2].to_vec();
+    cut.extend_from_slice(&whole[whole.len() - 8..]);
+    let at = cut.len() - 8;
+    cut[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&file, &cut).unwrap();
+    let err = count(&rt).unwrap_err().to_string();
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("footer claims"),
+        "{err}"
+    );
+    std::fs::write(&file, b"not parquet at all").unwrap();
+    let err = count(&rt).unwrap_err().to_string();
+    assert!(err.contains("not a Parquet file"), "{err}");
+    std::fs::write(&file, &whole).unwrap();
+    assert_eq!(count(&rt).unwrap(), "count(*)\n21\n");
+}
