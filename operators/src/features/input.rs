@@ -13,7 +13,7 @@ use crate::window::WindowSpec;
 /// for an unspecified reason).
 pub const UNKNOWN_DROP_REASON: &str = "NOT_SPECIFIED";
 
-/// An event that arrived after its windows were already closed, or before 1970.
+/// An event that arrived after its windows were already closed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Late {
     /// The event's time.
@@ -29,7 +29,7 @@ pub const MAX_FLOW_COUNT: u64 = 1 << 53;
 /// Why a record was not admitted.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Refused {
-    /// Its windows are closed (or it is before 1970).
+    /// Its windows are closed.
     Late(Late),
     /// The record itself is bad; the text says what and where.
     Invalid(String),
@@ -154,11 +154,19 @@ impl FeatureInput {
         self.links_next = self.links_next.max(end);
     }
 
-    /// The epoch of an event at `time`, or `Late` if its windows have closed.
-    fn epoch(&self, time: TimestampNs) -> Result<u64, Late> {
-        let epoch = self.spec.epoch_of(time).ok_or(Late { time })?;
+    /// The epoch of `table`'s event of `node` at `time`: refused as late if its
+    /// windows have closed, and as invalid before 1970 (an unset or wrapped time,
+    /// which no window holds; counting it as late would blame the watermark).
+    fn epoch(&self, table: &str, node: u64, time: TimestampNs) -> Result<u64, Refused> {
+        let epoch = self.spec.epoch_of(time).ok_or_else(|| {
+            Refused::Invalid(format!(
+                "{table}: node {node} has a record at {} ns before 1970-01-01: not an \
+                 event time (unset or wrapped?)",
+                time.0
+            ))
+        })?;
         if self.spec.first_window(epoch) < *self.session.time() {
-            return Err(Late { time });
+            return Err(Refused::Late(Late { time }));
         }
         Ok(epoch)
     }
@@ -182,7 +190,7 @@ impl FeatureInput {
                 last_seen.0
             )));
         }
-        let epoch = self.epoch(last_seen).map_err(Refused::Late)?;
+        let epoch = self.epoch("flows", src, last_seen)?;
         self.combiner.add_flow(epoch, src, dst, bytes, packets);
         self.admitted(epoch);
         Ok(())
@@ -191,7 +199,7 @@ impl FeatureInput {
     /// Adds a metric sample; NaN, infinite values and magnitudes beyond
     /// [`MAX_METRIC_VALUE`](super::diff::MAX_METRIC_VALUE) are refused as invalid.
     pub fn add_metric(&mut self, m: &NodeMetric) -> Result<(), Refused> {
-        let epoch = self.epoch(m.time).map_err(Refused::Late)?;
+        let epoch = self.epoch("node_metrics", m.node, m.time)?;
         let sum = quantize_metric(m.value).ok_or_else(|| {
             Refused::Invalid(format!(
                 "node_metrics: node {} metric `{}` at {} ns has value {}, which is not a \
@@ -217,7 +225,7 @@ impl FeatureInput {
     /// Adds a TCP event: a retransmit or a drop (by reason) of `node`, and its
     /// smoothed RTT as a sample when it carries one.
     pub fn add_tcp(&mut self, t: &TcpEvent) -> Result<(), Refused> {
-        let epoch = self.epoch(t.time).map_err(Refused::Late)?;
+        let epoch = self.epoch("tcp_events", t.node, t.time)?;
         self.admitted(epoch);
         match t.kind {
             TcpEventKind::Retransmit => {
@@ -243,7 +251,7 @@ impl FeatureInput {
 
     /// Adds a system-call latency sample (kept in nanoseconds in the sketch).
     pub fn add_syscall(&mut self, s: &SyscallLatency) -> Result<(), Refused> {
-        let epoch = self.epoch(s.time).map_err(Refused::Late)?;
+        let epoch = self.epoch("syscall_latency", s.node, s.time)?;
         let val = FeatureVal::Syscall(bucket_of(s.latency_ns as f64));
         self.combiner.add(epoch, s.node, val, FeatureDiff::count(1));
         self.admitted(epoch);

@@ -415,7 +415,14 @@ fn late_and_invalid_records_are_refused() {
             input.add_flow(late, 1, 2, 1, 1),
             Err(Refused::Late(Late { time: late }))
         );
-        assert!(input.add_flow(TimestampNs(-5), 1, 2, 1, 1).is_err());
+        // Before 1970 no window holds it: a bad record, not a late one.
+        match input.add_flow(TimestampNs(-5), 1, 2, 1, 1) {
+            Err(Refused::Invalid(what)) => assert!(
+                what.contains("flows: node 1") && what.contains("-5 ns before 1970"),
+                "{what}"
+            ),
+            other => panic!("{other:?}"),
+        }
         let metric = |time, value| NodeMetric {
             time,
             node: 4,
@@ -429,11 +436,12 @@ fn late_and_invalid_records_are_refused() {
                 metric(late, 0.5),
                 metric(TimestampNs(10 * EPOCH_NS), 1e19),
                 metric(TimestampNs(10 * EPOCH_NS), -1e18),
+                metric(TimestampNs(-1), 0.5),
             ],
             &[tcp(3, 4, TcpEventKind::Retransmit, None, None)],
             &[],
         );
-        assert_eq!((refused.late, refused.invalid), (2, 2));
+        assert_eq!((refused.late, refused.invalid), (2, 3));
         let what = refused.first_invalid.clone().unwrap();
         assert!(
             what.contains("node 4") && what.contains("cpu_load") && what.contains("NaN"),
@@ -442,7 +450,7 @@ fn late_and_invalid_records_are_refused() {
         // A wrapped 64-bit counter is not traffic: refused, naming the flow.
         refused.tally(input.add_flow(TimestampNs(10 * EPOCH_NS), 1, 2, u64::MAX, 1));
         refused.tally(input.add_flow(TimestampNs(10 * EPOCH_NS), 1, 2, 1 << 53, 1 << 53));
-        assert_eq!(refused.invalid, 3);
+        assert_eq!(refused.invalid, 4);
         input.close();
     });
 }
