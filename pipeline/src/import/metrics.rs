@@ -124,12 +124,14 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         .unwrap_or(TimestampNs(0));
     let mut links = Vec::new();
     if let Some(edges) = edges {
+        // The optional `src,dst` header is the first line that is not blank.
+        let mut first = true;
         each_line(edges, &progress, &mut report, |report, number, line| {
             if line.trim().is_empty() {
                 return Ok(());
             }
             let fields = split_csv(&line);
-            let is_header = number == 1
+            let is_header = std::mem::replace(&mut first, false)
                 && fields.len() == 2
                 && fields[0].trim().eq_ignore_ascii_case("src")
                 && fields[1].trim().eq_ignore_ascii_case("dst");

@@ -190,3 +190,28 @@ fn edges_without_any_metric_import_nothing() {
         "no record could be imported (see the warnings above)"
     );
 }
+
+/// The edge list's optional header follows the same rules as the metric CSV's: after
+/// a byte order mark or blank lines it is still a header, never a link between nodes
+/// named `src` and `dst`.
+#[test]
+fn an_edge_header_after_a_byte_order_mark_or_blank_lines_is_a_header() {
+    for text in ["\u{feff}src,dst\na,b\n", "\n \r\nSRC, dst\na,b\n", "a,b\n"] {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("m.csv");
+        std::fs::write(&csv, "1397088300,a,cpu,1\n1397088300,b,cpu,2\n").unwrap();
+        let edges = dir.path().join("edges.csv");
+        std::fs::write(&edges, text).unwrap();
+        let out = dir.path().join("trace");
+        let report = metrics::import(&csv, Some(&edges), &out).unwrap();
+        assert_eq!((report.lines, report.bad), (3, 0), "{text:?}: {report:?}");
+        let mut names: Vec<String> = read_table(&out, NodeName::TABLE)
+            .iter()
+            .flat_map(|b| NodeName::from_batch(b).unwrap())
+            .map(|n| n.name)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["a", "b"], "{text:?}");
+        assert_eq!(report.rows_of("edges"), 1, "{text:?}");
+    }
+}
