@@ -352,6 +352,10 @@ fn sql(
             "--output needs a query; the prompt prints its results"
         );
         let session = rt.block_on(SqlSession::open(out))?;
+        session
+            .warnings()
+            .iter()
+            .for_each(|w| meshflow::say!("{w}"));
         let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
         if !std::io::stdin().is_terminal() {
             let mut lines = Lines(std::io::stdin().lock());
@@ -392,6 +396,10 @@ fn sql(
         statements.push(rest.trim());
     }
     let session = rt.block_on(SqlSession::open(out))?;
+    session
+        .warnings()
+        .iter()
+        .for_each(|w| meshflow::say!("{w}"));
     if statements.len() > 1 {
         // Several statements: each result in turn (one file cannot hold them all).
         anyhow::ensure!(

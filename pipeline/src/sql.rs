@@ -73,6 +73,7 @@ impl QueryResult {
 pub struct SqlSession {
     ctx: SessionContext,
     tables: Vec<String>,
+    warnings: Vec<String>,
 }
 
 impl SqlSession {
@@ -86,6 +87,7 @@ impl SqlSession {
         );
         udf::register(&ctx);
         let mut tables = Vec::new();
+        let mut warnings = Vec::new();
         let entries = std::fs::read_dir(out)
             .map_err(|e| anyhow::anyhow!("cannot read output folder {}: {e}", out.display()))?;
         let mut dirs: Vec<_> = entries
@@ -100,7 +102,9 @@ impl SqlSession {
             if name.starts_with(['.', '_']) {
                 continue;
             }
-            let Some(table) = listing_table(&ctx, &dir, &name)
+            let files = parquet_files(&dir);
+            warnings.extend(interrupted_compactions(&files));
+            let Some(table) = listing_table(&ctx, &dir, &name, files)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot read table {}: {e}", dir.display()))?
             else {
@@ -122,7 +126,17 @@ impl SqlSession {
             }
             tables.push(name);
         }
-        Ok(Self { ctx, tables })
+        Ok(Self {
+            ctx,
+            tables,
+            warnings,
+        })
+    }
+
+    /// What the user should know about the output before trusting a result: hours
+    /// where an interrupted `meshflow compact` left rows twice.
+    pub fn warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     /// The registered tables, sorted.
@@ -225,6 +239,32 @@ fn parquet_files(dir: &Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+/// A warning for every folder of a table's `files` where an interrupted compaction
+/// left its input files next to the merged file (a crash between the two; `meshflow
+/// compact` finishes it), since a query then counts those rows twice.
+fn interrupted_compactions(files: &[std::path::PathBuf]) -> Vec<String> {
+    let mut folders: Vec<std::path::PathBuf> = files
+        .iter()
+        .filter_map(|f| f.parent().map(Path::to_path_buf))
+        .collect();
+    folders.dedup();
+    folders
+        .into_iter()
+        .filter_map(|folder| {
+            let left = meshflow_sinks::parquet::left_inputs(&folder);
+            (!left.is_empty()).then(|| {
+                format!(
+                    "warning: {}: an interrupted `meshflow compact` left {} file(s) next to \
+                     their merged file, so their rows count twice here; run `meshflow compact` \
+                     on this output to finish it",
+                    folder.display(),
+                    left.len()
+                )
+            })
+        })
+        .collect()
+}
+
 /// Parquet's magic number, at the start and the end of every file.
 const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
 
@@ -260,13 +300,14 @@ fn check_parquet_file(file: &Path) -> Result<(), String> {
 /// A listing table over one folder, with the `date` and `hour` partitions as text
 /// columns when the folder has them. A folder with no files yet is a known table with
 /// its schema (e.g. `syscall_latency` when nothing was traced), or skipped if unknown.
+/// `files` are the folder's Parquet files ([`parquet_files`]); each is checked first.
 async fn listing_table(
     ctx: &SessionContext,
     dir: &Path,
     name: &str,
+    files: Vec<std::path::PathBuf>,
 ) -> anyhow::Result<Option<Arc<ListingTable>>> {
     let url = ListingTableUrl::parse(format!("{}/", std::fs::canonicalize(dir)?.display()))?;
-    let files = parquet_files(dir);
     for file in &files {
         check_parquet_file(file).map_err(|why| {
             anyhow::anyhow!(

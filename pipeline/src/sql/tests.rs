@@ -376,3 +376,38 @@ fn a_damaged_file_is_named_instead_of_read() {
     std::fs::write(&file, &whole).unwrap();
     assert_eq!(count(&rt).unwrap(), "count(*)\n21\n");
 }
+
+#[test]
+fn rows_an_interrupted_compaction_left_twice_are_warned_of() {
+    let dir = tempfile::tempdir().unwrap();
+    output(dir.path());
+    let rt = rt();
+    let open = || rt.block_on(SqlSession::open(dir.path())).unwrap();
+    assert!(open().warnings().is_empty());
+    // A crash after the merged file was renamed into place, before its input was
+    // removed: the journal names both, and the input's rows are there twice.
+    let input = parquet_files(&dir.path().join("node_features"))
+        .pop()
+        .unwrap();
+    let folder = input.parent().unwrap();
+    std::fs::copy(&input, folder.join("part-0-compacted.parquet")).unwrap();
+    let name = input.file_name().unwrap().to_str().unwrap();
+    std::fs::write(
+        folder.join(".compact.journal"),
+        format!(".part-0-compacted.parquet.tmp\npart-0-compacted.parquet\n{name}\n"),
+    )
+    .unwrap();
+    let session = open();
+    let warnings = session.warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(&folder.display().to_string())
+            && warnings[0].contains("left 1 file(s)")
+            && warnings[0].contains("meshflow compact"),
+        "{warnings:?}"
+    );
+    // Before the rename (the merged file still under its temporary name) nothing
+    // counts twice.
+    std::fs::write(folder.join(".part-0-compacted.parquet.tmp"), b"").unwrap();
+    assert!(open().warnings().is_empty());
+}

@@ -140,6 +140,27 @@ fn recover(folder: &Path) -> Result<bool, SinkError> {
     Ok(true)
 }
 
+/// The input files an interrupted compaction of `folder` left next to its merged
+/// file: their rows are in the folder twice until the next compaction finishes it.
+/// Empty when no compaction was interrupted there after its rename.
+pub fn left_inputs(folder: &Path) -> Vec<PathBuf> {
+    let Ok(text) = fs::read_to_string(folder.join(JOURNAL)) else {
+        return Vec::new();
+    };
+    let mut lines = text.lines();
+    let (Some(tmp), Some(merged)) = (lines.next(), lines.next()) else {
+        return Vec::new();
+    };
+    if folder.join(tmp).exists() {
+        return Vec::new();
+    }
+    lines
+        .filter(|i| *i != merged)
+        .map(|i| folder.join(i))
+        .filter(|p| p.exists())
+        .collect()
+}
+
 fn remove_if_present(path: &Path) -> Result<(), SinkError> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(io("removing", path)(e)),

@@ -12,7 +12,7 @@ mod encoder;
 mod windows;
 mod writer;
 
-pub use compact::{CompactReport, compact_table};
+pub use compact::{CompactReport, compact_table, left_inputs};
 pub use config::{ParquetSinkConfig, WriteMode};
 pub use windows::WindowWriter;
 pub use writer::{TableWriter, prepare_table_dir, write_table};
