@@ -492,7 +492,8 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         // watermark (which depends on when the loop looked), so reruns of a bounded
         // run commit, and then read again, the same tail.
         let through = (marks.iter().zip(&bounds).zip(&readers))
-            .filter_map(|((mark, &bound), r)| r.end_mark(&spec, lateness).or(*mark).filter(|_| bound))
+            .filter(|((_, bound), _)| **bound)
+            .filter_map(|((mark, _), r)| r.end_mark(&spec, lateness).or(*mark))
             .min();
         if let Some(through) = through {
             let mut complete = w_progress.complete.lock().expect("lock");
