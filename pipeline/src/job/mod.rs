@@ -487,6 +487,16 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
                 break;
             }
         }
+        if w_abort.load(Ordering::Relaxed) {
+            // The job failed (a source or a writer): its dataflows are dropped, not
+            // drained. Draining would close every open window over data never read and
+            // finish their files as if whole; dropped, the writers remove the files
+            // they had not finished, and only files finished before the failure stay.
+            for id in worker.installed_dataflows() {
+                worker.drop_dataflow(id);
+            }
+            return;
+        }
         // Set before this worker's input passes it, so before any later window closes.
         // A Kafka source's end is taken from what it read, not from its last sampled
         // watermark (which depends on when the loop looked), so reruns of a bounded
@@ -562,7 +572,10 @@ pub fn run(cfg: &JobConfig, cluster: &Cluster, progress: Arc<Progress>) -> anyho
         r.map_err(anyhow::Error::msg)?;
     }
     if let Some(e) = source_error.lock().expect("lock").take() {
-        anyhow::bail!("{e}");
+        anyhow::bail!(
+            "{e}\n(the output holds only the files finished before this error; the windows \
+             still open were not written)"
+        );
     }
     if let Some(e) = report.error.lock().expect("lock").take() {
         anyhow::bail!("writing output failed: {e}");

@@ -170,9 +170,19 @@ impl<B: ReplayRows> ReplayWorker<B> {
                     out.truncate(before);
                     counters.add_errored(unit.rows);
                     tracing::warn!(error = %e, "skipping unreadable row group");
+                    // The file is named by the list; the reason alone, with its row group.
+                    let reason = match &e {
+                        ReplayError::BadFile { reason, .. } => reason.clone(),
+                        other => other.to_string(),
+                    };
+                    let group = format!("row group {}", unit.row_group);
                     skipped.lock().expect("skipped list").push(SkippedFile {
                         path: unit.path.clone(),
-                        reason: format!("row group {}: {e}", unit.row_group),
+                        reason: if reason.starts_with(&group) {
+                            reason
+                        } else {
+                            format!("{group}: {reason}")
+                        },
                     });
                 }
                 Err(e) => return Err(e),
