@@ -214,6 +214,26 @@ fn sql_formats_prompt_errors_and_partition_pruning() {
         sql_csv(d, "SELECT 1 AS a; SELECT 'x;y' AS b"),
         "a\n1\nb\nx;y\n"
     );
+    // A failing statement is reported; the ones after it still run; the exit fails.
+    let out = meshflow(
+        d,
+        &[
+            "sql",
+            "--out",
+            "out",
+            "--format",
+            "csv",
+            "SELECT 1 AS a; SELECT nosuch FROM node_features; SELECT 3 AS c",
+        ],
+        false,
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "a\n1\nc\n3\n");
+    assert!(
+        stderr(&out).contains("nosuch")
+            && stderr(&out).contains("1 statement(s) of the query failed"),
+        "{}",
+        stderr(&out)
+    );
     let out = meshflow(
         d,
         &[

@@ -407,10 +407,16 @@ fn sql(
             "--output takes one statement; the query holds {}",
             statements.len()
         );
-        for statement in statements {
-            let result = rt.block_on(session.run(statement))?;
-            write_result(&result, format, &mut std::io::stdout().lock())?;
-        }
+        // Run as piped input is: every statement, a failing one reported and passed.
+        let failed = run_prompt(
+            &session,
+            &rt,
+            format,
+            &mut Lines(std::io::Cursor::new(query)),
+            &mut std::io::stdout().lock(),
+            &mut std::io::stderr().lock(),
+        )?;
+        anyhow::ensure!(failed == 0, "{failed} statement(s) of the query failed");
         return Ok(());
     }
     let result = rt.block_on(session.run(query))?;
