@@ -337,6 +337,16 @@ fn watch_ctrl_c(progress: Arc<Progress>) {
     });
 }
 
+/// Opens the SQL session over `out`, first saying what the user should know about
+/// the output (hours an interrupted compaction left twice).
+fn open_session(rt: &tokio::runtime::Runtime, out: &Path) -> anyhow::Result<SqlSession> {
+    let session = rt.block_on(SqlSession::open(out))?;
+    for warning in session.warnings() {
+        meshflow::say!("{warning}");
+    }
+    Ok(session)
+}
+
 fn sql(
     out: &Path,
     query: Option<&str>,
@@ -351,11 +361,7 @@ fn sql(
             output.is_none(),
             "--output needs a query; the prompt prints its results"
         );
-        let session = rt.block_on(SqlSession::open(out))?;
-        session
-            .warnings()
-            .iter()
-            .for_each(|w| meshflow::say!("{w}"));
+        let session = open_session(&rt, out)?;
         let (stdout, stderr) = (std::io::stdout(), std::io::stderr());
         if !std::io::stdin().is_terminal() {
             let mut lines = Lines(std::io::stdin().lock());
@@ -391,21 +397,14 @@ fn sql(
         !(format.is_binary() && output.is_none()),
         "--format parquet writes a binary file; name it with --output FILE"
     );
-    let (mut statements, rest) = split_statements(query);
-    if !rest.trim().is_empty() {
-        statements.push(rest.trim());
-    }
-    let session = rt.block_on(SqlSession::open(out))?;
-    session
-        .warnings()
-        .iter()
-        .for_each(|w| meshflow::say!("{w}"));
-    if statements.len() > 1 {
+    let (statements, rest) = split_statements(query);
+    let count = statements.len() + usize::from(!rest.trim().is_empty());
+    let session = open_session(&rt, out)?;
+    if count > 1 {
         // Several statements: each result in turn (one file cannot hold them all).
         anyhow::ensure!(
             output.is_none(),
-            "--output takes one statement; the query holds {}",
-            statements.len()
+            "--output takes one statement; the query holds {count}"
         );
         // Run as piped input is: every statement, a failing one reported and passed.
         let failed = run_prompt(

@@ -247,6 +247,7 @@ fn interrupted_compactions(files: &[std::path::PathBuf]) -> Vec<String> {
         .iter()
         .filter_map(|f| f.parent().map(Path::to_path_buf))
         .collect();
+    folders.sort();
     folders.dedup();
     folders
         .into_iter()

@@ -107,8 +107,9 @@ pub fn decode<R: ArrowRecord + DeserializeOwned>(bytes: &[u8]) -> Result<R, Json
             found: version,
         });
     }
+    // Read by reference, so the object is still there to name a refused field.
     let object = serde_json::Value::Object(map);
-    serde_json::from_value(object.clone()).map_err(|e| JsonError::Fields {
+    R::deserialize(&object).map_err(|e| JsonError::Fields {
         table: R::TABLE,
         message: match field_at_fault::<R>(&object) {
             Some(field) => format!("field `{field}`: {e}"),

@@ -127,7 +127,7 @@ pub fn read_flow_columns(
 ) -> Result<(), ReplayError> {
     let bad = |reason: String| ReplayError::BadFile {
         path: unit.path.clone(),
-        reason,
+        reason: format!("row group {}: {reason}", unit.row_group),
     };
     let file = File::open(&unit.path).map_err(|e| bad(format!("cannot open: {e}")))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| bad(e.to_string()))?;
@@ -139,7 +139,7 @@ pub fn read_flow_columns(
         .build()
         .map_err(|e| bad(e.to_string()))?;
     for batch in reader {
-        let batch = batch.map_err(|e| bad(format!("row group {}: {e}", unit.row_group)))?;
+        let batch = batch.map_err(|e| bad(e.to_string()))?;
         let read = (|| {
             Ok::<_, String>((
                 column::<TimestampNs>(&batch, "last_seen")?,
@@ -149,7 +149,7 @@ pub fn read_flow_columns(
                 column::<u64>(&batch, "packets")?,
             ))
         })()
-        .map_err(|e| bad(format!("row group {}: {e}", unit.row_group)))?;
+        .map_err(bad)?;
         let read = FlowColumns {
             last_seen: read.0,
             src_node: read.1,

@@ -170,19 +170,14 @@ impl<B: ReplayRows> ReplayWorker<B> {
                     out.truncate(before);
                     counters.add_errored(unit.rows);
                     tracing::warn!(error = %e, "skipping unreadable row group");
-                    // The file is named by the list; the reason alone, with its row group.
-                    let reason = match &e {
-                        ReplayError::BadFile { reason, .. } => reason.clone(),
-                        other => other.to_string(),
+                    // The list names the file; a unit's reason names its row group.
+                    let reason = match e {
+                        ReplayError::BadFile { reason, .. } => reason,
+                        other => format!("row group {}: {other}", unit.row_group),
                     };
-                    let group = format!("row group {}", unit.row_group);
                     skipped.lock().expect("skipped list").push(SkippedFile {
                         path: unit.path.clone(),
-                        reason: if reason.starts_with(&group) {
-                            reason
-                        } else {
-                            format!("{group}: {reason}")
-                        },
+                        reason,
                     });
                 }
                 Err(e) => return Err(e),
