@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use meshflow_benchmarks::nab::learner::{DetectorParams, scores, strengths};
+use meshflow_benchmarks::nab::learner::{SUPPRESS, SeriesParams, scores, strengths};
 use meshflow_benchmarks::nab::{Threshold, data, evaluate, gaussian};
 
 /// Arguments of `meshflow-bench nab`.
@@ -14,25 +14,25 @@ pub struct NabArgs {
     #[arg(long, default_value = "../shared/datasets/nab")]
     data: PathBuf,
     /// Percentile of a feature's past deviations that scales its deviation.
-    #[arg(long, default_value_t = DetectorParams::default().percentile)]
+    #[arg(long, default_value_t = SeriesParams::default().percentile)]
     percentile: f64,
     /// Percentile for the daily-difference feature (100: the largest seen).
-    #[arg(long, default_value_t = DetectorParams::default().seasonal_percentile)]
+    #[arg(long, default_value_t = SeriesParams::default().seasonal_percentile)]
     seasonal_percentile: f64,
     /// Flag level: a point is flagged when its strength exceeds it.
-    #[arg(long, default_value_t = DetectorParams::default().k)]
+    #[arg(long, default_value_t = SeriesParams::default().k)]
     k: f64,
     /// History (ring buffer) capacity of every learner.
-    #[arg(long, default_value_t = DetectorParams::default().history)]
+    #[arg(long, default_value_t = SeriesParams::default().history)]
     history: usize,
     /// Length of the rolling-mean feature.
-    #[arg(long, default_value_t = DetectorParams::default().mean_len)]
+    #[arg(long, default_value_t = SeriesParams::default().mean_len)]
     mean_len: usize,
     /// Turn the daily-difference feature off.
     #[arg(long)]
     no_seasonal: bool,
     /// Points after a flag whose score is held at 0 (comma-separated: one row each).
-    #[arg(long, default_value = "35")]
+    #[arg(long, default_value_t = SUPPRESS.to_string())]
     suppress: String,
     /// Skip the windowedGaussian baseline.
     #[arg(long)]
@@ -83,7 +83,7 @@ pub fn run(args: &NabArgs) -> anyhow::Result<()> {
         "| detector | threshold | standard | reward_low_FP | reward_low_FN | threshold (standard) | TP / FP rows (standard) |"
     );
     println!("|---|---|---|---|---|---|---|");
-    let params = DetectorParams {
+    let params = SeriesParams {
         history: args.history,
         mean_len: args.mean_len,
         percentile: args.percentile,
@@ -91,10 +91,10 @@ pub fn run(args: &NabArgs) -> anyhow::Result<()> {
         period_secs: if args.no_seasonal {
             0
         } else {
-            DetectorParams::default().period_secs
+            SeriesParams::default().period_secs
         },
         k: args.k,
-        ..DetectorParams::default()
+        ..SeriesParams::default()
     };
     let started = Instant::now();
     let learned: Vec<Vec<f64>> = corpus

@@ -210,31 +210,62 @@ fn multi_process_start_up_failures_are_one_clear_error() {
 }
 
 #[test]
-fn a_trace_of_node_metrics_alone_says_why_it_has_no_scores() {
+fn a_trace_of_node_metrics_alone_is_scored_from_its_series() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let mut csv = String::from("timestamp,node,metric,value\n");
+    // Every 10-s window of these values has the same mean (7 steps through 0..9), but
+    // n2's cpu jumps to 100 at second 250 and its memory stays level.
     for t in 0..300 {
         for node in 0..4 {
-            let value = (t * 7 + node * 13) % 10;
+            let mut value = (t * 7 + node * 13) % 10;
+            if node == 2 && t == 250 {
+                value = 100;
+            }
             csv.push_str(&format!("{},n{node},cpu,{value}\n", 1_767_225_600 + t));
+            csv.push_str(&format!(
+                "{},n{node},mem,{}\n",
+                1_767_225_600 + t,
+                50 + node
+            ));
         }
     }
     write(&d.join("m.csv"), &csv);
     meshflow(d, &["import", "metrics", "m.csv", "--out", "trace"], true);
     let out = meshflow(d, &["replay", "trace", "--out", "out"], true);
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("could not be fitted"), "{stderr}");
+    let query = |sql: &str| {
+        let out = meshflow(d, &["sql", "--out", "out", "--format", "csv", sql], true);
+        String::from_utf8(out.stdout).unwrap()
+    };
+    // Scored from the 122nd window a node has (one to learn the slide, 120 to warm
+    // up): the windows ending at 122 s to 300 s.
+    let summary = query(
+        "SELECT node_label, count(*) AS n, sum(CAST(is_anomaly AS INT)) AS flagged, \
+         min(strategy) AS s FROM anomaly_scores GROUP BY node_label ORDER BY node_label",
     );
-    assert!(
-        stderr.contains("the anomaly model could not be fitted"),
-        "{stderr}"
+    assert_eq!(
+        summary,
+        "node_label,n,flagged,s\n\
+         n0,179,0,percentile/series\nn1,179,0,percentile/series\n\
+         n2,179,5,percentile/series\nn3,179,0,percentile/series\n",
+        "{summary}"
     );
-    assert!(
-        stdout.contains("anomaly_scores 0") && stdout.contains("node metrics alone are not scored"),
-        "{stdout}"
+    // The first window holding the jump (its mean 13.9 against 4.5), explained by
+    // cpu; then the rolling mean of five windows while it climbs. The bar is a high
+    // percentile of the series' own past deviations, the jump's among them once
+    // seen: over this short history it is the largest, so the later windows holding
+    // the jump sit at the bar (1.0), not past it (1.1).
+    let flagged = query(
+        "SELECT CAST(window_end AS BIGINT) / 1000000000 - 1767225600 AS end_s, \
+         top_features[1] AS why, round(top_values[1], 2) AS value, state FROM anomaly_scores \
+         WHERE is_anomaly ORDER BY end_s",
     );
+    let want = "end_s,why,value,state\n251,cpu,13.9,HEALTHY\n\
+                252,cpu (mean of 5),8.26,DEGRADED\n253,cpu (mean of 5),10.14,DEGRADED\n\
+                254,cpu (mean of 5),12.02,DEGRADED\n255,cpu (mean of 5),13.9,DEGRADED\n";
+    assert_eq!(flagged, want, "{flagged}");
 }
 
 #[test]

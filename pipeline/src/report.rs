@@ -205,7 +205,7 @@ pub fn summary_text(s: &Summary) -> String {
     for (table, rows) in &s.rows {
         // No scores is expected of a short job; say why, so it is not taken for a fault.
         let why = if *rows == 0 && *table == AnomalyScore::TABLE && s.windows > 0 {
-            " (none yet: a node is scored once it has anomaly.warmup_windows windows, 60 by default, and the model is fitted; the model reads traffic features, from flows and TCP events, so node metrics alone are not scored)"
+            " (none yet: a node with traffic is scored once it has anomaly.warmup_windows windows, 60 by default, and the model is fitted; a node seen only through metric series, once a series has about 120 windows)"
         } else {
             ""
         };

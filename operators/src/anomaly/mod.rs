@@ -9,6 +9,7 @@
 //! - [`health`]: HEALTHY → DEGRADED → CRITICAL → RECOVERING with hysteresis.
 //! - [`explain`]: the top-k features by |standardised deviation|.
 //! - [`vector`]: the feature vector read from `NodeFeatures`.
+//! - [`series`]: the detector of one metric series (nodes that carry only metrics).
 //! - [`model`]: GMM, k-means and PCA scorers fitted with linfa, calibrated.
 //! - [`scorer`]: one worker's per-node state, window by window.
 //! - [`shared`]: the model every worker holds alike, and its training rows.
@@ -26,6 +27,7 @@ pub mod ring;
 pub mod robust;
 pub mod scorer;
 pub mod scoring;
+pub mod series;
 pub mod shared;
 pub mod threshold;
 pub mod vector;

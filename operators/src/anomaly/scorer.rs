@@ -13,11 +13,13 @@ use super::config::{AnomalyConfig, history_bytes};
 use super::explain::top_k;
 use super::health::{Health, Hysteresis};
 use super::model::{ModelKind, squash};
+use super::series::SeriesParams;
 use super::shared::{Deviations, Lesson, SharedModel};
 use super::threshold::{ThresholdLearner, ThresholdParams, ThresholdStrategy, narrow};
 use super::vector::{FEATURES, ScoreInput};
 use crate::hash::FxHashMap;
 use crate::prefetch::prefetch;
+use metrics::{SeriesSettings, SeriesState};
 
 /// Windows of a node's own history before its deviations count (before that they
 /// are 0): a median/MAD over fewer values means little.
@@ -47,6 +49,8 @@ struct NodeState {
     /// one bit each: the node's next window most likely reads the same ones, so
     /// [`NodeState::settle`] computes their bands ahead.
     read_bands: u32,
+    /// The node's metric series, once a window of it carried no traffic.
+    series: Option<Box<SeriesState>>,
 }
 
 impl NodeState {
@@ -61,6 +65,7 @@ impl NodeState {
             windows: 0,
             pending: None,
             read_bands: 0,
+            series: None,
         }
     }
 
@@ -244,6 +249,16 @@ impl WorkerScorer {
             self.slots.push(slot);
         }
         let trend_windows = self.cfg.trend_windows;
+        let series = SeriesSettings {
+            params: SeriesParams {
+                history: self.history,
+                ..SeriesParams::default()
+            },
+            threshold: self.params,
+            hysteresis: &self.hysteresis,
+            trend_windows,
+            top_k: self.cfg.top_k,
+        };
         for (i, row) in rows.iter_mut().enumerate() {
             prefetch_ahead(&self.states, &self.slots[i + 1..], trend_windows);
             let vector = row.vector;
@@ -251,6 +266,22 @@ impl WorkerScorer {
             let state = &mut self.states[slot];
             state.settle(false);
             state.windows += 1;
+            if !row.metrics.is_empty() {
+                // No traffic, only metric series: scored by their own detectors, and
+                // no lesson for the model.
+                let metrics = state.series.get_or_insert_with(|| {
+                    Box::new(SeriesState::new(
+                        row.window_end,
+                        series.threshold,
+                        series.params.history,
+                    ))
+                });
+                match metrics.score(row, &mut state.health, &series) {
+                    Some(score) => out.push(score),
+                    None => self.counters.add_dropped(1),
+                }
+                continue;
+            }
             // A missing value (no RTT sample in the window) is no evidence either
             // way: its deviation is 0 and it is not added to the history.
             let deviations: [f64; FEATURES.len()] = std::array::from_fn(|f| {
@@ -375,6 +406,9 @@ impl WorkerScorer {
             state.settle(false);
             state.features.iter_mut().for_each(|l| l.set_capacity(cap));
             state.scores.set_capacity(cap);
+            if let Some(series) = &mut state.series {
+                series.set_capacity(cap);
+            }
         }
         if cap * 10 <= self.logged_cap * 9 {
             self.logged_cap = cap;
@@ -483,5 +517,6 @@ fn prefetch_orders(state: &NodeState) {
     }
 }
 
+mod metrics;
 #[cfg(test)]
 mod tests;

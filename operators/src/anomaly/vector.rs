@@ -11,6 +11,8 @@
 //! counts as false alarms (not measured yet). A cascade is found through the
 //! features of each node it reaches.
 
+use std::sync::Arc;
+
 use meshflow_schemas::{BASE_FEATURE_COUNT, NodeFeatures, TimestampNs, node_label};
 use serde::{Deserialize, Serialize};
 
@@ -127,44 +129,63 @@ pub struct ScoreInput {
     pub vector: Vector,
     /// Their smallest scales in this window ([`FeatureKind::min_scale`]).
     pub floors: Floors,
+    /// The window's metric series (name, mean), sorted by name, when its vector
+    /// carries no traffic ([`carries_traffic`]); empty otherwise. Such a window
+    /// gives the model nothing, so its metric series are scored instead
+    /// ([`super::series`]); a window with traffic keeps them out of the scorer.
+    pub metrics: Vec<(Arc<str>, f64)>,
+}
+
+/// Whether a window's vector has any traffic value other than 0: what the model
+/// scores. A node seen only through metric series has none.
+pub fn carries_traffic(vector: &Vector) -> bool {
+    vector.iter().any(|v| v.is_some_and(|v| v != 0.0))
 }
 
 impl ScoreInput {
     /// The input of `node`'s row in the window ending at `window_end`, from the
     /// row's base values (as `NodeFeatures::base_values` orders them) and packet
-    /// counts: the same as `ScoreInput::from` that row.
-    pub fn new(
+    /// counts and metric series (name and mean, sorted by name; read only when the
+    /// window carries no traffic): the same as `ScoreInput::from` that row.
+    pub fn new<M: Iterator<Item = (Arc<str>, f64)>>(
         window_end: TimestampNs,
         node: u64,
         values: &[Option<f64>; BASE_FEATURE_COUNT],
-        packets_in: u64,
-        packets_out: u64,
+        (packets_in, packets_out): (u64, u64),
+        metrics: impl FnOnce() -> M,
     ) -> Self {
         Self::labelled(
             window_end,
             node,
             node_label(node),
             values,
-            packets_in,
-            packets_out,
+            (packets_in, packets_out),
+            metrics,
         )
     }
 
     /// [`ScoreInput::new`] with the node's label given.
-    fn labelled(
+    fn labelled<M: Iterator<Item = (Arc<str>, f64)>>(
         window_end: TimestampNs,
         node: u64,
         node_label: String,
         values: &[Option<f64>; BASE_FEATURE_COUNT],
-        packets_in: u64,
-        packets_out: u64,
+        (packets_in, packets_out): (u64, u64),
+        metrics: impl FnOnce() -> M,
     ) -> Self {
+        let vector = vector_of(values);
+        let metrics = if carries_traffic(&vector) {
+            Vec::new()
+        } else {
+            metrics().collect()
+        };
         Self {
             window_end,
             node,
             node_label,
-            vector: vector_of(values),
+            vector,
             floors: FEATURES.map(|(_, _, kind)| kind.min_scale_of(packets_in, packets_out)),
+            metrics,
         }
     }
 }
@@ -176,8 +197,8 @@ impl From<&NodeFeatures> for ScoreInput {
             f.node,
             f.node_label.clone(),
             &f.base_values(),
-            f.packets_in,
-            f.packets_out,
+            (f.packets_in, f.packets_out),
+            || (f.metric_names.iter().cloned()).zip(f.metric_means.iter().copied()),
         )
     }
 }
@@ -218,6 +239,24 @@ mod tests {
             (f.node, f.window_end, f.node_label.as_str())
         );
         assert_eq!(compact.vector, feature_vector(&f));
+    }
+
+    #[test]
+    fn metrics_reach_the_scorer_only_from_windows_without_traffic() {
+        let mut f = NodeFeatures::empty(TimestampNs(0), TimestampNs(10), 7);
+        f.metric_names = vec![Arc::from("cpu"), Arc::from("mem")];
+        f.metric_means = vec![0.5, 12.0];
+        f.metric_samples = vec![3, 3];
+        let metrics = ScoreInput::from(&f).metrics;
+        assert_eq!(
+            metrics,
+            vec![(Arc::from("cpu"), 0.5), (Arc::from("mem"), 12.0)]
+        );
+        f.bytes_in = 10;
+        assert!(ScoreInput::from(&f).metrics.is_empty());
+        f.bytes_in = 0;
+        f.rtt_p50_us = Some(800.0);
+        assert!(ScoreInput::from(&f).metrics.is_empty());
     }
 
     #[test]

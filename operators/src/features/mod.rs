@@ -253,8 +253,8 @@ pub fn node_features_scored<'s>(
             spec.window_end(w),
             *node,
             &base.row_values(),
-            base.packets_in,
-            base.packets_out,
+            (base.packets_in, base.packets_out),
+            || (base.metrics.iter()).map(|m| (m.0.shared(), metric_mean(m.1, m.2))),
         )
     });
     (rows(parts, spec), inputs)

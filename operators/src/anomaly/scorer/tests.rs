@@ -449,3 +449,64 @@ fn features_without_a_value_are_left_out_of_the_explanation() {
     }
     assert!(scored > 100, "{scored}");
 }
+
+#[test]
+fn a_node_with_metric_series_alone_is_scored_from_them_without_a_model() {
+    let counters = Counters::shared();
+    let mut scorer = WorkerScorer::new(cfg(ModelKind::Gmm), counters.clone());
+    let noise = |w: u64, salt: u64| ((w * 7919 + salt * 104_729) % 101) as f64;
+    let mut scored = Vec::new();
+    for w in 1..=400u64 {
+        let mut rows: Vec<ScoreInput> = (0..3u64)
+            .map(|node| {
+                let mut f = NodeFeatures::empty(
+                    TimestampNs((w as i64 - 10) * 1_000_000_000),
+                    TimestampNs(w as i64 * 1_000_000_000),
+                    node,
+                );
+                let spike = node == 1 && w == 300;
+                f.metric_names = vec![Arc::from("cpu"), Arc::from("latency_ms")];
+                f.metric_means = vec![
+                    noise(w, node),
+                    if spike {
+                        5_000.0
+                    } else {
+                        20.0 + noise(w, node + 3)
+                    },
+                ];
+                f.metric_samples = vec![1, 1];
+                ScoreInput::from(&f)
+            })
+            .collect();
+        scored.extend(scorer.process_window(&mut rows));
+    }
+    // The first window fixes the slide, the next 120 warm the detectors up.
+    let series = SeriesParams::default();
+    assert_eq!(scored.len(), 3 * (400 - 1 - series.warmup()));
+    assert!(
+        !scorer.has_model(),
+        "metric windows teach the model nothing"
+    );
+    assert!(
+        scored
+            .iter()
+            .all(|s| s.strategy == metrics::SERIES_STRATEGY)
+    );
+    let flagged: Vec<_> = scored.iter().filter(|s| s.is_anomaly).collect();
+    assert!(
+        flagged.iter().any(|s| s.node == 1
+            && s.window_end == TimestampNs(300_000_000_000)
+            && s.top_features[0] == "latency_ms"
+            && s.top_values[0] == 5_000.0
+            && s.top_deviations[0] > series.k
+            && s.top_thresholds[0] < 5_000.0),
+        "{flagged:#?}"
+    );
+    // Noise alone is rarely flagged: the detector's level is its 99.9th percentile.
+    let others = flagged
+        .iter()
+        .filter(|s| s.window_end.0 < 300_000_000_000)
+        .count();
+    assert!(others <= 3, "{others} flags before the spike: {flagged:#?}");
+    assert!(scored.iter().all(|s| s.threshold == series.k));
+}
