@@ -23,6 +23,37 @@ fn validate_names_the_bad_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // A value the file sets is shown at its line; one a flag sets, by its key alone.
+    write(
+        &d.join("zero.toml"),
+        "[job]\nworkers = 0\n[sources.a]\ntype = \"simulator\"\n",
+    );
+    let out = meshflow(d, &["validate", "zero.toml"], false);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("zero.toml: invalid value at line 2, column 11")
+            && stderr.contains("2 | workers = 0")
+            && stderr.contains("`job.workers` is 0; it must be between 1 and 512"),
+        "{stderr}"
+    );
+    let out = meshflow(
+        d,
+        &[
+            "run",
+            "--config",
+            "bad.toml",
+            "--workers",
+            "0",
+            "--out",
+            "o",
+        ],
+        false,
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("error: job.workers is 0; it must be between 1 and 512"),
+        "{stderr}"
+    );
     write(&d.join("typo.toml"), "[sinks.parquet]\npaht = \"x\"\n");
     let out = meshflow(d, &["validate", "typo.toml"], false);
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field `paht`"));

@@ -309,6 +309,23 @@ pub enum ConfigError {
     },
 }
 
+impl ConfigError {
+    /// An invalid value shown at its key's line in `text` (the file at `path`) when
+    /// the file sets that key, as a parse error is; any other error as it is.
+    pub fn at_key(self, path: &Path, text: &str) -> Self {
+        match &self {
+            Self::Invalid { key, reason } => match located::at_key(text, key, reason) {
+                Some(message) => Self::Parse {
+                    path: path.into(),
+                    message,
+                },
+                None => self,
+            },
+            _ => self,
+        }
+    }
+}
+
 impl JobConfig {
     /// The embedded default: the simulator with its defaults into `./meshflow-out`.
     pub fn embedded_default() -> Self {
@@ -321,23 +338,29 @@ impl JobConfig {
     /// Reads a TOML file. Values are checked by [`JobConfig::validate`], after any
     /// command-line overrides.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_text(path).map(|(cfg, _)| cfg)
+    }
+
+    /// [`JobConfig::load`], also returning the file's text, which
+    /// [`ConfigError::at_key`] shows a validation error in.
+    pub fn load_text(path: &Path) -> Result<(Self, String), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
             path: path.into(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| ConfigError::Parse {
+        let cfg = Self::parse(&text).map_err(|message| ConfigError::Parse {
             path: path.into(),
             message,
-        })
+        })?;
+        Ok((cfg, text))
     }
 
     /// Parses TOML text (without validating values). A bad key or value in a
     /// source table is reported at its own line and by its key.
     pub fn parse(text: &str) -> Result<Self, String> {
         toml::from_str(text).map_err(|e: toml::de::Error| {
-            (located::source_error(text).unwrap_or_else(|| e.to_string()))
-                .trim_end()
-                .to_string()
+            let message = located::source_error(text).unwrap_or_else(|| located::error(text, &e));
+            located::plain_words(message.trim_end())
         })
     }
 
@@ -371,23 +394,22 @@ impl JobConfig {
                 ),
             );
         }
-        if let Err(reason) = self.window_spec() {
-            // The reason starts with the field's own name, which the key replaces.
-            let (key, rest) = match reason.strip_prefix("slide ") {
-                Some(rest) => ("window.slide", rest),
-                None => (
+        if self.window_spec().is_err() {
+            let (length, slide, epoch) = (self.window.length, self.window.slide, self.job.epoch);
+            let slide_ok = !slide.0.is_zero() && slide.as_nanos_i64() % epoch.as_nanos_i64() == 0;
+            return if slide_ok {
+                invalid(
                     "window.length",
-                    reason.strip_prefix("length ").unwrap_or(&reason),
-                ),
+                    format!(
+                        "is {length}; it must be a positive multiple of window.slide ({slide})"
+                    ),
+                )
+            } else {
+                invalid(
+                    "window.slide",
+                    format!("is {slide}; it must be a positive multiple of job.epoch ({epoch})"),
+                )
             };
-            return invalid(key, rest.to_string());
-        }
-        if self.sources.is_empty() {
-            return invalid(
-                "sources",
-                "is empty; configure at least one source, e.g. [sources.mesh] type = \"simulator\""
-                    .into(),
-            );
         }
         for (name, source) in &self.sources {
             match source {
@@ -454,7 +476,16 @@ impl JobConfig {
                 key: "sinks.parquet".into(),
                 reason: other.to_string(),
             },
-        })
+        })?;
+        // Last, so that a file being written shows its other mistakes first.
+        if self.sources.is_empty() {
+            return invalid(
+                "sources",
+                "is empty; configure at least one source, e.g. [sources.mesh] type = \"simulator\""
+                    .into(),
+            );
+        }
+        Ok(())
     }
 
     /// Every trace the job replays, with the key that names it: `job.replay_first`

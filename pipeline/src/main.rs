@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use meshflow::alloc::Workload;
-use meshflow::config::{EventTime, JobConfig, ReplaySourceConfig, SourceConfig};
+use meshflow::config::{ConfigError, EventTime, JobConfig, ReplaySourceConfig, SourceConfig};
 use meshflow::import;
 use meshflow::job::{self, Cluster, Progress};
 use meshflow::report::{ProgressLine, summary_text};
@@ -281,11 +281,42 @@ fn cluster(args: ClusterArgs) -> anyhow::Result<Cluster> {
     }
 }
 
-fn load(path: Option<&PathBuf>) -> anyhow::Result<JobConfig> {
+/// A job's configuration, with the file it was read from (path and text).
+struct Loaded {
+    cfg: JobConfig,
+    file: Option<(PathBuf, String)>,
+}
+
+fn load(path: Option<&PathBuf>) -> anyhow::Result<Loaded> {
     Ok(match path {
-        Some(p) => JobConfig::load(p)?,
-        None => JobConfig::embedded_default(),
+        Some(p) => {
+            let (cfg, text) = JobConfig::load_text(p)?;
+            Loaded {
+                cfg,
+                file: Some((p.clone(), text)),
+            }
+        }
+        None => Loaded {
+            cfg: JobConfig::embedded_default(),
+            file: None,
+        },
     })
+}
+
+impl Loaded {
+    /// Checks the configuration; an invalid value is shown at its line in the file,
+    /// unless a flag set it (`flags`: the keys, or key prefixes, that flags set).
+    fn validate(&self, flags: &[&str]) -> anyhow::Result<()> {
+        self.cfg.validate().map_err(|e| {
+            let by_flag = matches!(&e, ConfigError::Invalid { key, .. }
+                if flags.iter().any(|f| key.starts_with(f)));
+            match &self.file {
+                Some((path, text)) if !by_flag => e.at_key(path, text),
+                _ => e,
+            }
+        })?;
+        Ok(())
+    }
 }
 
 fn execute(cfg: JobConfig, cluster: Cluster) -> anyhow::Result<()> {
@@ -442,18 +473,24 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             profile_operators,
             cluster: c,
         } => {
-            let mut cfg = load(config.as_ref())?;
+            let mut loaded = load(config.as_ref())?;
+            let mut flags = Vec::new();
+            let cfg = &mut loaded.cfg;
             if let Some(w) = workers {
                 cfg.job.workers = w;
+                flags.push("job.workers");
             }
             if replay_first.is_some() {
                 cfg.job.replay_first = replay_first;
+                flags.push("job.replay_first");
             }
             if let Some(out) = out {
                 cfg.sinks.parquet.path = out;
+                flags.push("sinks.parquet.path");
             }
             cfg.job.profile_operators |= profile_operators;
-            execute(cfg, cluster(c)?)
+            loaded.validate(&flags)?;
+            execute(loaded.cfg, cluster(c)?)
         }
         Command::Replay {
             trace,
@@ -478,7 +515,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     "--speed is {speed}; it must be a positive number (1 = real time)"
                 );
             }
-            let mut cfg = load(config.as_ref())?;
+            let mut loaded = load(config.as_ref())?;
+            let mut flags = vec!["sources", "sinks.parquet.path"];
+            let cfg = &mut loaded.cfg;
             cfg.sources.clear();
             cfg.sources.insert(
                 "trace".into(),
@@ -493,9 +532,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             cfg.sinks.parquet.path = out;
             if let Some(w) = workers {
                 cfg.job.workers = w;
+                flags.push("job.workers");
             }
             cfg.job.profile_operators |= profile_operators;
-            execute(cfg, cluster(c)?)
+            loaded.validate(&flags)?;
+            execute(loaded.cfg, cluster(c)?)
         }
         Command::Sim {
             out,
@@ -554,9 +595,11 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Validate { config } => {
-            let cfg = JobConfig::load(&config)?;
-            cfg.validate()
-                .and_then(|()| cfg.check_traces())
+            let loaded = load(Some(&config))?;
+            let cfg = &loaded.cfg;
+            loaded
+                .validate(&[])
+                .and_then(|()| Ok(cfg.check_traces()?))
                 .with_context(|| format!("{} is invalid", config.display()))?;
             writeln!(
                 std::io::stdout(),

@@ -1,9 +1,10 @@
-//! Where in the file a bad key or value of a `[sources.NAME]` table is.
+//! Where in the file a bad key or value is, named by its dotted path, in plain words.
 //!
 //! A source is chosen by its `type`, so serde reads the table whole before it knows
 //! its fields, and reports what is wrong there at the table's header without the
 //! key. This reads each source table again as its own type, which names the key,
-//! and finds that key in the text.
+//! and finds that key in the text. Elsewhere, toml points at the key or value, and
+//! this names its path (`job.workerz`, not `workerz`).
 
 use std::ops::Range;
 
@@ -43,12 +44,15 @@ pub(super) fn source_error(text: &str) -> Option<String> {
             None => None,
         };
         let message = lines.join(" ");
-        // An unknown field names itself in the message.
-        let unknown = message.starts_with("unknown field `");
-        let path = path.or_else(|| {
-            let rest = message.strip_prefix("unknown field `")?;
-            Some(rest.split('`').next()?.to_string())
-        });
+        // An unknown field names itself in the message; inside a nested table, after
+        // the table's path.
+        let field = (message.strip_prefix("unknown field `"))
+            .and_then(|rest| Some(rest.split('`').next()?.to_string()));
+        let unknown = field.is_some();
+        let path = match (path, field) {
+            (Some(table), Some(field)) => Some(format!("{table}.{field}")),
+            (path, field) => path.or(field),
+        };
         let key = match &path {
             Some(p) => format!("sources.{name}.{p}"),
             None => format!("sources.{name}"),
@@ -85,8 +89,116 @@ fn span_of(text: &str, name: &str, path: &str, unknown: bool) -> Option<Range<us
     None
 }
 
-/// `line L, column C` with the line and a caret under the span, as toml shows it.
+/// toml's error for `text`, with the dotted path of the key it points at (at the
+/// key, or at its value) put before the message.
+pub(super) fn error(text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return e.to_string();
+    };
+    let path = DeTable::parse(text)
+        .ok()
+        .and_then(|root| path_at(root.get_ref(), span.start));
+    match path {
+        Some(path) => format!("{}`{}`: {}", at(text, span), path.join("."), e.message()),
+        None => e.to_string(),
+    }
+}
+
+/// The span of the dotted `key` in `text`: of its value, or of the key itself when
+/// it holds a table; `None` when the file does not set it.
+pub(super) fn key_span(text: &str, key: &str) -> Option<Range<usize>> {
+    let root = DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut parts = key.split('.').peekable();
+    while let Some(part) = parts.next() {
+        let (k, value) = table.iter().find(|(k, _)| k.get_ref() == part)?;
+        match value.get_ref() {
+            DeValue::Table(inner) if parts.peek().is_some() => table = inner,
+            DeValue::Table(_) => return Some(k.span()),
+            _ if parts.peek().is_none() => return Some(value.span()),
+            _ => return None,
+        }
+    }
+    None
+}
+
+/// `message` about `key` shown at the key's line in `text`, as toml shows a parse
+/// error; `None` when the file does not set the key.
+pub(super) fn at_key(text: &str, key: &str, message: &str) -> Option<String> {
+    key_span(text, key)
+        .map(|span| format!("{}`{key}` {message}", at_as("invalid value", text, span)))
+}
+
+/// The keys down to the key or value that holds byte `pos`, outermost first.
+fn path_at(table: &DeTable<'_>, pos: usize) -> Option<Vec<String>> {
+    for (key, value) in table.iter() {
+        let here = || vec![key.get_ref().to_string()];
+        if key.span().contains(&pos) {
+            return Some(here());
+        }
+        if let DeValue::Table(inner) = value.get_ref()
+            && let Some(rest) = path_at(inner, pos)
+        {
+            return Some(here().into_iter().chain(rest).collect());
+        }
+        if value.span().contains(&pos) {
+            return Some(here());
+        }
+    }
+    None
+}
+
+/// serde's names of Rust types in `message` said in words: `expected usize` is
+/// `expected a whole number`, `expected struct FaultConfig` is `expected a table`.
+pub(super) fn plain_words(message: &str) -> String {
+    const WORDS: [(&str, &str); 10] = [
+        ("usize", "a whole number"),
+        ("u64", "a whole number"),
+        ("u32", "a whole number"),
+        ("u16", "a whole number"),
+        ("u8", "a whole number"),
+        ("i64", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+        ("a sequence", "a list ([...])"),
+        ("a map", "a table"),
+    ];
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find("expected ") {
+        let (before, after) = rest.split_at(i + "expected ".len());
+        out.push_str(before);
+        let word_end = after
+            .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == ' '))
+            .unwrap_or(after.len());
+        let word = &after[..word_end];
+        if let Some(name) = word.strip_prefix("struct ") {
+            let len = name
+                .find(|c: char| !c.is_alphanumeric())
+                .unwrap_or(name.len());
+            out.push_str("a table");
+            rest = &after["struct ".len() + len..];
+        } else if let Some((from, to)) = WORDS.iter().find(|(from, _)| {
+            word.starts_with(from) && !word[from.len()..].starts_with(|c: char| c.is_alphanumeric())
+        }) {
+            out.push_str(to);
+            rest = &after[from.len()..];
+        } else {
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `TOML parse error at line L, column C` with the line and a caret under the span,
+/// as toml shows it.
 fn at(text: &str, span: Range<usize>) -> String {
+    at_as("TOML parse error", text, span)
+}
+
+/// [`at`], headed `what` instead of `TOML parse error`.
+fn at_as(what: &str, text: &str, span: Range<usize>) -> String {
     let start = span.start.min(text.len());
     let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
     let line_end = text[start..].find('\n').map_or(text.len(), |i| start + i);
@@ -98,7 +210,7 @@ fn at(text: &str, span: Range<usize>) -> String {
         .max(1);
     let gutter = " ".repeat(number.to_string().len());
     format!(
-        "TOML parse error at line {number}, column {column}\n{gutter} |\n{number} | {}\n{gutter} | {}{}\n",
+        "{what} at line {number}, column {column}\n{gutter} |\n{number} | {}\n{gutter} | {}{}\n",
         &text[line_start..line_end],
         " ".repeat(column - 1),
         "^".repeat(width)

@@ -1,5 +1,6 @@
 //! Configuration parsing and validation.
 
+use super::located::plain_words;
 use super::*;
 
 fn example() -> String {
@@ -88,6 +89,76 @@ fn unknown_keys_are_rejected_with_their_name() {
     assert!(err.contains("carrier_pigeon"), "{err}");
 }
 
+/// Errors outside the source tables name the key's whole path, and serde's type
+/// names are said in words.
+#[test]
+fn errors_name_the_key_path_in_plain_words() {
+    let err = JobConfig::parse("[job]\nworkerz = 2\n").unwrap_err();
+    assert!(err.contains("line 2, column 1"), "{err}");
+    assert!(
+        err.contains("`job.workerz`: unknown field `workerz`"),
+        "{err}"
+    );
+    let err = JobConfig::parse("[job]\nworkers = \"two\"\n").unwrap_err();
+    assert!(
+        err.contains("`job.workers`: invalid type: string \"two\", expected a whole number"),
+        "{err}"
+    );
+    let err = JobConfig::parse("[sinks.kafka.topics]\nflows = 3\n").unwrap_err();
+    assert!(err.contains("`sinks.kafka.topics.flows`"), "{err}");
+    let err = JobConfig::parse("job = 3\n").unwrap_err();
+    assert!(
+        err.contains("`job`: invalid type: integer `3`, expected a table"),
+        "{err}"
+    );
+    let err = JobConfig::parse("[sources.a]\ntype = \"simulator\"\nnodes = 1.5\n").unwrap_err();
+    assert!(
+        err.contains("`sources.a.nodes`") && err.contains("expected a whole number"),
+        "{err}"
+    );
+    for (serde, plain) in [
+        (
+            "invalid type: string \"x\", expected u64",
+            "invalid type: string \"x\", expected a whole number",
+        ),
+        (
+            "invalid type: integer `1`, expected a sequence",
+            "invalid type: integer `1`, expected a list ([...])",
+        ),
+        ("expected struct FaultConfig here", "expected a table here"),
+        ("expected one of `a`, `b`", "expected one of `a`, `b`"),
+        ("expected u8x", "expected u8x"),
+    ] {
+        assert_eq!(plain_words(serde), plain, "{serde}");
+    }
+}
+
+/// A value found invalid after parsing is shown at its key's line when the file sets
+/// it, and as it is otherwise.
+#[test]
+fn invalid_values_are_shown_at_their_line_in_the_file() {
+    let text = "[job]\nworkers = 2\n\n[window]\nlength = \"10s\"\nslide = \"3s\"\n[sources.a]\ntype = \"simulator\"\n";
+    let path = Path::new("job.toml");
+    let err = JobConfig::parse(text).unwrap().validate().unwrap_err();
+    let shown = err.at_key(path, text).to_string();
+    assert!(
+        shown.starts_with("job.toml: invalid value at line 5, column 10\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("5 | length = \"10s\""), "{shown}");
+    assert!(
+        shown.contains(
+            "`window.length` is 10s; it must be a positive multiple of window.slide (3s)"
+        ),
+        "{shown}"
+    );
+    // Not in the file (a default): as it was.
+    let text = "[window]\nlength = \"10s\"\nslide = \"3s\"\n";
+    let err = JobConfig::parse(text).unwrap().validate().unwrap_err();
+    let shown = err.at_key(path, "[job]\nworkers = 1\n").to_string();
+    assert!(shown.starts_with("window.length is 10s"), "{shown}");
+}
+
 /// A bad key or value in a source table is shown on its own line, with its key,
 /// not at the table's header.
 #[test]
@@ -113,6 +184,16 @@ fn source_errors_point_at_their_line_and_key() {
     let err = JobConfig::parse(&nested).unwrap_err();
     assert!(err.contains("line 9, column 9"), "{err}");
     assert!(err.contains("`sources.mesh.faults.kinds`"), "{err}");
+    // An unknown key in a nested table is shown at its own line.
+    let nested = text
+        .replace("\"fastest\"", "\"fast\"")
+        .replace("kinds = ", "kindz = ");
+    let err = JobConfig::parse(&nested).unwrap_err();
+    assert!(err.contains("line 9, column 1"), "{err}");
+    assert!(
+        err.contains("`sources.mesh.faults.kindz`: unknown field `kindz`"),
+        "{err}"
+    );
     let replay = "[sources.t]\ntype = \"replay\"\npath = \"x\"\nspeed = \"fast\"\n";
     let err = JobConfig::parse(replay).unwrap_err();
     assert!(
@@ -130,11 +211,15 @@ fn invalid_values_name_the_key_and_reason() {
         ),
         (
             "[window]\nlength = \"10s\"\nslide = \"3s\"\n[sources.a]\ntype = \"simulator\"\n",
-            "window.length (10000000000 ns) must be a positive multiple of the slide (3000000000 ns)",
+            "window.length is 10s; it must be a positive multiple of window.slide (3s)",
         ),
         (
             "[window]\nslide = \"1500ms\"\n[sources.a]\ntype = \"simulator\"\n",
-            "window.slide (1500000000 ns) must be",
+            "window.slide is 1500ms; it must be a positive multiple of job.epoch (1s)",
+        ),
+        (
+            "[window]\nlength = \"10s\"\nslide = \"3s\"\n",
+            "window.length is 10s",
         ),
         (
             "[job]\nlateness = \"1500ms\"\n[sources.a]\ntype = \"simulator\"\n",
