@@ -455,24 +455,28 @@ fn replay_range_equals_filtering_the_trace_for_any_workers_and_speed() {
         "pacing does not change output"
     );
 
-    // A range past the trace replays nothing, and says where the trace lies.
+    // A range past the trace is refused, says where the trace lies, and leaves the
+    // earlier output as it was (not replaced by empty tables).
+    let before = tree(&d.join("r1"));
     let past = meshflow(
         d,
         &[
             "replay",
             "trace",
             "--out",
-            "past",
+            "r1",
             "--from",
             "2027-01-01T00:00:00Z",
         ],
-        true,
+        false,
     );
     assert!(
-        stderr(&past).contains("selects no rows; the trace spans 2026-01-01T00:00:00"),
+        stderr(&past).contains("selects no rows of trace; the trace spans 2026-01-01T00:00:00")
+            && stderr(&past).contains("Nothing was written; the output folder is as it was"),
         "{}",
         stderr(&past)
     );
+    assert!(tree(&d.join("r1")) == before, "r1 changed");
 
     for (args, message) in [
         (vec!["--from", "yesterday"], "RFC 3339"),

@@ -22,6 +22,9 @@ pub enum JsonError {
     /// The bytes are not a JSON object.
     #[error("not a JSON object: {0}")]
     Syntax(String),
+    /// The bytes are JSON, but not an object: an array, a string, ...
+    #[error("the value is {0}, not an object")]
+    NotAnObject(&'static str),
     /// A tag is missing or has the wrong type.
     #[error("missing or invalid `{0}` tag")]
     MissingTag(&'static str),
@@ -75,8 +78,26 @@ pub fn table_of(bytes: &[u8]) -> Result<String, JsonError> {
         #[serde(rename = "_table")]
         table: Option<String>,
     }
-    let tag: Tag = serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax(e.to_string()))?;
+    let tag: Tag = serde_json::from_slice(bytes)
+        .map_err(|e| shape_error(bytes).unwrap_or(JsonError::Syntax(e.to_string())))?;
     tag.table.ok_or(JsonError::MissingTag(TABLE_TAG))
+}
+
+/// What is wrong with `bytes` as a whole when it is not a JSON object: a syntax
+/// error (at its position), or [`JsonError::NotAnObject`]; `None` for an object.
+fn shape_error(bytes: &[u8]) -> Option<JsonError> {
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Some(JsonError::Syntax(e.to_string()));
+    }
+    let what = match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'{' => return None,
+        b'[' => "an array",
+        b'"' => "a string",
+        b't' | b'f' => "a boolean",
+        b'n' => "null",
+        _ => "a number",
+    };
+    Some(JsonError::NotAnObject(what))
 }
 
 /// Decodes one tagged JSON object as `R`, checking its table and version tags.
@@ -84,7 +105,8 @@ pub fn decode<R: ArrowRecord + DeserializeOwned>(bytes: &[u8]) -> Result<R, Json
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax(e.to_string()))?;
     let serde_json::Value::Object(mut map) = value else {
-        return Err(JsonError::Syntax("the value is not an object".into()));
+        return Err(shape_error(bytes)
+            .unwrap_or_else(|| JsonError::Syntax("the value is not an object".into())));
     };
     let table = match map.remove(TABLE_TAG) {
         Some(serde_json::Value::String(t)) => t,
@@ -168,6 +190,36 @@ mod tests {
         assert_eq!(decode::<NodeFeatures>(&out).unwrap(), features());
     }
 
+    #[test]
+    fn json_that_is_not_an_object_says_what_it_is() {
+        for (text, what) in [
+            ("[1,2,3]", "an array"),
+            (" \"x\"", "a string"),
+            ("12", "a number"),
+            ("true", "a boolean"),
+            ("null", "null"),
+        ] {
+            let e = table_of(text.as_bytes()).unwrap_err().to_string();
+            assert!(
+                e.ends_with(&format!("the value is {what}, not an object")),
+                "{text}: {e}"
+            );
+            let e = decode::<NodeMetric>(text.as_bytes())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.ends_with(&format!("the value is {what}, not an object")),
+                "{text}: {e}"
+            );
+        }
+        // Not JSON at all: the syntax error, with its position.
+        let e = table_of(b"[1,").unwrap_err().to_string();
+        assert!(
+            e.contains("EOF while parsing a value at line 1 column 3"),
+            "{e}"
+        );
+    }
+
     /// A tagged node metric sample, as JSON text.
     fn sample() -> String {
         let mut out = Vec::new();
@@ -220,7 +272,7 @@ mod tests {
         );
         assert!(matches!(
             decode::<NodeMetric>(b"[1]"),
-            Err(JsonError::Syntax(_))
+            Err(JsonError::NotAnObject("an array"))
         ));
         assert!(matches!(
             decode::<NodeMetric>(b"{\"time\":1}"),

@@ -26,16 +26,14 @@ pub(super) struct Sources {
     pub handoff: Option<TimestampNs>,
 }
 
-/// Says that a replay's time range holds none of the trace's rows, and where the
-/// trace lies, so an empty output is not a silent surprise.
-fn warn_empty_range(name: &str, trace: &Path) {
+/// Where a trace lies in time, to say beside a time range that selects none of it.
+fn trace_span(trace: &Path) -> String {
     let whole = TracePlan::new(trace, TimeRange::ALL, true);
-    let span = match whole.as_ref().map(|p| (p.start(), p.end())) {
+    match whole.as_ref().map(|p| (p.start(), p.end())) {
         Ok((Some(start), Some(end))) => format!("the trace spans {start} to {end}"),
         Ok(_) => "the trace holds no rows with time statistics".to_string(),
         Err(e) => e.to_string(),
-    };
-    crate::say!("warning: source `{name}`: the time range (--from/--to) selects no rows; {span}");
+    }
 }
 
 /// Labels the named nodes of a trace with their names in every output.
@@ -136,7 +134,17 @@ pub(super) fn open_sources(
                 .map_err(|e| anyhow::anyhow!("source `{name}` (replay): {e}"))?;
                 register_names(&plan);
                 if plan.rows() == 0 && !replay.range().is_all() {
-                    warn_empty_range(name, &replay.path);
+                    let span = trace_span(&replay.path);
+                    // The job's only input: it would replace the output with empty
+                    // tables, which is never what was meant.
+                    anyhow::ensure!(
+                        cfg.sources.len() > 1 || handoff.is_some(),
+                        "source `{name}`: the time range (--from/--to) selects no rows of {}; {span}. Nothing was written; the output folder is as it was",
+                        replay.path.display()
+                    );
+                    crate::say!(
+                        "warning: source `{name}`: the time range (--from/--to) selects no rows; {span}"
+                    );
                 }
                 progress.planned.fetch_add(plan.rows(), Ordering::Relaxed);
                 skipped.extend(plan.skipped());

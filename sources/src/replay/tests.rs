@@ -340,6 +340,17 @@ fn a_folder_without_input_tables_is_not_a_trace() {
             .contains("holds none of the input tables flows, node_metrics"),
         "{err}"
     );
+    // A table's folder given for the trace's is named as such.
+    let flows = dir.path().join("trace").join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let err = TracePlan::new(&flows, TimeRange::ALL, false).unwrap_err();
+    assert!(
+        err.to_string().ends_with(&format!(
+            "it is the trace's flows table: give the trace folder, {}",
+            dir.path().join("trace").display()
+        )),
+        "{err}"
+    );
     let err = TracePlan::new(&dir.path().join("nope"), TimeRange::ALL, false).unwrap_err();
     assert!(err.to_string().contains("nope: does not exist"), "{err}");
     std::fs::write(dir.path().join("file"), "").unwrap();

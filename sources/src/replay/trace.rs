@@ -98,9 +98,18 @@ impl TracePlan {
         };
         let tables = INPUT_TABLES;
         if tables.iter().all(|t| !trace.join(t).is_dir()) {
+            // A table's own folder given for the trace's: say which folder is meant.
+            let parent = trace.parent().filter(|p| !p.as_os_str().is_empty());
+            let hint = match (trace.file_name().and_then(|n| n.to_str()), parent) {
+                (Some(name), Some(parent)) if tables.contains(&name) => format!(
+                    "; it is the trace's {name} table: give the trace folder, {}",
+                    parent.display()
+                ),
+                _ => String::new(),
+            };
             return Err(ReplayError::Trace {
                 path: trace.to_path_buf(),
-                reason: format!("holds none of the input tables {}", tables.join(", ")),
+                reason: format!("holds none of the input tables {}{hint}", tables.join(", ")),
             });
         }
         Ok(plans)
