@@ -14,8 +14,9 @@ use super::vector::FEATURES;
 /// for 900,000 new values).
 const HISTORY_BYTES_PER_VALUE: u64 = 10;
 
-/// Histories a node keeps: one per feature and one of its scores.
-const HISTORIES_PER_NODE: u64 = FEATURES.len() as u64 + 1;
+/// Histories a node keeps: one per feature and one of its scores. The memory budget
+/// counts nodes in these units (see [`crate::anomaly::scorer`]).
+pub(crate) const HISTORIES_PER_NODE: u64 = FEATURES.len() as u64 + 1;
 
 /// Bytes the histories of `nodes` nodes take when each keeps `values` values.
 pub fn history_bytes(values: u64, nodes: u64) -> u64 {

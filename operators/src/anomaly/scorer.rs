@@ -225,7 +225,10 @@ impl WorkerScorer {
         self.fit_histories();
         let mut lesson = Lesson {
             window,
-            nodes: rows.len() as u64,
+            nodes: rows
+                .iter()
+                .map(|r| metrics::node_weight(r.metrics.len()))
+                .sum(),
             rows: Vec::new(),
         };
         let mut out = Vec::with_capacity(rows.len());

@@ -119,11 +119,13 @@ impl View {
     /// (`None` while warming up), then learns `v`.
     fn update(&mut self, v: f64) -> Option<(f64, f64)> {
         let mut out = None;
-        if self.level.len() >= self.median_warmup
+        // A history cut below a warm-up (to fit the memory budget) is warm when full.
+        let cap = |l: &ThresholdLearner| l.history().capacity();
+        if self.level.len() >= self.median_warmup.min(cap(&self.level))
             && let Some(stats) = self.level.stats()
         {
             let d = (v - stats.median).abs();
-            if self.deviations.len() >= self.threshold_warmup
+            if self.deviations.len() >= self.threshold_warmup.min(cap(&self.deviations))
                 && let Some(bounds) = self.deviations.bounds()
             {
                 let q = bounds.upper;
@@ -233,11 +235,15 @@ impl SeriesDetector {
         self.value.level.trend_with(window, next)
     }
 
-    /// Keeps at most `capacity` values in every learner from now on.
+    /// Keeps at most `capacity` values in every learner from now on; a seasonal
+    /// period longer than that is dropped, with its view, as if never there.
     pub fn set_capacity(&mut self, capacity: usize) {
         self.value.set_capacity(capacity);
         self.mean.set_capacity(capacity);
         self.seasonal.set_capacity(capacity);
+        if self.past.as_ref().is_some_and(|p| p.capacity() > capacity) {
+            self.past = None;
+        }
     }
 }
 

@@ -37,7 +37,9 @@ pub type Deviations = [f64; FEATURES.len()];
 pub struct Lesson {
     /// The window (the dataflow time it was scored at).
     pub window: u64,
-    /// Nodes the worker scored in the window (whether or not they left a row here).
+    /// Nodes the worker scored in the window (whether or not they left a row here),
+    /// counted by the history memory they keep: a node scored from many metric
+    /// series counts as several (see `scorer::metrics::node_weight`).
     pub nodes: u64,
     /// The rows, in node order, at most the training buffer's capacity (only the
     /// last that many of a window can survive in the buffer).

@@ -7,11 +7,27 @@ use std::sync::Arc;
 
 use meshflow_schemas::{AnomalyScore, TimestampNs};
 
+use super::super::config::HISTORIES_PER_NODE;
 use super::super::explain::top_k;
 use super::super::health::{Health, Hysteresis};
 use super::super::series::{Exceedance, SeriesDetector, SeriesParams, SeriesView};
 use super::super::threshold::{ThresholdLearner, ThresholdParams, Trend};
 use super::super::vector::ScoreInput;
+
+/// Histories one series keeps: two learners for each of its three views, and the
+/// seasonal view's last period of values.
+const SERIES_HISTORIES: u64 = 7;
+
+/// A node's share of the history memory, in nodes scored by the model
+/// ([`HISTORIES_PER_NODE`] histories each): 1 for such a node; for one scored from
+/// `series` metric series, its series' histories and its strengths', rounded up.
+pub(super) fn node_weight(series: usize) -> u64 {
+    if series == 0 {
+        1
+    } else {
+        (1 + SERIES_HISTORIES * series as u64).div_ceil(HISTORIES_PER_NODE)
+    }
+}
 
 /// The `strategy` column of a window scored from its metric series.
 pub const SERIES_STRATEGY: &str = "percentile/series";

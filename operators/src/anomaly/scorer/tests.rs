@@ -278,6 +278,41 @@ fn histories_are_cut_to_the_memory_they_may_take_as_nodes_come() {
     assert_eq!(longest(&scorer), 20);
 }
 
+#[test]
+fn metric_series_count_toward_the_history_memory() {
+    // 10,800 bytes hold 60 values of each history of two model-scored nodes (18
+    // histories); two nodes of four series each keep 2 x (1 + 7 x 4) = 58.
+    let config = AnomalyConfig {
+        history_memory: ByteSize(10_800),
+        trend_windows: 3,
+        ..cfg(ModelKind::Kmeans)
+    };
+    let mut scorer = WorkerScorer::new(config, Counters::shared());
+    let mut scored = 0;
+    for w in 1..=60u64 {
+        let mut rows: Vec<ScoreInput> = (1..=2u64)
+            .map(|node| {
+                let mut f = NodeFeatures::empty(
+                    TimestampNs((w as i64 - 10) * 1_000_000_000),
+                    TimestampNs(w as i64 * 1_000_000_000),
+                    node,
+                );
+                f.metric_names = ["a", "b", "c", "d"].map(Arc::from).to_vec();
+                f.metric_means = vec![1.0, 2.0, 3.0, (w % 7) as f64];
+                f.metric_samples = vec![1; 4];
+                ScoreInput::from(&f)
+            })
+            .collect();
+        scored += scorer.process_window(&mut rows).len();
+    }
+    assert_eq!(metrics::node_weight(4), 4);
+    // 2 nodes x 4 node-equivalents: 10,800 / (10 bytes x 9 histories x 8) = 15.
+    assert_eq!(scorer.history_cap(), 15);
+    // Histories cut below the detectors' warm-up (120 values) are warm when full: 15
+    // values, then 15 deviations, then scored (windows 32 to 60, after the slide's).
+    assert_eq!(scored, 2 * (60 - 31));
+}
+
 /// Every window's rows: `(window, node, base level)`.
 type Trace = Vec<(u64, u64, u32)>;
 
