@@ -225,10 +225,7 @@ impl WorkerScorer {
         self.fit_histories();
         let mut lesson = Lesson {
             window,
-            nodes: rows
-                .iter()
-                .map(|r| metrics::node_weight(r.metrics.len()))
-                .sum(),
+            nodes: 0,
             rows: Vec::new(),
         };
         let mut out = Vec::with_capacity(rows.len());
@@ -271,7 +268,10 @@ impl WorkerScorer {
             state.windows += 1;
             if !row.metrics.is_empty() {
                 // No traffic, only metric series: scored by their own detectors, and
-                // no lesson for the model.
+                // no lesson for the model. Its traffic values (0 or missing) still
+                // join their histories: a quiet window is part of the node's traffic.
+                state.pending = Some(pending(&vector, None));
+                self.upkeep.push(slot);
                 let metrics = state.series.get_or_insert_with(|| {
                     Box::new(SeriesState::new(
                         row.window_end,
@@ -283,8 +283,11 @@ impl WorkerScorer {
                     Some(score) => out.push(score),
                     None => self.counters.add_dropped(1),
                 }
+                lesson.nodes += metrics.weight();
                 continue;
             }
+            // The memory the node's histories take counts toward the history cap.
+            lesson.nodes += state.series.as_ref().map_or(1, |s| s.weight());
             // A missing value (no RTT sample in the window) is no evidence either
             // way: its deviation is 0 and it is not added to the history.
             let deviations: [f64; FEATURES.len()] = std::array::from_fn(|f| {

@@ -39,7 +39,7 @@ pub struct Lesson {
     pub window: u64,
     /// Nodes the worker scored in the window (whether or not they left a row here),
     /// counted by the history memory they keep: a node scored from many metric
-    /// series counts as several (see `scorer::metrics::node_weight`).
+    /// series counts as several (see `scorer::metrics::SeriesState::weight`).
     pub nodes: u64,
     /// The rows, in node order, at most the training buffer's capacity (only the
     /// last that many of a window can survive in the buffer).

@@ -18,17 +18,6 @@ use super::super::vector::ScoreInput;
 /// seasonal view's last period of values.
 const SERIES_HISTORIES: u64 = 7;
 
-/// A node's share of the history memory, in nodes scored by the model
-/// ([`HISTORIES_PER_NODE`] histories each): 1 for such a node; for one scored from
-/// `series` metric series, its series' histories and its strengths', rounded up.
-pub(super) fn node_weight(series: usize) -> u64 {
-    if series == 0 {
-        1
-    } else {
-        (1 + SERIES_HISTORIES * series as u64).div_ceil(HISTORIES_PER_NODE)
-    }
-}
-
 /// The `strategy` column of a window scored from its metric series.
 pub const SERIES_STRATEGY: &str = "percentile/series";
 
@@ -68,6 +57,16 @@ impl SeriesState {
             step_secs: None,
             detectors: Vec::new(),
             strengths: ThresholdLearner::new(threshold, history),
+        }
+    }
+
+    /// The node's share of the history memory, in nodes scored by the model
+    /// ([`HISTORIES_PER_NODE`] histories each): its feature histories' share, 1, and
+    /// once it has series, theirs and its strengths', rounded up.
+    pub(super) fn weight(&self) -> u64 {
+        match self.detectors.len() as u64 {
+            0 => 1,
+            series => 1 + (1 + SERIES_HISTORIES * series).div_ceil(HISTORIES_PER_NODE),
         }
     }
 

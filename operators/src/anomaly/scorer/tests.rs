@@ -281,7 +281,7 @@ fn histories_are_cut_to_the_memory_they_may_take_as_nodes_come() {
 #[test]
 fn metric_series_count_toward_the_history_memory() {
     // 10,800 bytes hold 60 values of each history of two model-scored nodes (18
-    // histories); two nodes of four series each keep 2 x (1 + 7 x 4) = 58.
+    // histories); two nodes of four series each keep 2 x (9 + 1 + 7 x 4) = 76.
     let config = AnomalyConfig {
         history_memory: ByteSize(10_800),
         trend_windows: 3,
@@ -305,12 +305,13 @@ fn metric_series_count_toward_the_history_memory() {
             .collect();
         scored += scorer.process_window(&mut rows).len();
     }
-    assert_eq!(metrics::node_weight(4), 4);
-    // 2 nodes x 4 node-equivalents: 10,800 / (10 bytes x 9 histories x 8) = 15.
-    assert_eq!(scorer.history_cap(), 15);
-    // Histories cut below the detectors' warm-up (120 values) are warm when full: 15
-    // values, then 15 deviations, then scored (windows 32 to 60, after the slide's).
-    assert_eq!(scored, 2 * (60 - 31));
+    // Each node counts 1 for its feature histories and 4 for its series' 29
+    // (rounded up, in units of 9): 10,800 / (10 bytes x 9 histories x 10) = 12.
+    assert_eq!(scorer.history_cap(), 12);
+    // Histories cut below the detectors' warm-up (120 values) are warm when full:
+    // 12 values from window 2 (the first sets the slide), then 12 deviations, so
+    // scored from window 26 to 60.
+    assert_eq!(scored, 2 * (60 - 25));
 }
 
 /// Every window's rows: `(window, node, base level)`.
