@@ -18,21 +18,44 @@ pub struct WindowSpec {
     pub slide: u64,
 }
 
+/// Which width of a [`WindowSpec`] does not line up, with the widths in nanoseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum WindowError {
+    /// The epoch is not positive.
+    #[error("epoch must be positive")]
+    Epoch,
+    /// The slide is not a positive multiple of the epoch.
+    #[error("slide ({slide_ns} ns) must be a positive multiple of the epoch ({epoch_ns} ns)")]
+    Slide {
+        /// The slide.
+        slide_ns: i64,
+        /// The epoch.
+        epoch_ns: i64,
+    },
+    /// The length is not a positive multiple of the slide.
+    #[error("length ({length_ns} ns) must be a positive multiple of the slide ({slide_ns} ns)")]
+    Length {
+        /// The length.
+        length_ns: i64,
+        /// The slide.
+        slide_ns: i64,
+    },
+}
+
 impl WindowSpec {
     /// Builds a spec from nanosecond widths, checking that they line up.
-    pub fn new(epoch_ns: i64, length_ns: i64, slide_ns: i64) -> Result<Self, String> {
+    pub fn new(epoch_ns: i64, length_ns: i64, slide_ns: i64) -> Result<Self, WindowError> {
         if epoch_ns <= 0 {
-            return Err("epoch must be positive".into());
+            return Err(WindowError::Epoch);
         }
         if slide_ns <= 0 || slide_ns % epoch_ns != 0 {
-            return Err(format!(
-                "slide ({slide_ns} ns) must be a positive multiple of the epoch ({epoch_ns} ns)"
-            ));
+            return Err(WindowError::Slide { slide_ns, epoch_ns });
         }
         if length_ns < slide_ns || length_ns % slide_ns != 0 {
-            return Err(format!(
-                "length ({length_ns} ns) must be a positive multiple of the slide ({slide_ns} ns)"
-            ));
+            return Err(WindowError::Length {
+                length_ns,
+                slide_ns,
+            });
         }
         Ok(Self {
             epoch_ns,
@@ -91,11 +114,13 @@ mod tests {
         assert!(
             WindowSpec::new(1_000, 10_000, 3_000)
                 .unwrap_err()
+                .to_string()
                 .contains("multiple of the slide")
         );
         assert!(
             WindowSpec::new(1_000, 10_000, 1_500)
                 .unwrap_err()
+                .to_string()
                 .contains("multiple of the epoch")
         );
         let s = WindowSpec::new(1_000_000_000, 10_000_000_000, 1_000_000_000).unwrap();

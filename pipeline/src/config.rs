@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use meshflow_operators::anomaly::AnomalyConfig;
+use meshflow_operators::window::{WindowError, WindowSpec};
 use meshflow_schemas::{HumanDuration, TimestampNs};
 use meshflow_sinks::kafka::{KafkaSinkConfig, KafkaSinkError};
 use meshflow_sinks::parquet::ParquetSinkConfig;
@@ -394,21 +395,21 @@ impl JobConfig {
                 ),
             );
         }
-        if self.window_spec().is_err() {
+        if let Err(e) = self.window_spec() {
             let (length, slide, epoch) = (self.window.length, self.window.slide, self.job.epoch);
-            let slide_ok = !slide.0.is_zero() && slide.as_nanos_i64() % epoch.as_nanos_i64() == 0;
-            return if slide_ok {
-                invalid(
+            return match e {
+                WindowError::Length { .. } => invalid(
                     "window.length",
                     format!(
                         "is {length}; it must be a positive multiple of window.slide ({slide})"
                     ),
-                )
-            } else {
-                invalid(
+                ),
+                WindowError::Slide { .. } => invalid(
                     "window.slide",
                     format!("is {slide}; it must be a positive multiple of job.epoch ({epoch})"),
-                )
+                ),
+                // Checked above.
+                WindowError::Epoch => invalid("job.epoch", "must be positive".into()),
             };
         }
         for (name, source) in &self.sources {
@@ -566,8 +567,8 @@ impl JobConfig {
     }
 
     /// The window geometry in epochs.
-    pub fn window_spec(&self) -> Result<meshflow_operators::window::WindowSpec, String> {
-        meshflow_operators::window::WindowSpec::new(
+    pub fn window_spec(&self) -> Result<WindowSpec, WindowError> {
+        WindowSpec::new(
             self.job.epoch.as_nanos_i64(),
             self.window.length.as_nanos_i64(),
             self.window.slide.as_nanos_i64(),

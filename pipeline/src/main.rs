@@ -319,8 +319,8 @@ impl Loaded {
     }
 }
 
+/// Runs a job whose configuration [`Loaded::validate`] passed.
 fn execute(cfg: JobConfig, cluster: Cluster) -> anyhow::Result<()> {
-    cfg.validate()?;
     if let Cluster::Multi { process, hosts } = &cluster {
         job::report_peer_failures(cfg.job.workers, *process, hosts.len());
     }

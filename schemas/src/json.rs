@@ -78,26 +78,27 @@ pub fn table_of(bytes: &[u8]) -> Result<String, JsonError> {
         #[serde(rename = "_table")]
         table: Option<String>,
     }
-    let tag: Tag = serde_json::from_slice(bytes)
-        .map_err(|e| shape_error(bytes).unwrap_or(JsonError::Syntax(e.to_string())))?;
+    let tag: Tag = serde_json::from_slice(bytes).map_err(|e| {
+        // Read whole to say what the value is, when it is JSON but not an object.
+        match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(value) => not_an_object(&value).unwrap_or(JsonError::Syntax(e.to_string())),
+            Err(syntax) => JsonError::Syntax(syntax.to_string()),
+        }
+    })?;
     tag.table.ok_or(JsonError::MissingTag(TABLE_TAG))
 }
 
-/// What is wrong with `bytes` as a whole when it is not a JSON object: a syntax
-/// error (at its position), or [`JsonError::NotAnObject`]; `None` for an object.
-fn shape_error(bytes: &[u8]) -> Option<JsonError> {
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        return Some(JsonError::Syntax(e.to_string()));
-    }
-    let what = match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
-        b'{' => return None,
-        b'[' => "an array",
-        b'"' => "a string",
-        b't' | b'f' => "a boolean",
-        b'n' => "null",
-        _ => "a number",
-    };
-    Some(JsonError::NotAnObject(what))
+/// [`JsonError::NotAnObject`] naming what `value` is; `None` for an object.
+fn not_an_object(value: &serde_json::Value) -> Option<JsonError> {
+    use serde_json::Value;
+    Some(JsonError::NotAnObject(match value {
+        Value::Object(_) => return None,
+        Value::Array(_) => "an array",
+        Value::String(_) => "a string",
+        Value::Bool(_) => "a boolean",
+        Value::Null => "null",
+        Value::Number(_) => "a number",
+    }))
 }
 
 /// Decodes one tagged JSON object as `R`, checking its table and version tags.
@@ -105,8 +106,7 @@ pub fn decode<R: ArrowRecord + DeserializeOwned>(bytes: &[u8]) -> Result<R, Json
     let value: serde_json::Value =
         serde_json::from_slice(bytes).map_err(|e| JsonError::Syntax(e.to_string()))?;
     let serde_json::Value::Object(mut map) = value else {
-        return Err(shape_error(bytes)
-            .unwrap_or_else(|| JsonError::Syntax("the value is not an object".into())));
+        return Err(not_an_object(&value).expect("not an object"));
     };
     let table = match map.remove(TABLE_TAG) {
         Some(serde_json::Value::String(t)) => t,

@@ -272,13 +272,8 @@ impl WorkerScorer {
                 // join their histories: a quiet window is part of the node's traffic.
                 state.pending = Some(pending(&vector, None));
                 self.upkeep.push(slot);
-                let metrics = state.series.get_or_insert_with(|| {
-                    Box::new(SeriesState::new(
-                        row.window_end,
-                        series.threshold,
-                        series.params.history,
-                    ))
-                });
+                let metrics = (state.series)
+                    .get_or_insert_with(|| Box::new(SeriesState::new(row.window_end, &series)));
                 match metrics.score(row, &mut state.health, &series) {
                     Some(score) => out.push(score),
                     None => self.counters.add_dropped(1),

@@ -71,16 +71,27 @@ pub(super) fn source_error(text: &str) -> Option<String> {
 /// The span of the key `path` (dotted) in `[sources.NAME]`: of the key itself when
 /// it is `unknown` or holds a table, else of its value.
 fn span_of(text: &str, name: &str, path: &str, unknown: bool) -> Option<Range<usize>> {
+    let keys = ["sources", name].into_iter().chain(path.split('.'));
+    span_at(text, keys, unknown)
+}
+
+/// The span of the key reached through `keys` in `text`: of the key itself when
+/// `key_itself` or when it holds a table, else of its value; `None` when the file
+/// does not set it.
+fn span_at<'k>(
+    text: &str,
+    keys: impl Iterator<Item = &'k str>,
+    key_itself: bool,
+) -> Option<Range<usize>> {
     let root = DeTable::parse(text).ok()?;
-    let sources = root.get_ref().get("sources")?.get_ref().as_table()?;
-    let mut table = sources.get(name)?.get_ref().as_table()?;
-    let mut parts = path.split('.').peekable();
-    while let Some(part) = parts.next() {
+    let mut table = root.get_ref();
+    let mut keys = keys.peekable();
+    while let Some(part) = keys.next() {
         let (key, value) = table.iter().find(|(k, _)| k.get_ref() == part)?;
-        if parts.peek().is_none() {
+        if keys.peek().is_none() {
             return Some(match value.get_ref() {
                 DeValue::Table(_) => key.span(),
-                _ if unknown => key.span(),
+                _ if key_itself => key.span(),
                 _ => value.span(),
             });
         }
@@ -104,28 +115,10 @@ pub(super) fn error(text: &str, e: &toml::de::Error) -> String {
     }
 }
 
-/// The span of the dotted `key` in `text`: of its value, or of the key itself when
-/// it holds a table; `None` when the file does not set it.
-pub(super) fn key_span(text: &str, key: &str) -> Option<Range<usize>> {
-    let root = DeTable::parse(text).ok()?;
-    let mut table = root.get_ref();
-    let mut parts = key.split('.').peekable();
-    while let Some(part) = parts.next() {
-        let (k, value) = table.iter().find(|(k, _)| k.get_ref() == part)?;
-        match value.get_ref() {
-            DeValue::Table(inner) if parts.peek().is_some() => table = inner,
-            DeValue::Table(_) => return Some(k.span()),
-            _ if parts.peek().is_none() => return Some(value.span()),
-            _ => return None,
-        }
-    }
-    None
-}
-
 /// `message` about `key` shown at the key's line in `text`, as toml shows a parse
 /// error; `None` when the file does not set the key.
 pub(super) fn at_key(text: &str, key: &str, message: &str) -> Option<String> {
-    key_span(text, key)
+    span_at(text, key.split('.'), false)
         .map(|span| format!("{}`{key}` {message}", at_as("invalid value", text, span)))
 }
 

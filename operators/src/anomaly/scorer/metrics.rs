@@ -51,12 +51,12 @@ pub(super) struct SeriesSettings<'a> {
 
 impl SeriesState {
     /// A node's series, first seen in the window ending `now`.
-    pub(super) fn new(now: TimestampNs, threshold: ThresholdParams, history: usize) -> Self {
+    pub(super) fn new(now: TimestampNs, s: &SeriesSettings<'_>) -> Self {
         Self {
             last_end: now,
             step_secs: None,
             detectors: Vec::new(),
-            strengths: ThresholdLearner::new(threshold, history),
+            strengths: ThresholdLearner::new(s.threshold, s.params.history),
         }
     }
 
@@ -68,6 +68,13 @@ impl SeriesState {
             0 => 1,
             series => 1 + (1 + SERIES_HISTORIES * series).div_ceil(HISTORIES_PER_NODE),
         }
+    }
+
+    /// The trend of the newest `window` values of the series `name`.
+    fn trend_of(&self, name: &Arc<str>, window: usize) -> Trend {
+        let i = (self.detectors.binary_search_by(|(n, _)| n.cmp(name)))
+            .expect("a series seen this window has a detector");
+        self.detectors[i].1.trend_with(window, None)
     }
 
     /// Keeps at most `capacity` values in every history from now on.
@@ -95,7 +102,7 @@ impl SeriesState {
             }
             self.step_secs = Some(gap);
         }
-        // Each series seen past its warm-up: its name, how far out it is and its trend.
+        // Each series seen past its warm-up: its detector's name and how far out it is.
         let mut seen = Vec::with_capacity(row.metrics.len());
         for (name, value) in &row.metrics {
             let i = match self.detectors.binary_search_by(|(n, _)| n.cmp(name)) {
@@ -106,17 +113,20 @@ impl SeriesState {
                     i
                 }
             };
-            let detector = &mut self.detectors[i].1;
-            if let Some(e) = detector.observe(*value) {
-                seen.push((name, e, detector.trend_with(s.trend_windows, None)));
+            if let Some(e) = self.detectors[i].1.observe(*value) {
+                seen.push((name, e));
             }
         }
         if seen.is_empty() {
             return None;
         }
-        let exceedances: Vec<f64> = seen.iter().map(|(_, e, _)| e.exceedance).collect();
-        let top: Vec<&(&Arc<str>, Exceedance, Trend)> = (top_k(&exceedances, s.top_k).iter())
-            .map(|&t| &seen[t])
+        let exceedances: Vec<f64> = seen.iter().map(|(_, e)| e.exceedance).collect();
+        // Trends only of the series the explanation names.
+        let top: Vec<(&Arc<str>, Exceedance, Trend)> = (top_k(&exceedances, s.top_k).iter())
+            .map(|&t| {
+                let (name, e) = seen[t];
+                (name, e, self.trend_of(name, s.trend_windows))
+            })
             .collect();
         let score = exceedances.iter().fold(0.0, |m: f64, e| m.max(e.abs()));
         let is_anomaly = score > s.params.k;
