@@ -214,7 +214,7 @@ fn main() {
         if is_broken_pipe(&e) {
             return;
         }
-        meshflow::say!("error: {e:#}");
+        meshflow::say!("error: {}", meshflow::error_text(&e));
         std::process::exit(1);
     }
 }
@@ -587,6 +587,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 counts.tcp_events,
                 counts.faults
             )?;
+            if !counts.removed.is_empty() {
+                writeln!(
+                    std::io::stdout(),
+                    "removed the tables an earlier trace left in {}: {}",
+                    out.display(),
+                    counts.removed.join(", ")
+                )?;
+            }
+            for warning in &counts.warnings {
+                meshflow::say!("warning: {warning}");
+            }
             writeln!(
                 std::io::stdout(),
                 "next: meshflow replay {} --out meshflow-out",

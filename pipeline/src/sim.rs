@@ -2,9 +2,12 @@
 
 use std::path::Path;
 
-use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, NodeMetric, TcpEvent};
+use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, GroundTruth, NodeMetric, TcpEvent};
 use meshflow_sinks::parquet::{ParquetSinkConfig, TableWriter, prepare_table_dir, write_table};
 use meshflow_sources::simulator::{SimConfig, Simulator, Tick};
+
+use crate::import::ImportReport;
+use crate::import::trace::Staged;
 
 /// Rows written per table by [`write_trace`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -17,11 +20,42 @@ pub struct TraceCounts {
     pub tcp_events: u64,
     /// Injected faults.
     pub faults: u64,
+    /// Tables of an earlier trace removed from the output folder.
+    pub removed: Vec<&'static str>,
+    /// What the user should know (a folder left as it was), each said once.
+    pub warnings: Vec<String>,
 }
 
-/// Generates the whole simulation into `out` as a replayable trace.
+/// Generates the whole simulation into `out` as a replayable trace. It is written
+/// aside and swapped in whole, as an import is ([`Staged`]): the folder then holds
+/// exactly this trace, or, if writing failed, what it held before.
 pub fn write_trace(cfg: SimConfig, out: &Path) -> anyhow::Result<TraceCounts> {
     let sim = Simulator::new(cfg)?;
+    let staged = Staged::new(out)?;
+    let mut counts = write_tables(&sim, staged.dir()).map_err(|e| {
+        anyhow::anyhow!(
+            "{}; {} was left as it was",
+            crate::error_text(&e),
+            out.display()
+        )
+    })?;
+    let mut report = ImportReport::default();
+    staged.commit(&TRACE_TABLES, &mut report)?;
+    counts.removed = report.removed;
+    counts.warnings = report.warnings;
+    Ok(counts)
+}
+
+/// The tables of a simulator trace.
+const TRACE_TABLES: [&str; 4] = [
+    FlowRecord::TABLE,
+    NodeMetric::TABLE,
+    TcpEvent::TABLE,
+    GroundTruth::TABLE,
+];
+
+/// Writes the simulation's tables ([`TRACE_TABLES`]) into the folder `out`.
+fn write_tables(sim: &Simulator, out: &Path) -> anyhow::Result<TraceCounts> {
     let sink = ParquetSinkConfig {
         path: out.to_path_buf(),
         buckets: 1,

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use meshflow_schemas::{
     ArrowRecord, NodeMetric, NodeName, TimestampNs, TopologyEdge, node_id_of_name,
 };
-use meshflow_sinks::parquet::write_table;
+use meshflow_sinks::parquet::{SinkError, write_table};
 
-use super::trace::remove_other_tables;
+use super::trace::Staged;
 use super::{ImportError, ImportReport, each_line, progress_for, trace_sink};
 
 const COLUMNS: [&str; 4] = ["timestamp", "node", "metric", "value"];
@@ -170,7 +170,6 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         }
         return Ok(report);
     }
-    let sink = trace_sink(out);
     let nodes: Vec<NodeName> = nodes
         .by_id
         .into_iter()
@@ -182,14 +181,26 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
         .collect();
     report.rows.push((NodeMetric::TABLE, metrics.len() as u64));
     report.rows.push((NodeName::TABLE, nodes.len() as u64));
-    write_table(out, metrics, &sink)?;
-    write_table(out, nodes, &sink)?;
-    if edges.is_some() {
+    let links = edges.map(|_| links);
+    if let Some(links) = &links {
         report.rows.push((TopologyEdge::TABLE, links.len() as u64));
-        write_table(out, links, &sink)?;
     }
+    let staged = Staged::new(out)?;
+    let sink = trace_sink(staged.dir());
+    let write = || -> Result<(), SinkError> {
+        write_table(staged.dir(), metrics, &sink)?;
+        write_table(staged.dir(), nodes, &sink)?;
+        match links {
+            Some(links) => write_table(staged.dir(), links, &sink).map(drop),
+            None => Ok(()),
+        }
+    };
+    write().map_err(|source| ImportError::Write {
+        out: out.to_path_buf(),
+        source,
+    })?;
     let written: Vec<&str> = report.rows.iter().map(|(table, _)| *table).collect();
-    remove_other_tables(out, &written, &mut report)?;
+    staged.commit(&written, &mut report)?;
     Ok(report)
 }
 

@@ -8,7 +8,8 @@
 //!   the nodes) and, with an edge list, `edges/` (a given topology).
 //!
 //! A successful import leaves exactly its trace in the output folder: [`trace`]
-//! removes the tables of an earlier trace there. Input may be plain or gzip. A
+//! writes it aside and swaps it in whole, removing the tables of an earlier trace; a
+//! failed one leaves the folder as it was. Input may be plain or gzip. A
 //! malformed line is reported with its file and line number, counted and skipped;
 //! the rest is imported. Rows are sorted by event time
 //! before they are written, as replay expects, so an import holds its rows in memory.
@@ -164,9 +165,25 @@ pub enum ImportError {
         /// What went wrong.
         reason: String,
     },
-    /// Writing the trace failed.
-    #[error(transparent)]
-    Sink(#[from] meshflow_sinks::parquet::SinkError),
+    /// The trace could not be set up aside, or not moved into place; the output
+    /// folder holds what it held before.
+    #[error("{action} {path}: {reason}")]
+    Staging {
+        /// What was being done.
+        action: &'static str,
+        /// The folder involved.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Writing the trace failed; the output folder holds what it held before.
+    #[error("{source}; {out} was left as it was")]
+    Write {
+        /// The output folder.
+        out: PathBuf,
+        /// What went wrong.
+        source: meshflow_sinks::parquet::SinkError,
+    },
 }
 
 /// The sink settings of an imported trace: one bucket (so files are in event-time

@@ -3,6 +3,9 @@
 
 use std::path::Path;
 
+use meshflow_schemas::{TimestampNs, TopologyEdge};
+
+use super::trace::Staged;
 use super::{metrics, zeek};
 
 /// The folders in `out`, sorted.
@@ -89,4 +92,51 @@ fn an_import_removes_the_tables_of_the_earlier_trace_it_replaces() {
         std::fs::read_to_string(out.join("notes/readme.txt")).unwrap(),
         "mine"
     );
+}
+
+#[test]
+fn a_trace_left_unfinished_leaves_the_earlier_trace_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = d.join("m.csv");
+    std::fs::write(&csv, "1397088300,a,cpu,1\n1397088360,b,cpu,2\n").unwrap();
+    let out = d.join("trace");
+    metrics::import(&csv, None, &out).unwrap();
+
+    // A write that fails part-way: one table written aside, then the error returns.
+    let staged = Staged::new(&out).unwrap();
+    let aside = staged.dir().to_path_buf();
+    assert!(aside.starts_with(&out) && aside.is_dir());
+    let sink = super::trace_sink(staged.dir());
+    let link = TopologyEdge {
+        valid_from: TimestampNs(0),
+        src_node: 1,
+        dst_node: 2,
+    };
+    meshflow_sinks::parquet::write_table(staged.dir(), vec![link], &sink).unwrap();
+    assert!(aside.join("edges").is_dir());
+    drop(staged);
+
+    assert!(!aside.exists());
+    assert_eq!(folders(&out), ["node_metrics", "nodes"]);
+}
+
+#[test]
+fn an_import_removes_what_an_import_killed_part_way_left_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let csv = d.join("m.csv");
+    std::fs::write(&csv, "1397088300,a,cpu,1\n").unwrap();
+    let out = d.join("trace");
+    // Process ids stop at 2^22, so this one never runs.
+    let stale = out.join(".meshflow-staging-99999999/node_metrics");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("part-0-0.parquet"), "half").unwrap();
+    metrics::import(&csv, None, &out).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["node_metrics", "nodes"]);
 }

@@ -14,9 +14,9 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, Ip16, TimestampNs, node_id_of_ip};
-use meshflow_sinks::parquet::{TableWriter, prepare_table_dir};
+use meshflow_sinks::parquet::{SinkError, TableWriter, prepare_table_dir};
 
-use super::trace::remove_other_tables;
+use super::trace::Staged;
 use super::{ImportError, ImportReport, each_line, progress_for, trace_sink, unique_files};
 
 /// The Zeek fields a flow record is built from; the rest are kept as text.
@@ -46,18 +46,28 @@ pub fn import(files: &[PathBuf], out: &Path) -> Result<ImportReport, ImportError
         return Ok(report);
     }
     rows.sort_by_key(|(r, _)| r.last_seen);
-    let sink = trace_sink(out);
-    let dir = prepare_table_dir(out, FlowRecord::TABLE, sink.mode)?;
-    let mut writer = TableWriter::<FlowRecord>::new(dir, 0, &sink, Counters::shared())
-        .with_extra_columns(extras.names.clone());
+    let staged = Staged::new(out)?;
     let written = rows.len() as u64;
+    write_flows(staged.dir(), rows, extras.names).map_err(|source| ImportError::Write {
+        out: out.to_path_buf(),
+        source,
+    })?;
+    report.rows.push((FlowRecord::TABLE, written));
+    staged.commit(&[FlowRecord::TABLE], &mut report)?;
+    Ok(report)
+}
+
+/// Writes `rows`, with their kept Zeek columns `extras`, as the `flows/` table of the
+/// trace folder `dir`.
+fn write_flows(dir: &Path, rows: Vec<Row>, extras: Vec<String>) -> Result<(), SinkError> {
+    let sink = trace_sink(dir);
+    let dir = prepare_table_dir(dir, FlowRecord::TABLE, sink.mode)?;
+    let mut writer = TableWriter::<FlowRecord>::new(dir, 0, &sink, Counters::shared())
+        .with_extra_columns(extras);
     for (row, values) in rows {
         writer.write_with_extras(row, &values)?;
     }
-    writer.finish()?;
-    report.rows.push((FlowRecord::TABLE, written));
-    remove_other_tables(out, &[FlowRecord::TABLE], &mut report)?;
-    Ok(report)
+    writer.finish()
 }
 
 /// A flow record and the values of its kept Zeek columns.

@@ -181,7 +181,7 @@ pub fn run_prompt(
                 anyhow::Ok(0)
             }
             Err(e) => {
-                writeln!(err, "error: {e:#}")?;
+                writeln!(err, "error: {}", crate::error_text(&e))?;
                 anyhow::Ok(1)
             }
         }
