@@ -157,7 +157,7 @@ impl SqlSession {
             if msg.contains("not found") {
                 anyhow::anyhow!("{msg}\navailable tables: {}", self.available())
             } else {
-                anyhow::anyhow!("{msg}")
+                anyhow::anyhow!("{}", shorten_field_list(&msg))
             }
         })?;
         let schema = Arc::new(df.schema().as_arrow().clone());
@@ -213,6 +213,35 @@ impl SqlSession {
             self.tables.join(", ")
         }
     }
+}
+
+/// Fields of DataFusion's `Valid fields are …` list shown in an error; the rest are
+/// counted. A query on `node_features` would otherwise list its hundred columns.
+const LISTED_FIELDS: usize = 12;
+
+/// `msg` with DataFusion's list of valid fields (after an unknown column) cut to its
+/// first [`LISTED_FIELDS`], and a pointer to `DESCRIBE`, which lists them all.
+fn shorten_field_list(msg: &str) -> String {
+    const LIST: &str = "Valid fields are ";
+    let Some(at) = msg.find(LIST) else {
+        return msg.to_string();
+    };
+    let (head, list) = msg.split_at(at + LIST.len());
+    let (list, tail) = match list.find(".\n") {
+        Some(end) => list.split_at(end),
+        None => (list.trim_end_matches('.'), ""),
+    };
+    let fields: Vec<&str> = list.split(", ").collect();
+    if fields.len() <= LISTED_FIELDS {
+        return msg.to_string();
+    }
+    format!(
+        "{head}{}, … and {} more (`DESCRIBE table` lists a table's columns){}",
+        fields[..LISTED_FIELDS].join(", "),
+        fields.len() - LISTED_FIELDS,
+        tail.strip_prefix('.')
+            .map_or(String::from("."), |t| format!(".{t}"))
+    )
 }
 
 /// Every Parquet file below `dir`, in path order (hidden files excluded).

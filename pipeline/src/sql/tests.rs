@@ -194,6 +194,24 @@ fn errors_carry_datafusions_message_and_unknown_tables_list_the_tables() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("no_such_column"), "{err}");
+    // DataFusion lists every column of the table: the first 12 are shown.
+    let columns = <meshflow_schemas::NodeFeatures as meshflow_schemas::ArrowRecord>::schema()
+        .fields()
+        .len();
+    assert!(
+        err.contains("Valid fields are node_features.window_end, node_features.window_start,")
+            && err.contains(&format!(
+                ", … and {} more (`DESCRIBE table` lists a table's columns).",
+                columns + 2 - 12
+            ))
+            && !err.contains("node_features.components"),
+        "{err}"
+    );
+    let err = rt
+        .block_on(session.run("SELECT nodee FROM node_features"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("Did you mean 'node_features.node'?"), "{err}");
     let err = rt.block_on(session.run("SELEC 1")).unwrap_err().to_string();
     assert!(err.contains("SELEC"), "{err}");
     let err = rt
