@@ -58,7 +58,7 @@ fn in_mount_namespace(cwd: &Path, script: &str) -> String {
 /// A trace of 10 nodes over 20 s takes about 90 KB; one of 50 nodes over 2 minutes,
 /// about 950 KB. On a 512 KiB filesystem holding the first, the second cannot be
 /// written: the error names the disk, and the first trace stays byte for byte, with
-/// no staging folder left behind. The same for a metric import over it.
+/// no staging folder left behind. The same for a metric and a Zeek import over it.
 #[test]
 fn a_full_disk_leaves_the_earlier_trace_as_it_was() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,6 +81,33 @@ fn a_full_disk_leaves_the_earlier_trace_as_it_was() {
         })
         .collect();
     std::fs::write(d.join("big.csv"), csv).unwrap();
+    // 10,000 connections both ways with scattered addresses, ports and counts: about
+    // 870 KB of Parquet.
+    let mut log = String::from(
+        "#fields\tts\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\tduration\t\
+         orig_bytes\tresp_bytes\torig_pkts\tresp_pkts\n",
+    );
+    for i in 0..10_000u64 {
+        let h = i * 2_654_435_761 % 4_294_967_291;
+        log.push_str(&format!(
+            "{}.{:03}\t10.0.{}.{}\t{}\t10.1.{}.{}\t{}\ttcp\t{}.{:03}\t{}\t{}\t{}\t{}\n",
+            1_397_088_300 + i / 3,
+            i % 1000,
+            h % 251,
+            h % 241,
+            h % 60_000 + 1024,
+            h % 239,
+            h % 233,
+            h % 1000 + 1,
+            h % 100,
+            h % 997,
+            h % 99_991,
+            h % 88_883,
+            h % 97 + 1,
+            h % 89 + 1
+        ));
+    }
+    std::fs::write(d.join("big.log"), log).unwrap();
     std::fs::create_dir(d.join("mnt")).unwrap();
     let stderr = in_mount_namespace(
         d,
@@ -90,12 +117,15 @@ cp -r small mnt/trace || exit 1
 "$MESHFLOW" sim --out mnt/trace --nodes 50 --duration 2m --faults 0 && exit 2
 echo "--- import" >&2
 "$MESHFLOW" import metrics big.csv --out mnt/trace && exit 3
+echo "--- zeek" >&2
+"$MESHFLOW" import zeek big.log --out mnt/trace && exit 4
 cp -r mnt/trace after || exit 1
 ls -A mnt/trace > after.names
 "#,
     );
-    let (sim, import) = stderr.split_once("--- import").expect("both commands ran");
-    for said in [sim, import] {
+    let (sim, imports) = stderr.split_once("--- import").expect("every command ran");
+    let (metrics, zeek) = imports.split_once("--- zeek").expect("every command ran");
+    for said in [sim, metrics, zeek] {
         assert!(said.contains("No space left on device"), "{stderr}");
         assert!(said.contains("mnt/trace was left as it was"), "{stderr}");
         assert!(!said.contains("External: No space left on device (os error 28): External"));
