@@ -26,7 +26,7 @@ pub mod sql;
 /// `error`'s message and its causes, joined by `: `, leaving out a cause whose text
 /// the message already holds: many errors (Parquet's, DataFusion's, the sinks')
 /// repeat their source's text in their own, and anyhow's `{:#}` would print it again
-/// ("Parquet error: Parquet error: …").
+/// ("External: No space left on device (os error 28): External: …").
 pub fn error_text(error: &anyhow::Error) -> String {
     let mut text = String::new();
     for cause in error.chain() {

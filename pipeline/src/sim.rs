@@ -3,11 +3,13 @@
 use std::path::Path;
 
 use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, GroundTruth, NodeMetric, TcpEvent};
-use meshflow_sinks::parquet::{ParquetSinkConfig, TableWriter, prepare_table_dir, write_table};
+use meshflow_sinks::parquet::{
+    ParquetSinkConfig, SinkError, TableWriter, prepare_table_dir, write_table,
+};
 use meshflow_sources::simulator::{SimConfig, Simulator, Tick};
 
 use crate::import::ImportReport;
-use crate::import::trace::Staged;
+use crate::import::trace::write_whole;
 
 /// Rows written per table by [`write_trace`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -27,20 +29,14 @@ pub struct TraceCounts {
 }
 
 /// Generates the whole simulation into `out` as a replayable trace. It is written
-/// aside and swapped in whole, as an import is ([`Staged`]): the folder then holds
-/// exactly this trace, or, if writing failed, what it held before.
+/// aside and swapped in whole, as an import is ([`write_whole`]): the folder then
+/// holds exactly this trace, or, if writing failed, what it held before.
 pub fn write_trace(cfg: SimConfig, out: &Path) -> anyhow::Result<TraceCounts> {
     let sim = Simulator::new(cfg)?;
-    let staged = Staged::new(out)?;
-    let mut counts = write_tables(&sim, staged.dir()).map_err(|e| {
-        anyhow::anyhow!(
-            "{}; {} was left as it was",
-            crate::error_text(&e),
-            out.display()
-        )
-    })?;
     let mut report = ImportReport::default();
-    staged.commit(&TRACE_TABLES, &mut report)?;
+    let mut counts = write_whole(out, &TRACE_TABLES, &mut report, |dir| {
+        write_tables(&sim, dir)
+    })?;
     counts.removed = report.removed;
     counts.warnings = report.warnings;
     Ok(counts)
@@ -55,7 +51,7 @@ const TRACE_TABLES: [&str; 4] = [
 ];
 
 /// Writes the simulation's tables ([`TRACE_TABLES`]) into the folder `out`.
-fn write_tables(sim: &Simulator, out: &Path) -> anyhow::Result<TraceCounts> {
+fn write_tables(sim: &Simulator, out: &Path) -> Result<TraceCounts, SinkError> {
     let sink = ParquetSinkConfig {
         path: out.to_path_buf(),
         buckets: 1,
@@ -85,7 +81,10 @@ fn write_tables(sim: &Simulator, out: &Path) -> anyhow::Result<TraceCounts> {
     Ok(counts)
 }
 
-fn writer<R: ArrowRecord>(out: &Path, sink: &ParquetSinkConfig) -> anyhow::Result<TableWriter<R>> {
+fn writer<R: ArrowRecord>(
+    out: &Path,
+    sink: &ParquetSinkConfig,
+) -> Result<TableWriter<R>, SinkError> {
     let dir = prepare_table_dir(out, R::TABLE, sink.mode)?;
     Ok(TableWriter::new(dir, 0, sink, Counters::shared()))
 }

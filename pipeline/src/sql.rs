@@ -227,20 +227,17 @@ fn shorten_field_list(msg: &str) -> String {
         return msg.to_string();
     };
     let (head, list) = msg.split_at(at + LIST.len());
-    let (list, tail) = match list.find(".\n") {
-        Some(end) => list.split_at(end),
-        None => (list.trim_end_matches('.'), ""),
-    };
+    // The list ends at its full stop: the message's end, or a line's.
+    let end = list.find(".\n").unwrap_or(list.trim_end_matches('.').len());
+    let (list, tail) = list.split_at(end);
     let fields: Vec<&str> = list.split(", ").collect();
     if fields.len() <= LISTED_FIELDS {
         return msg.to_string();
     }
     format!(
-        "{head}{}, … and {} more (`DESCRIBE table` lists a table's columns){}",
+        "{head}{}, … and {} more (`DESCRIBE table` lists a table's columns){tail}",
         fields[..LISTED_FIELDS].join(", "),
         fields.len() - LISTED_FIELDS,
-        tail.strip_prefix('.')
-            .map_or(String::from("."), |t| format!(".{t}"))
     )
 }
 

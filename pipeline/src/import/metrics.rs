@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use meshflow_schemas::{
     ArrowRecord, NodeMetric, NodeName, TimestampNs, TopologyEdge, node_id_of_name,
 };
-use meshflow_sinks::parquet::{SinkError, write_table};
+use meshflow_sinks::parquet::write_table;
 
-use super::trace::Staged;
+use super::trace::write_whole;
 use super::{ImportError, ImportReport, each_line, progress_for, trace_sink};
 
 const COLUMNS: [&str; 4] = ["timestamp", "node", "metric", "value"];
@@ -185,22 +185,16 @@ pub fn import(csv: &Path, edges: Option<&Path>, out: &Path) -> Result<ImportRepo
     if let Some(links) = &links {
         report.rows.push((TopologyEdge::TABLE, links.len() as u64));
     }
-    let staged = Staged::new(out)?;
-    let sink = trace_sink(staged.dir());
-    let write = || -> Result<(), SinkError> {
-        write_table(staged.dir(), metrics, &sink)?;
-        write_table(staged.dir(), nodes, &sink)?;
+    let written: Vec<&str> = report.rows.iter().map(|(table, _)| *table).collect();
+    write_whole(out, &written, &mut report, |dir| {
+        let sink = trace_sink(dir);
+        write_table(dir, metrics, &sink)?;
+        write_table(dir, nodes, &sink)?;
         match links {
-            Some(links) => write_table(staged.dir(), links, &sink).map(drop),
+            Some(links) => write_table(dir, links, &sink).map(drop),
             None => Ok(()),
         }
-    };
-    write().map_err(|source| ImportError::Write {
-        out: out.to_path_buf(),
-        source,
     })?;
-    let written: Vec<&str> = report.rows.iter().map(|(table, _)| *table).collect();
-    staged.commit(&written, &mut report)?;
     Ok(report)
 }
 

@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 
 use meshflow_schemas::{ArrowRecord, GroundTruth, INPUT_TABLES, NodeName, TopologyEdge};
 
+use meshflow_sinks::parquet::SinkError;
+
 use super::{ImportError, ImportReport};
 
 /// The tables of a trace: the input tables replay reads, the given topology and node
@@ -70,6 +72,25 @@ fn other_file(dir: &Path) -> std::io::Result<Option<std::path::PathBuf>> {
     Ok(None)
 }
 
+/// Writes a trace into `out` whole: `write` writes the tables `written` into a
+/// staging folder ([`Staged`]), which then replace those of an earlier trace, whose
+/// other tables are removed (listed in `report`). If `write` fails, `out` is left as
+/// it was and the error says so.
+pub(crate) fn write_whole<T>(
+    out: &Path,
+    written: &[&str],
+    report: &mut ImportReport,
+    write: impl FnOnce(&Path) -> Result<T, SinkError>,
+) -> Result<T, ImportError> {
+    let staged = Staged::new(out)?;
+    let value = write(staged.dir()).map_err(|source| ImportError::Write {
+        out: out.to_path_buf(),
+        source,
+    })?;
+    staged.commit(written, report)?;
+    Ok(value)
+}
+
 /// The prefix of the hidden folder an import writes its trace into (followed by the
 /// writing process's id); `meshflow sql` and replay skip hidden folders.
 const STAGING_PREFIX: &str = ".meshflow-staging-";
@@ -78,7 +99,7 @@ const STAGING_PREFIX: &str = ".meshflow-staging-";
 /// place only once every table is complete: a failure while writing (a full disk, a
 /// failing device) leaves an earlier trace in the output folder as it was. Dropped
 /// without [`Staged::commit`], it removes what it wrote.
-pub(crate) struct Staged {
+pub(super) struct Staged {
     out: PathBuf,
     dir: PathBuf,
 }
@@ -87,7 +108,7 @@ impl Staged {
     /// Creates the output folder if needed and an empty staging folder inside it,
     /// first removing staging folders that processes no longer running left behind
     /// (an import killed part-way).
-    pub(crate) fn new(out: &Path) -> Result<Staged, ImportError> {
+    pub(super) fn new(out: &Path) -> Result<Staged, ImportError> {
         fs::create_dir_all(out).map_err(staging_err("creating", out))?;
         for entry in fs::read_dir(out).map_err(staging_err("listing", out))? {
             let path = entry.map_err(staging_err("listing", out))?.path();
@@ -111,7 +132,7 @@ impl Staged {
     }
 
     /// The folder to write the trace's tables into.
-    pub(crate) fn dir(&self) -> &Path {
+    pub(super) fn dir(&self) -> &Path {
         &self.dir
     }
 
@@ -119,11 +140,7 @@ impl Staged {
     /// of that name, then removes the other tables of an earlier trace (see
     /// [`remove_other_tables`]). Should a move fail, the tables already moved are put
     /// back, so the output folder holds either the earlier trace or this one.
-    pub(crate) fn commit(
-        self,
-        written: &[&str],
-        report: &mut ImportReport,
-    ) -> Result<(), ImportError> {
+    fn commit(self, written: &[&str], report: &mut ImportReport) -> Result<(), ImportError> {
         let replaced = self.dir.join(".replaced");
         fs::create_dir(&replaced).map_err(staging_err("creating", &replaced))?;
         let mut moved: Vec<(&str, bool)> = Vec::new();

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use meshflow_schemas::{ArrowRecord, Counters, FlowRecord, Ip16, TimestampNs, node_id_of_ip};
 use meshflow_sinks::parquet::{SinkError, TableWriter, prepare_table_dir};
 
-use super::trace::Staged;
+use super::trace::write_whole;
 use super::{ImportError, ImportReport, each_line, progress_for, trace_sink, unique_files};
 
 /// The Zeek fields a flow record is built from; the rest are kept as text.
@@ -46,14 +46,10 @@ pub fn import(files: &[PathBuf], out: &Path) -> Result<ImportReport, ImportError
         return Ok(report);
     }
     rows.sort_by_key(|(r, _)| r.last_seen);
-    let staged = Staged::new(out)?;
-    let written = rows.len() as u64;
-    write_flows(staged.dir(), rows, extras.names).map_err(|source| ImportError::Write {
-        out: out.to_path_buf(),
-        source,
+    report.rows.push((FlowRecord::TABLE, rows.len() as u64));
+    write_whole(out, &[FlowRecord::TABLE], &mut report, |dir| {
+        write_flows(dir, rows, extras.names)
     })?;
-    report.rows.push((FlowRecord::TABLE, written));
-    staged.commit(&[FlowRecord::TABLE], &mut report)?;
     Ok(report)
 }
 
